@@ -1,0 +1,1 @@
+"""The OpenAI wire format plus Crossroads' extensions, as pydantic models."""

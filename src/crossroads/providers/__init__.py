@@ -1,0 +1,1 @@
+"""Wire dialects: one module per upstream API format, behind the `Provider` protocol."""

@@ -1,0 +1,97 @@
+"""The seam between the gateway and a wire dialect.
+
+A `Provider` is one configured upstream endpoint speaking one dialect (`openai`,
+`anthropic`, `gemini`, `llamacpp`). Whatever the dialect, it takes an OpenAI-format request
+body and gives back OpenAI-format results: a response dict from `complete`, chunk dicts from
+`stream`. Translation lives entirely inside the dialect module, so routing, usage and logging
+never see a foreign wire format. Failures are raised as `UpstreamError`, never as a
+transport library's exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+__all__ = [
+    "Capabilities",
+    "Provider",
+    "UpstreamCall",
+    "UpstreamError",
+    "UpstreamFailure",
+]
+
+UpstreamFailure = Literal["http", "timeout", "connection", "malformed", "stream_interrupted"]
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a provider can do, consulted before a request is sent to it."""
+
+    streaming: bool = True
+    tools: bool = True
+    vision: bool = False
+    json_schema: bool = True
+    logprobs: bool = True
+    # Parameters outside OpenAI's set that the upstream accepts as-is (e.g. vLLM's top_k).
+    extra_parameters: frozenset[str] = frozenset()
+
+
+@dataclass(slots=True)
+class UpstreamCall:
+    """One request to send upstream: an OpenAI-format body whose `model` is the upstream id."""
+
+    body: dict[str, Any]
+    # A key that replaces the configured one for this call only (bring-your-own-key).
+    api_key: str | None = None
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+
+class UpstreamError(Exception):
+    """The upstream failed; `status` is its HTTP status when it answered at all."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        failure: UpstreamFailure,
+        status: int | None = None,
+        retry_after: float | None = None,
+        code: str | None = None,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.failure = failure
+        self.status = status
+        self.retry_after = retry_after
+        self.code = code
+        self.param = param
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """One upstream endpoint. Created from config, started and closed in the app's lifespan."""
+
+    name: str
+    dialect: str
+    capabilities: Capabilities
+
+    async def start(self) -> None:
+        """Open pooled connections or load weights; called once before serving."""
+
+    async def aclose(self) -> None:
+        """Release everything `start` acquired."""
+
+    async def complete(self, call: UpstreamCall) -> dict[str, Any]:
+        """Return an OpenAI `chat.completion` dict, or raise `UpstreamError`."""
+        ...
+
+    def stream(self, call: UpstreamCall) -> AsyncIterator[dict[str, Any]]:
+        """Yield OpenAI `chat.completion.chunk` dicts as they arrive, never buffering.
+
+        The caller always asks for usage (`stream_options.include_usage`), so the last
+        chunk carries it when the upstream reports usage at all.
+        """
+        ...

@@ -1,0 +1,1 @@
+"""The only place SQL happens: the request log (and later keys, usage and collections)."""
