@@ -1,0 +1,5 @@
+"""`python -m crossroads` is the `crossroads` command."""
+
+from crossroads.cli import main
+
+main()

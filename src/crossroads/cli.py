@@ -1,0 +1,290 @@
+"""The `crossroads` command line. Each command's docstring is its help text."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import aiohttp
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from crossroads.config import Config, ConfigError, find_config_file, load_config, parse_config
+from crossroads.server.auth import is_loopback
+from crossroads.storage.records import LogRecord
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    help="Crossroads: a self-hosted, OpenAI-compatible LLM gateway and router.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Inspect and validate configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="TOML config file (default: $CROSSROADS_CONFIG, ./crossroads.toml)."),
+]
+
+_err = Console(stderr=True)
+
+
+def _load(config_path: Path | None) -> tuple[Config | None, Path | None]:
+    path = find_config_file(config_path)
+    if path is None:
+        return None, None
+    try:
+        return load_config(path), path
+    except ConfigError as exc:
+        _err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+@contextlib.contextmanager
+def _demo_config() -> Iterator[Config]:
+    """No config given: serve model `local` from the bundled fake upstream.
+
+    The fake upstream is a real OpenAI-compatible HTTP server on 127.0.0.1 that echoes the
+    last user message. It stands in until the embedded llama.cpp engine is the default.
+    """
+    from crossroads.testing.fake_openai import FakeOpenAI
+
+    with FakeOpenAI().running_in_thread() as fake:
+        yield parse_config(
+            {
+                "providers": {"demo": {"base_url": fake.base_url}},
+                "models": {
+                    "local": {
+                        "description": "Demo: echoes your last message (bundled fake upstream)",
+                        "deployments": [{"provider": "demo", "model": "echo"}],
+                    }
+                },
+            },
+            "built-in demo configuration",
+        )
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind (default 8000).")] = None,
+) -> None:
+    """Run the gateway.
+
+    Without a config file it serves the model `local` from a built-in demo upstream that
+    echoes your last message, on 127.0.0.1:8000.
+    """
+    loaded, path = _load(config)
+    with contextlib.ExitStack() as stack:
+        if loaded is None:
+            loaded = stack.enter_context(_demo_config())
+            _err.print(
+                "[yellow]No config file: serving model 'local' from the built-in demo upstream "
+                "(it echoes your last message).[/yellow]"
+            )
+        _run(loaded, host, port)
+
+
+def _run(config: Config, host: str | None, port: int | None) -> None:
+    import uvicorn
+
+    from crossroads.server import create_app
+
+    bind_host = host or config.server.host
+    bind_port = config.server.port if port is None else port
+    if config.serves_loopback_only and not is_loopback(bind_host):
+        _err.print(
+            f"[red]Refusing to bind {bind_host}: no API keys are configured, so the gateway "
+            "would be open to anyone who can reach it. Add [[keys]] to the config, or bind "
+            "127.0.0.1.[/red]"
+        )
+        raise typer.Exit(2)
+    _err.print(
+        f"Crossroads on http://{bind_host}:{bind_port}/v1 — models: "
+        + (", ".join(config.models) or "none")
+        + ("" if config.keys else " — no keys configured: loopback clients only")
+    )
+    uvicorn.run(
+        create_app(config),
+        host=bind_host,
+        port=bind_port,
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        http="httptools",
+        access_log=config.server.access_log,
+        log_level="info",
+        timeout_graceful_shutdown=30,
+    )
+
+
+@app.command()
+def chat(
+    prompt: Annotated[str, typer.Argument(help="What to ask.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Model name.")] = "local",
+    stream: Annotated[bool, typer.Option(help="Print the answer as it is generated.")] = False,
+    url: Annotated[str, typer.Option(help="Gateway base URL.")] = "http://127.0.0.1:8000/v1",
+    api_key: Annotated[
+        str | None, typer.Option(envvar="CROSSROADS_API_KEY", help="Bearer key for the gateway.")
+    ] = None,
+) -> None:
+    """Send one chat message to a running gateway and print the answer."""
+    body = {"model": model, "messages": [{"role": "user", "content": prompt}], "stream": stream}
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    code = asyncio.run(_chat(url.rstrip("/"), api_key, body))
+    raise typer.Exit(code)
+
+
+async def _chat(url: str, api_key: str | None, body: dict[str, Any]) -> int:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    out = Console()
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"{url}/chat/completions", data=orjson.dumps(body), headers=headers) as resp,
+        ):
+            if resp.status >= 400:
+                payload = await resp.read()
+                try:
+                    message = orjson.loads(payload)["error"]["message"]
+                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    message = payload.decode(errors="replace")
+                _err.print(f"[red]HTTP {resp.status}: {message}[/red]")
+                return 1
+            if not body["stream"]:
+                result = orjson.loads(await resp.read())
+                out.print(result["choices"][0]["message"].get("content") or "", markup=False)
+                _print_usage(result.get("usage"), result.get("provider"))
+                return 0
+            usage = provider = None
+            async for line in resp.content:
+                if not line.startswith(b"data: ") or line.strip() == b"data: [DONE]":
+                    continue
+                chunk = orjson.loads(line[6:])
+                if "error" in chunk:
+                    _err.print(f"\n[red]stream failed: {chunk['error']['message']}[/red]")
+                    return 1
+                for choice in chunk.get("choices") or ():
+                    sys.stdout.write((choice.get("delta") or {}).get("content") or "")
+                    sys.stdout.flush()
+                usage, provider = chunk.get("usage") or usage, chunk.get("provider") or provider
+            sys.stdout.write("\n")
+            _print_usage(usage, provider)
+            return 0
+    except aiohttp.ClientError as exc:
+        _err.print(f"[red]Cannot reach the gateway at {url}: {exc}[/red]")
+        return 1
+
+
+def _print_usage(usage: dict[str, Any] | None, provider: str | None) -> None:
+    if usage:
+        _err.print(
+            f"[dim]{provider or '?'} · {usage.get('prompt_tokens')}+{usage.get('completion_tokens')}"
+            f" tokens · ${usage.get('cost', 0):.6f} · {usage.get('latency_ms', 0):.0f} ms[/dim]"
+        )
+
+
+@app.command()
+def logs(
+    config: ConfigOption = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many recent records.")] = 20,
+    model: Annotated[str | None, typer.Option(help="Only this requested model.")] = None,
+    status: Annotated[str | None, typer.Option(help="'ok', 'error' or an HTTP status.")] = None,
+    session: Annotated[str | None, typer.Option(help="Only this session_id.")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new records.")] = False,
+) -> None:
+    """Show the request log as a table (reads the configured database directly)."""
+    loaded, _ = _load(config)
+    url = (loaded.storage.database_url if loaded else None) or None
+    parsed_status: int | str | None = int(status) if status and status.isdigit() else status
+    try:
+        asyncio.run(_logs(url, limit, model, parsed_status, session, follow))
+    except KeyboardInterrupt:
+        pass
+
+
+async def _logs(
+    url: str | None,
+    limit: int,
+    model: str | None,
+    status: int | str | None,
+    session: str | None,
+    follow: bool,
+) -> None:
+    from crossroads.storage.database import create_engine, default_database_url
+    from crossroads.storage.log_store import LogStore
+
+    store = LogStore(create_engine(url or default_database_url()))
+    await store.open()
+    out = Console()
+    try:
+        records = await store.query(model=model, status=status, session_id=session, limit=limit)
+        out.print(_log_table(list(reversed(records))))
+        seen = {r.id for r in records}
+        since = max((r.created_at for r in records), default=datetime.now(UTC))
+        while follow:
+            await asyncio.sleep(1.0)
+            fresh = await store.query(
+                start=since, model=model, status=status, session_id=session, limit=1000
+            )
+            fresh = [r for r in reversed(fresh) if r.id not in seen]
+            if fresh:
+                out.print(_log_table(fresh, header=False))
+                seen.update(r.id for r in fresh)
+                since = max(since, *(r.created_at for r in fresh))
+    finally:
+        await store.close()
+
+
+def _log_table(records: list[LogRecord], header: bool = True) -> Table:
+    table = Table(show_header=header, box=None if not header else None, pad_edge=False)
+    for column in ("time", "id", "key", "model", "provider", "status", "tokens", "cost $", "ms", "session"):
+        table.add_column(column, no_wrap=True)
+    for r in records:
+        style = "red" if r.status_code >= 400 else None
+        tokens = f"{r.prompt_tokens}+{r.completion_tokens}" if r.prompt_tokens is not None else ""
+        table.add_row(
+            r.created_at.astimezone().strftime("%H:%M:%S"),
+            r.id[:8],
+            r.key_id or "-",
+            r.model_requested,
+            r.provider or "-",
+            str(r.status_code) + (f" {r.error_code}" if r.error_code else ""),
+            tokens,
+            f"{r.cost:.6f}" if r.cost is not None else "",
+            f"{r.latency_ms:.0f}" if r.latency_ms is not None else "",
+            r.session_id or "",
+            style=style,
+        )
+    return table
+
+
+@config_app.command("check")
+def config_check(config: ConfigOption = None) -> None:
+    """Validate the config file without serving; exit status 2 names what is wrong."""
+    loaded, path = _load(config)
+    if loaded is None:
+        _err.print(
+            "No config file given or found (--config, $CROSSROADS_CONFIG, ./crossroads.toml); "
+            "`crossroads serve` would use the built-in demo."
+        )
+        raise typer.Exit(1)
+    deployments = sum(len(m.deployments) for m in loaded.models.values())
+    typer.echo(
+        f"{path}: OK — {len(loaded.providers)} provider(s), {len(loaded.models)} model(s), "
+        f"{deployments} deployment(s), {len(loaded.keys)} key(s)"
+    )
+
+
+def main() -> None:
+    app()

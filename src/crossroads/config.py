@@ -1,0 +1,261 @@
+"""Typed configuration: one TOML file, validated once at start-up.
+
+Everything the gateway needs to know about its world — where to listen, which upstreams
+exist, which public model names map to which deployments, who may call it — is read here
+and nowhere else. Validation errors name the dotted path of the offending value
+(`models.gpt-4o.deployments[1].price.input`) so a typo is found in seconds. Secrets are
+never written in the file itself when they can be avoided: `env:NAME` references are
+resolved here, at load time, and a missing variable is a configuration error.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DeploymentConfig",
+    "KeyConfig",
+    "ModelConfig",
+    "Price",
+    "ProviderConfig",
+    "ServerConfig",
+    "StorageConfig",
+    "dotted_path",
+    "find_config_file",
+    "load_config",
+    "parse_config",
+    "resolve_secret",
+]
+
+CONFIG_ENV = "CROSSROADS_CONFIG"
+DEFAULT_CONFIG_NAME = "crossroads.toml"
+DIALECTS = ("openai",)
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; `problems` lists `path: what is wrong` lines."""
+
+    def __init__(self, problems: Sequence[str], source: str | None = None) -> None:
+        self.problems = list(problems)
+        self.source = source
+        where = f" in {source}" if source else ""
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid configuration{where}:\n{lines}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Price(_Strict):
+    """USD per 1M tokens. `cached_input` defaults to `input` when the upstream has no discount."""
+
+    input: float = Field(0.0, ge=0)
+    output: float = Field(0.0, ge=0)
+    cached_input: float | None = Field(None, ge=0)
+
+    @property
+    def cached_input_or_input(self) -> float:
+        return self.input if self.cached_input is None else self.cached_input
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    access_log: bool = False
+
+
+class StorageConfig(_Strict):
+    # None means SQLite under the user's data directory.
+    database_url: str | None = None
+    flush_interval: float = Field(1.0, gt=0, le=60)
+
+
+class KeyConfig(_Strict):
+    """A bearer key that may call the API. `name` is what the request log records."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    key: Annotated[str, Field(min_length=1)]
+    # Which request-log records this key may read through /v1/logs.
+    logs: Literal["own", "all"] = "own"
+
+
+class ProviderConfig(_Strict):
+    dialect: Literal["openai"] = "openai"
+    base_url: Annotated[str, Field(min_length=1)]
+    api_key: str | None = None
+    connect_timeout: float = Field(10.0, gt=0)
+    read_timeout: float = Field(600.0, gt=0)
+    max_connections: int = Field(1000, ge=1)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class DeploymentConfig(_Strict):
+    provider: Annotated[str, Field(min_length=1)]
+    # The upstream's own model id; defaults to the public model name.
+    model: str | None = None
+    price: Price = Field(default_factory=Price)
+    weight: float = Field(1.0, gt=0)
+
+
+class ModelConfig(_Strict):
+    deployments: Annotated[list[DeploymentConfig], Field(min_length=1)]
+    context_window: int | None = Field(None, ge=1)
+    capabilities: list[Literal["tools", "vision", "json_schema", "logprobs", "reasoning"]] = Field(
+        default_factory=list
+    )
+    owned_by: str | None = None
+    description: str | None = None
+
+
+class Config(_Strict):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    keys: list[KeyConfig] = Field(default_factory=list)
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
+
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, models: dict[str, ModelConfig]) -> dict[str, ModelConfig]:
+        for name in models:
+            if not name.strip() or "," in name or name != name.strip():
+                raise ValueError(
+                    f"model name {name!r} must be non-empty, without surrounding spaces "
+                    "and without commas (a comma in `model` means fan-out)"
+                )
+            if name == "router":
+                raise ValueError("'router' is reserved for learned routing")
+        return models
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        problems: list[str] = []
+        for name, model in self.models.items():
+            for i, deployment in enumerate(model.deployments):
+                if deployment.provider not in self.providers:
+                    known = ", ".join(sorted(self.providers)) or "none are configured"
+                    problems.append(
+                        f"{dotted_path(('models', name, 'deployments', i, 'provider'))}: "
+                        f"unknown provider {deployment.provider!r} (known: {known})"
+                    )
+        names = [k.name for k in self.keys]
+        for i, key_name in enumerate(names):
+            if names.index(key_name) != i:
+                problems.append(f"keys[{i}].name: duplicate key name {key_name!r}")
+        if problems:
+            raise ConfigError(problems)
+        return self
+
+    @property
+    def serves_loopback_only(self) -> bool:
+        """With no keys there is no authentication, so only this machine may connect."""
+        return not self.keys
+
+
+def dotted_path(loc: Sequence[int | str]) -> str:
+    """`('models', 'a.b', 'deployments', 1)` → `models."a.b".deployments[1]`."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            text = f'"{part}"' if ("." in part or " " in part or not part) else part
+            out += f".{text}" if out else text
+    return out
+
+
+def resolve_secret(value: str | None, path: str) -> str | None:
+    """`env:NAME` → the variable's value; anything else is taken literally."""
+    if value is None or not value.startswith("env:"):
+        return value
+    name = value[4:]
+    resolved = os.environ.get(name)
+    if not resolved:
+        raise ConfigError([f"{path}: environment variable {name} is not set"])
+    return resolved
+
+
+def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
+    """Validate a decoded TOML document and resolve its secret references."""
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            # A ConfigError raised inside a validator arrives wrapped; unwrap its lines.
+            inner = (err.get("ctx") or {}).get("error")
+            if isinstance(inner, ConfigError):
+                problems.extend(inner.problems)
+                continue
+            path = dotted_path(err["loc"])
+            message = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                message = "unknown setting"
+            problems.append(f"{path or '(top level)'}: {message}")
+        raise ConfigError(problems, source) from None
+    except ConfigError as exc:
+        raise ConfigError(exc.problems, source) from None
+    # Secrets are resolved now so a missing variable stops start-up, not the first request.
+    try:
+        resolved_keys = [
+            k.model_copy(update={"key": resolve_secret(k.key, f"keys[{i}].key")})
+            for i, k in enumerate(config.keys)
+        ]
+        resolved_providers = {
+            name: p.model_copy(
+                update={"api_key": resolve_secret(p.api_key, f"providers.{name}.api_key")}
+            )
+            for name, p in config.providers.items()
+        }
+    except ConfigError as exc:
+        raise ConfigError(exc.problems, source) from None
+    return config.model_copy(update={"keys": resolved_keys, "providers": resolved_providers})
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML config file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"cannot read the file: {exc.strerror or exc}"], str(path)) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"not valid TOML: {exc}"], str(path)) from None
+    return parse_config(data, str(path))
+
+
+def find_config_file(explicit: str | Path | None = None) -> Path | None:
+    """`--config`, else `$CROSSROADS_CONFIG`, else `./crossroads.toml` if it exists."""
+    if explicit:
+        return Path(explicit)
+    if env := os.environ.get(CONFIG_ENV):
+        return Path(env)
+    local = Path.cwd() / DEFAULT_CONFIG_NAME
+    return local if local.is_file() else None

@@ -1,0 +1,18 @@
+"""Builds the configured providers: dialect name → class, one instance per config entry."""
+
+from __future__ import annotations
+
+from crossroads.config import Config
+from crossroads.providers.base import Provider
+from crossroads.providers.openai import OpenAIProvider
+
+__all__ = ["build_providers"]
+
+
+def build_providers(config: Config) -> dict[str, Provider]:
+    """One provider per `[providers.NAME]` table, not yet started."""
+    providers: dict[str, Provider] = {}
+    for name, provider_config in config.providers.items():
+        if provider_config.dialect == "openai":
+            providers[name] = OpenAIProvider(name, provider_config)
+    return providers

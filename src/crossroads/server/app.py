@@ -1,0 +1,114 @@
+"""`create_app(config)`: the ASGI application and its lifespan.
+
+Every long-lived object — upstream HTTP pools, the database engine, the log writer — is
+created in the lifespan and closed there, in reverse order, so a test can build and tear
+down as many apps as it likes in one process and nothing lives at module level.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from crossroads.catalog import Catalog
+from crossroads.config import Config
+from crossroads.gateway import Gateway
+from crossroads.protocol.errors import GatewayError
+from crossroads.providers.registry import build_providers
+from crossroads.server import routes
+from crossroads.server.auth import KeyRing
+from crossroads.server.openapi import build_openapi
+from crossroads.server.responses import error_response
+from crossroads.server.state import AppState
+from crossroads.storage.database import create_engine, default_database_url
+from crossroads.storage.log_store import LogStore
+from crossroads.storage.writer import LogWriter
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger("crossroads")
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        error = GatewayError(
+            404, f"Unknown endpoint: {request.method} {request.url.path}.", code="unknown_url"
+        )
+    elif exc.status_code == 405:
+        error = GatewayError(
+            405,
+            f"Method {request.method} is not allowed on {request.url.path}.",
+            type="invalid_request_error",
+            code="method_not_allowed",
+        )
+    else:
+        error = GatewayError(exc.status_code, str(exc.detail))
+    return error_response(error)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(
+        GatewayError(500, "The gateway hit an internal error; it has been logged.", code="internal_error")
+    )
+
+
+def create_app(config: Config) -> Starlette:
+    """Build the app; nothing is opened until the lifespan starts."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        engine = create_engine(config.storage.database_url or default_database_url())
+        log_store = LogStore(engine)
+        await log_store.open()
+        log_writer = LogWriter(log_store, flush_interval=config.storage.flush_interval)
+        await log_writer.start()
+        providers = build_providers(config)
+        catalog = Catalog.from_config(config)
+        state = AppState(
+            config=config,
+            catalog=catalog,
+            keys=KeyRing(config.keys),
+            providers=providers,
+            log_store=log_store,
+            log_writer=log_writer,
+            gateway=Gateway(catalog, providers, log_writer),
+            openapi_document=build_openapi(),
+        )
+        app.state.crossroads = state
+        try:
+            for provider in providers.values():
+                await provider.start()
+            state.ready = True
+            state.not_ready_reason = ""
+            yield
+        finally:
+            state.ready = False
+            state.not_ready_reason = "shutting down"
+            for provider in providers.values():
+                await provider.aclose()
+            await log_writer.close()
+            await log_store.close()
+
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", routes.chat_completions, methods=["POST"]),
+            Route("/chat/completions", routes.chat_completions, methods=["POST"]),
+            Route("/v1/models", routes.list_models, methods=["GET"]),
+            Route("/v1/logs", routes.list_logs, methods=["GET"]),
+            Route("/v1/logs/{log_id}", routes.get_log, methods=["GET"]),
+            Route("/health", routes.health, methods=["GET"]),
+            Route("/ready", routes.ready, methods=["GET"]),
+            Route("/openapi.json", routes.openapi, methods=["GET"]),
+        ],
+        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+        lifespan=lifespan,
+    )

@@ -1,0 +1,127 @@
+"""`/openapi.json`: the API described from the same pydantic models that validate it.
+
+Built once at start-up. The request schema is the one `ChatCompletionRequest` enforces, so
+schema-driven fuzzers and client generators see exactly what the gateway accepts,
+extensions included.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from crossroads import __version__
+from crossroads.protocol.chat import ChatCompletionRequest
+from crossroads.protocol.responses import ChatCompletion, ChatCompletionChunk, ErrorResponse
+
+__all__ = ["build_openapi"]
+
+_REF = "#/components/schemas/{model}"
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": _REF.format(model="ErrorResponse")}}},
+    }
+
+
+_ERRORS = {
+    "400": _error("Invalid request: malformed JSON, wrong types, out-of-range values"),
+    "401": _error("Missing or wrong API key"),
+    "404": _error("Unknown model (`model_not_found`)"),
+    "413": _error("Request body over the configured limit"),
+    "429": _error("Rate limited (upstream or gateway)"),
+    "502": _error("Upstream failed or answered with something unusable"),
+    "503": _error("Upstream overloaded or unavailable"),
+    "504": _error("Upstream timed out"),
+}
+
+
+def build_openapi() -> dict[str, Any]:
+    models: list[tuple[type[BaseModel], Any]] = [
+        (ChatCompletionRequest, "validation"),
+        (ChatCompletion, "serialization"),
+        (ChatCompletionChunk, "serialization"),
+        (ErrorResponse, "serialization"),
+    ]
+    _, schemas = models_json_schema(models, ref_template=_REF)
+    bearer = [{"bearer": []}]
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Crossroads",
+            "version": __version__,
+            "description": "OpenAI-compatible LLM gateway and router.",
+        },
+        "components": {
+            "schemas": schemas.get("$defs", {}),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": bearer,
+        "paths": {
+            "/v1/chat/completions": {
+                "post": {
+                    "operationId": "createChatCompletion",
+                    "summary": "Create a chat completion (OpenAI-compatible, with extensions)",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": _REF.format(model="ChatCompletionRequest")}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "A completion, or an SSE stream of chunks",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": _REF.format(model="ChatCompletion")}
+                                },
+                                "text/event-stream": {
+                                    "schema": {"$ref": _REF.format(model="ChatCompletionChunk")}
+                                },
+                            },
+                        },
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/v1/models": {
+                "get": {
+                    "operationId": "listModels",
+                    "responses": {"200": {"description": "OpenAI model list"}, "401": _ERRORS["401"]},
+                }
+            },
+            "/v1/logs": {
+                "get": {
+                    "operationId": "listLogs",
+                    "parameters": [
+                        {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+                        for n in ("start", "end", "model", "status", "session_id", "limit", "before")
+                    ],
+                    "responses": {"200": {"description": "Request log records, newest first"}},
+                }
+            },
+            "/v1/logs/{log_id}": {
+                "get": {
+                    "operationId": "getLog",
+                    "parameters": [
+                        {"name": "log_id", "in": "path", "required": True, "schema": {"type": "string"}}
+                    ],
+                    "responses": {"200": {"description": "One record"}, "404": _error("No such record")},
+                }
+            },
+            "/health": {"get": {"operationId": "health", "security": [], "responses": {"200": {"description": "Alive"}}}},
+            "/ready": {
+                "get": {
+                    "operationId": "ready",
+                    "security": [],
+                    "responses": {"200": {"description": "Ready"}, "503": {"description": "Not ready"}},
+                }
+            },
+        },
+    }

@@ -1,0 +1,237 @@
+"""Thin routes: authenticate, parse, call one object, pick the response type.
+
+Each handler turns `GatewayError` into the OpenAI envelope itself rather than relying on
+middleware, which keeps the hot path free of extra ASGI layers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from crossroads.gateway import CallContext
+from crossroads.protocol.errors import GatewayError, bad_request
+from crossroads.server.responses import JSONResponse, error_response
+from crossroads.server.state import AppState
+from crossroads.storage.records import LogRecord
+
+__all__ = [
+    "chat_completions",
+    "get_log",
+    "health",
+    "list_logs",
+    "list_models",
+    "openapi",
+    "ready",
+]
+
+_STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.crossroads
+    return state
+
+
+def _authenticate(request: Request) -> str | None:
+    client = request.client
+    return _state(request).keys.authenticate(
+        request.headers.get("authorization"), client.host if client else None
+    )
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    parts = []
+    size = 0
+    async for part in request.stream():
+        size += len(part)
+        if size > limit:
+            raise _too_large(limit)
+        parts.append(part)
+    return b"".join(parts)
+
+
+def _too_large(limit: int) -> GatewayError:
+    return GatewayError(
+        413,
+        f"The request body is larger than this gateway accepts ({limit} bytes). "
+        "Send fewer or shorter messages, or raise server.max_body_bytes.",
+        code="request_too_large",
+    )
+
+
+async def chat_completions(request: Request) -> Response:
+    state = _state(request)
+    headers = request.headers
+    try:
+        key_id = _authenticate(request)
+    except GatewayError as exc:
+        return error_response(exc)
+    tags = headers.get("x-crossroads-tags")
+    context = CallContext(
+        key_id=key_id,
+        session_header=headers.get("x-session-id") or None,
+        tags=[t.strip() for t in tags.split(",") if t.strip()] if tags else None,
+    )
+    gateway = state.gateway
+    body: Any = None
+    try:
+        raw = await _read_body(request, state.config.server.max_body_bytes)
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise bad_request(
+                f"The request body is not valid JSON ({exc.msg} at position {exc.pos}).",
+                code="invalid_json",
+            ) from None
+    except GatewayError as exc:
+        gateway.reject(exc, context)
+        return error_response(exc)
+    log_header = {"x-crossroads-log-id": context.log_id}
+    try:
+        chat = gateway.prepare(body, context)
+        if chat.request.stream:
+            chunks = await gateway.stream(chat)
+            return StreamingResponse(
+                chunks,
+                media_type="text/event-stream",
+                headers={**_STREAM_HEADERS, **log_header},
+            )
+        return JSONResponse(await gateway.complete(chat), headers=log_header)
+    except GatewayError as exc:
+        response = error_response(exc)
+        response.headers.update(log_header)
+        return response
+
+
+async def list_models(request: Request) -> Response:
+    try:
+        _authenticate(request)
+    except GatewayError as exc:
+        return error_response(exc)
+    return JSONResponse(_state(request).catalog.listing())
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def ready(request: Request) -> Response:
+    state = _state(request)
+    if state.ready:
+        return JSONResponse({"ready": True})
+    return JSONResponse({"ready": False, "reason": state.not_ready_reason}, status_code=503)
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(_state(request).openapi_document)
+
+
+# --- request log -----------------------------------------------------------------------------
+
+
+def _parse_time(name: str, value: str | None) -> datetime | None:
+    if value is None or value == "":
+        return None
+    try:
+        return datetime.fromtimestamp(float(value), UTC)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise bad_request(
+            f"'{name}' must be an ISO 8601 time or Unix seconds, got {value!r}.", param=name
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _parse_limit(value: str | None) -> int:
+    if value is None:
+        return 50
+    if not value.isdigit() or not 1 <= int(value) <= 1000:
+        raise bad_request("'limit' must be an integer from 1 to 1000.", param="limit")
+    return int(value)
+
+
+def _parse_status(value: str | None) -> int | str | None:
+    if value is None or value == "":
+        return None
+    if value in ("ok", "error"):
+        return value
+    if value.isdigit() and 100 <= int(value) <= 599:
+        return int(value)
+    raise bad_request(
+        "'status' must be 'ok', 'error' or an HTTP status code such as 429.", param="status"
+    )
+
+
+def record_json(record: LogRecord) -> dict[str, Any]:
+    data = dataclasses.asdict(record)
+    data["object"] = "request_log"
+    data["created_at"] = record.created_at.isoformat()
+    return data
+
+
+def _visible_key(request: Request) -> tuple[str | None, bool]:
+    """The caller's key name, and whether it may read every key's records."""
+    key_id = _authenticate(request)
+    return key_id, _state(request).may_read_all_logs(key_id)
+
+
+async def list_logs(request: Request) -> Response:
+    try:
+        key_id, read_all = _visible_key(request)
+        params = request.query_params
+        metadata = {
+            name.removeprefix("metadata."): value
+            for name, value in params.multi_items()
+            if name.startswith("metadata.")
+        }
+        limit = _parse_limit(params.get("limit"))
+        records = await _state(request).log_store.query(
+            start=_parse_time("start", params.get("start")),
+            end=_parse_time("end", params.get("end")),
+            model=params.get("model") or None,
+            status=_parse_status(params.get("status")),
+            session_id=params.get("session_id") or None,
+            metadata=metadata,
+            key_id=None if read_all else key_id,
+            limit=limit + 1,
+            before=params.get("before") or None,
+        )
+    except GatewayError as exc:
+        return error_response(exc)
+    except ValueError as exc:  # a filter the database cannot express, e.g. a quote in a key
+        return error_response(bad_request(f"Invalid log filter: {exc}."))
+    page = records[:limit]
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": [record_json(r) for r in page],
+            "has_more": len(records) > limit,
+            "next_before": page[-1].id if len(records) > limit else None,
+        }
+    )
+
+
+async def get_log(request: Request) -> Response:
+    try:
+        key_id, read_all = _visible_key(request)
+    except GatewayError as exc:
+        return error_response(exc)
+    log_id = request.path_params["log_id"]
+    record = await _state(request).log_store.get(log_id)
+    if record is None or (not read_all and record.key_id != key_id):
+        return error_response(
+            GatewayError(404, f"No request log record with id '{log_id}'.", code="log_not_found")
+        )
+    return JSONResponse(record_json(record))

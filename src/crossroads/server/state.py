@@ -1,0 +1,38 @@
+"""Everything the routes share, created in the lifespan and hung on `app.state`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from crossroads.catalog import Catalog
+from crossroads.config import Config
+from crossroads.gateway import Gateway
+from crossroads.providers.base import Provider
+from crossroads.server.auth import KeyRing
+from crossroads.storage.log_store import LogStore
+from crossroads.storage.writer import LogWriter
+
+__all__ = ["AppState"]
+
+
+@dataclass(slots=True)
+class AppState:
+    config: Config
+    catalog: Catalog
+    keys: KeyRing
+    providers: dict[str, Provider]
+    log_store: LogStore
+    log_writer: LogWriter
+    gateway: Gateway
+    openapi_document: dict[str, Any]
+    ready: bool = False
+    not_ready_reason: str = "starting"
+    _readers: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        self._readers = frozenset(k.name for k in self.config.keys if k.logs == "all")
+
+    def may_read_all_logs(self, key_id: str | None) -> bool:
+        """Loopback-only mode has one user; otherwise only keys with `logs = "all"`."""
+        return key_id is None or key_id in self._readers

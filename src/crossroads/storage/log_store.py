@@ -1,0 +1,143 @@
+"""Reading and writing the request log: the one owner of its SQL.
+
+Everything else in the gateway deals in `LogRecord`s; this module turns them into rows
+and back (every field round-trips exactly, timestamps as aware UTC) and holds the few
+queries the API and CLI need, written once for both SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from crossroads.storage.migrate import upgrade
+from crossroads.storage.records import LogRecord
+from crossroads.storage.schema import request_log
+
+__all__ = ["MAX_LIMIT", "LogStore", "StatusFilter"]
+
+MAX_LIMIT = 1000
+
+StatusFilter = int | Literal["ok", "error"]
+
+_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(LogRecord))
+_COLUMNS: tuple[sa.Column[Any], ...] = tuple(request_log.c[name] for name in _FIELDS)
+
+
+def _to_row(record: LogRecord) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in _FIELDS}
+
+
+def _to_record(row: RowMapping) -> LogRecord:
+    return LogRecord(**{name: row[name] for name in _FIELDS})
+
+
+def _json_text(dialect: str, column: sa.ColumnElement[Any], key: str) -> sa.ColumnElement[str]:
+    """SQL for "the value at top-level `key` of JSON `column`, as text"."""
+    if dialect == "sqlite":
+        if '"' in key:
+            raise ValueError(f"metadata keys containing '\"' cannot be filtered on: {key!r}")
+        extracted = sa.func.json_extract(column, sa.literal(f'$."{key}"', sa.Text()))
+        return sa.cast(extracted, sa.Text())
+    if dialect == "postgresql":
+        return column.op("->>", return_type=sa.Text())(sa.literal(key, sa.Text()))
+    raise NotImplementedError(f"metadata filters are not implemented for {dialect}")
+
+
+class LogStore:
+    """The request log in one database. Owns `engine`: `close()` disposes of it."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    async def open(self) -> None:
+        """Bring the schema up to date (runs the Alembic migrations)."""
+        await upgrade(self._engine)
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    async def write(self, records: Sequence[LogRecord]) -> None:
+        """Insert `records` in one transaction (a single executemany insert)."""
+        if not records:
+            return
+        rows = [_to_row(record) for record in records]
+        async with self._engine.begin() as connection:
+            await connection.execute(request_log.insert(), rows)
+
+    async def get(self, id: str) -> LogRecord | None:
+        statement = sa.select(*_COLUMNS).where(request_log.c.id == id)
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(statement)).mappings().first()
+        return None if row is None else _to_record(row)
+
+    async def query(
+        self,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        model: str | None = None,
+        status: StatusFilter | None = None,
+        session_id: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        key_id: str | None = None,
+        limit: int = 100,
+        before: str | None = None,
+    ) -> list[LogRecord]:
+        """Records newest first, by (`created_at`, `id`), matching every filter given.
+
+        `start` is inclusive and `end` exclusive (naive datetimes are UTC); `model` matches
+        the requested model; `status` is an exact code, or "ok" (< 400) or "error" (>= 400);
+        every `metadata` key must hold exactly the given string; `key_id` limits the
+        records to one caller's. `before` is the id of the
+        last record of the previous page; an id that does not exist gives an empty page.
+        """
+        if not 1 <= limit <= MAX_LIMIT:
+            raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
+        dialect = self._engine.dialect.name
+        c = request_log.c
+        conditions: list[sa.ColumnElement[bool]] = []
+        if start is not None:
+            conditions.append(c.created_at >= start)
+        if end is not None:
+            conditions.append(c.created_at < end)
+        if model is not None:
+            conditions.append(c.model_requested == model)
+        if status == "ok":
+            conditions.append(c.status_code < 400)
+        elif status == "error":
+            conditions.append(c.status_code >= 400)
+        elif isinstance(status, int):
+            conditions.append(c.status_code == status)
+        elif status is not None:
+            raise ValueError(f"status must be an int, 'ok' or 'error', got {status!r}")
+        if session_id is not None:
+            conditions.append(c.session_id == session_id)
+        if key_id is not None:
+            conditions.append(c.key_id == key_id)
+        for key, value in (metadata or {}).items():
+            conditions.append(_json_text(dialect, c["metadata"], key) == value)
+        if before is not None:
+            cursor = sa.select(c.created_at).where(c.id == before).scalar_subquery()
+            conditions.append(
+                sa.or_(c.created_at < cursor, sa.and_(c.created_at == cursor, c.id < before))
+            )
+        statement = (
+            sa.select(*_COLUMNS)
+            .where(*conditions)
+            .order_by(c.created_at.desc(), c.id.desc())
+            .limit(limit)
+        )
+        async with self._engine.connect() as connection:
+            rows = (await connection.execute(statement)).mappings().all()
+        return [_to_record(row) for row in rows]

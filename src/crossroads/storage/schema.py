@@ -1,0 +1,91 @@
+"""The request-log table, described once in SQLAlchemy Core.
+
+`LogStore` builds its statements from this description, and the test-suite compares it
+with what the Alembic migrations create, so the two cannot drift apart unnoticed. The
+migrations stay the source of truth for the database itself: nothing here creates tables.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+__all__ = ["NAMING_CONVENTION", "UTCDateTime", "metadata", "request_log"]
+
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timezone-aware timestamp that is stored in UTC and always read back as UTC.
+
+    SQLite has no timestamp type: SQLAlchemy stores text and drops the offset, so values
+    are normalised to naive UTC there (which also keeps text order equal to time order).
+    Naive datetimes given by callers are taken to be UTC already.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _json() -> sa.JSON:
+    # Python None is stored as SQL NULL, not as the JSON literal `null`.
+    return sa.JSON(none_as_null=True)
+
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+request_log = sa.Table(
+    "request_log",
+    metadata,
+    sa.Column("id", sa.Text(), primary_key=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("model_requested", sa.Text(), nullable=False),
+    sa.Column("status_code", sa.Integer(), nullable=False),
+    sa.Column("stream", sa.Boolean(), nullable=False),
+    sa.Column("key_id", sa.Text(), nullable=True),
+    sa.Column("model_served", sa.Text(), nullable=True),
+    sa.Column("provider", sa.Text(), nullable=True),
+    sa.Column("upstream_model", sa.Text(), nullable=True),
+    sa.Column("error_code", sa.Text(), nullable=True),
+    sa.Column("error_message", sa.Text(), nullable=True),
+    sa.Column("request", _json(), nullable=True),
+    sa.Column("response", _json(), nullable=True),
+    sa.Column("prompt_tokens", sa.Integer(), nullable=True),
+    sa.Column("completion_tokens", sa.Integer(), nullable=True),
+    sa.Column("total_tokens", sa.Integer(), nullable=True),
+    sa.Column("cached_tokens", sa.Integer(), nullable=True),
+    sa.Column("prompt_characters", sa.BigInteger(), nullable=True),
+    sa.Column("response_characters", sa.BigInteger(), nullable=True),
+    sa.Column("cost", sa.Float(), nullable=True),
+    sa.Column("latency_ms", sa.Float(), nullable=True),
+    sa.Column("ttft_ms", sa.Float(), nullable=True),
+    sa.Column("user", sa.Text(), nullable=True),
+    sa.Column("metadata", _json(), nullable=True),
+    sa.Column("session_id", sa.Text(), nullable=True),
+    sa.Column("extra", _json(), nullable=True),
+    sa.Column("tags", _json(), nullable=True),
+    sa.Index(None, "created_at"),
+    sa.Index(None, "model_requested", "created_at"),
+    sa.Index(None, "session_id"),
+    sa.Index(None, "status_code"),
+    sa.Index(None, "key_id", "created_at"),
+)

@@ -1,0 +1,96 @@
+"""Shared fixtures: a fake upstream and a real gateway served by uvicorn on 127.0.0.1."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openai import OpenAI
+
+from crossroads.config import Config, parse_config
+from crossroads.server import create_app
+from crossroads.testing.fake_openai import FakeOpenAI
+from crossroads.testing.server import ServedApp, serve_in_thread
+
+API_KEY = "sk-test-0123456789abcdef"
+OTHER_KEY = "sk-other-0123456789abcdef"
+
+# Public model name → fake-upstream behaviour (the deployment's upstream model id).
+BEHAVIOURS = {
+    "fixed": "fixed",
+    "echo": "echo",
+    "slow": "fixed+delay=300",
+    "error-400": "error=400",
+    "error-401": "error=401",
+    "error-404": "error=404",
+    "error-422": "error=422",
+    "error-429": "error=429+retry_after=7",
+    "error-500": "error=500",
+    "error-502": "error=502",
+    "error-503": "error=503",
+    "error-504": "error=504",
+    "malformed": "malformed",
+    "drop": "drop_after=3",
+    "cached": "cached=4",
+    "no-usage": "no_usage",
+    "tool": "tool",
+}
+
+PRICE = {"input": 2.0, "output": 8.0, "cached_input": 0.5}
+
+
+@pytest.fixture(scope="session")
+def fake_upstream() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI(api_key="sk-upstream").running_in_thread() as fake:
+        yield fake
+
+
+def gateway_config(
+    fake: FakeOpenAI, database: Path, *, keys: bool = True, **server: Any
+) -> Config:
+    data: dict[str, Any] = {
+        "server": server,
+        "storage": {"database_url": f"sqlite+aiosqlite:///{database}", "flush_interval": 0.05},
+        "providers": {
+            "fake": {"base_url": fake.base_url, "api_key": "sk-upstream", "read_timeout": 5},
+            "dead": {"base_url": "http://127.0.0.1:9", "connect_timeout": 2},
+        },
+        "models": {
+            name: {"deployments": [{"provider": "fake", "model": behaviour, "price": PRICE}]}
+            for name, behaviour in BEHAVIOURS.items()
+        },
+    }
+    data["models"]["unreachable"] = {"deployments": [{"provider": "dead", "model": "x"}]}
+    if keys:
+        data["keys"] = [
+            {"name": "main", "key": API_KEY, "logs": "all"},
+            {"name": "other", "key": OTHER_KEY},
+        ]
+    return parse_config(data)
+
+
+@contextlib.contextmanager
+def running_gateway(config: Config) -> Iterator[ServedApp]:
+    with serve_in_thread(create_app(config)) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def gateway(fake_upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApp]:
+    database = tmp_path_factory.mktemp("db") / "log.db"
+    with running_gateway(gateway_config(fake_upstream, database, max_body_bytes=64 * 1024)) as served:
+        yield served
+
+
+@pytest.fixture
+def client(gateway: ServedApp) -> Iterator[OpenAI]:
+    with OpenAI(base_url=f"{gateway.url}/v1", api_key=API_KEY, max_retries=0) as sdk:
+        yield sdk
+
+
+def flush_log(served: ServedApp) -> None:
+    """Write everything the gateway has queued for the log, from the test's thread."""
+    served.call(served.app.state.crossroads.log_writer.flush())
