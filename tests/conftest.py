@@ -48,9 +48,7 @@ def fake_upstream() -> Iterator[FakeOpenAI]:
         yield fake
 
 
-def gateway_config(
-    fake: FakeOpenAI, database: Path, *, keys: bool = True, **server: Any
-) -> Config:
+def gateway_config(fake: FakeOpenAI, database: Path, *, keys: bool = True, **server: Any) -> Config:
     data: dict[str, Any] = {
         "server": server,
         "storage": {"database_url": f"sqlite+aiosqlite:///{database}", "flush_interval": 0.05},
@@ -79,9 +77,13 @@ def running_gateway(config: Config) -> Iterator[ServedApp]:
 
 
 @pytest.fixture(scope="module")
-def gateway(fake_upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApp]:
+def gateway(
+    fake_upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServedApp]:
     database = tmp_path_factory.mktemp("db") / "log.db"
-    with running_gateway(gateway_config(fake_upstream, database, max_body_bytes=64 * 1024)) as served:
+    with running_gateway(
+        gateway_config(fake_upstream, database, max_body_bytes=64 * 1024)
+    ) as served:
         yield served
 
 

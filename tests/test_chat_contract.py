@@ -19,7 +19,11 @@ FIXED_REPLY = "Hello from the fake upstream."
 
 def expected_cost(prompt: int, completion: int, cached: int = 0) -> float:
     return round(
-        ((prompt - cached) * PRICE["input"] + cached * PRICE["cached_input"] + completion * PRICE["output"])
+        (
+            (prompt - cached) * PRICE["input"]
+            + cached * PRICE["cached_input"]
+            + completion * PRICE["output"]
+        )
         / 1_000_000,
         12,
     )
@@ -121,7 +125,9 @@ def test_upstream_sees_upstream_model_without_our_fields_and_with_unknown_params
     assert seen["headers"]["authorization"] == "Bearer sk-upstream"
 
 
-def test_stream_always_asks_the_upstream_for_usage(client: OpenAI, fake_upstream: FakeOpenAI) -> None:
+def test_stream_always_asks_the_upstream_for_usage(
+    client: OpenAI, fake_upstream: FakeOpenAI
+) -> None:
     fake_upstream.requests.clear()
     list(client.chat.completions.create(model="fixed", messages=USER, stream=True))  # type: ignore[arg-type]
     assert fake_upstream.requests[-1]["body"]["stream_options"] == {"include_usage": True}
@@ -158,7 +164,9 @@ def test_wrong_key_is_401(gateway: ServedApp) -> None:
 
 
 def test_missing_key_is_401(gateway: ServedApp) -> None:
-    response = httpx.post(f"{gateway.url}/v1/chat/completions", json={"model": "fixed", "messages": USER})
+    response = httpx.post(
+        f"{gateway.url}/v1/chat/completions", json={"model": "fixed", "messages": USER}
+    )
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "missing_api_key"
 
@@ -177,11 +185,17 @@ def test_unknown_model_is_404_model_not_found(client: OpenAI) -> None:
         ({"model": "fixed", "messages": []}, "messages"),
         ({"model": "fixed"}, "messages"),
         ({"model": "fixed", "messages": [{"role": "robot", "content": "x"}]}, "messages[0]"),
-        ({"model": "fixed", "messages": USER, "top_logprobs": 30, "logprobs": True}, "top_logprobs"),
+        (
+            {"model": "fixed", "messages": USER, "top_logprobs": 30, "logprobs": True},
+            "top_logprobs",
+        ),
         ({"model": "fixed", "messages": USER, "n": "two"}, "n"),
         ({"model": "a,b,c,d,e,f", "messages": USER}, "model"),
         ({"model": "fixed", "messages": USER, "session_id": "s" * 129}, "session_id"),
-        ({"model": "fixed", "messages": USER, "quality_risk_threshold": 1.5}, "quality_risk_threshold"),
+        (
+            {"model": "fixed", "messages": USER, "quality_risk_threshold": 1.5},
+            "quality_risk_threshold",
+        ),
     ],
 )
 def test_invalid_values_are_400_naming_the_param(client: OpenAI, body: dict, param: str) -> None:  # type: ignore[type-arg]
@@ -201,7 +215,9 @@ def test_invalid_values_are_400_naming_the_param(client: OpenAI, body: dict, par
         ({"top_k": 5}, "top_k"),
     ],
 )
-def test_not_yet_served_parameters_are_400_unsupported(client: OpenAI, extra: dict, param: str) -> None:  # type: ignore[type-arg]
+def test_not_yet_served_parameters_are_400_unsupported(
+    client: OpenAI, extra: dict, param: str
+) -> None:  # type: ignore[type-arg]
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model="fixed", messages=USER, extra_body=extra)  # type: ignore[arg-type]
     assert caught.value.code == "unsupported_parameter"

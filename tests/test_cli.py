@@ -27,8 +27,10 @@ def _write_config(path: Path, fake: FakeOpenAI, database: Path, keys: bool = Tru
         "[providers.fake]",
         f'base_url = "{fake.base_url}"',
         'api_key = "sk-upstream"',
-        '[models.echo]',
-        'deployments = [{ provider = "fake", model = "echo", price = { input = 1.0, output = 2.0 } }]',
+        "[models.echo]",
+        "deployments = [",
+        '  { provider = "fake", model = "echo", price = { input = 1.0, output = 2.0 } },',
+        "]",
     ]
     if keys:
         lines += ["[[keys]]", 'name = "main"', f'key = "{API_KEY}"', 'logs = "all"']
@@ -51,7 +53,9 @@ def test_config_check_names_the_problem(tmp_path: Path) -> None:
     assert "models.m.deployments[0].provider: unknown provider 'nope'" in result.output
 
 
-def test_serve_refuses_a_public_bind_without_keys(fake_upstream: FakeOpenAI, tmp_path: Path) -> None:
+def test_serve_refuses_a_public_bind_without_keys(
+    fake_upstream: FakeOpenAI, tmp_path: Path
+) -> None:
     path = _write_config(tmp_path / "c.toml", fake_upstream, tmp_path / "db.sqlite", keys=False)
     result = runner.invoke(app, ["serve", "--config", str(path), "--host", "0.0.0.0"])
     assert result.exit_code == 2
@@ -63,15 +67,30 @@ def test_chat_and_logs_against_a_running_gateway(fake_upstream: FakeOpenAI, tmp_
     path = _write_config(tmp_path / "c.toml", fake_upstream, database)
     with running_gateway(gateway_config(fake_upstream, database)) as served:
         url = f"{served.url}/v1"
-        plain = runner.invoke(app, ["chat", "hello there", "-m", "echo", "--url", url, "--api-key", API_KEY])
+        plain = runner.invoke(
+            app, ["chat", "hello there", "-m", "echo", "--url", url, "--api-key", API_KEY]
+        )
         assert plain.exit_code == 0, plain.output
         assert "hello there" in plain.output
         streamed = runner.invoke(
-            app, ["chat", "streamed words", "-m", "echo", "--stream", "--url", url, "--api-key", API_KEY]
+            app,
+            [
+                "chat",
+                "streamed words",
+                "-m",
+                "echo",
+                "--stream",
+                "--url",
+                url,
+                "--api-key",
+                API_KEY,
+            ],
         )
         assert streamed.exit_code == 0, streamed.output
         assert "streamed words" in streamed.output
-        missing = runner.invoke(app, ["chat", "x", "-m", "nope", "--url", url, "--api-key", API_KEY])
+        missing = runner.invoke(
+            app, ["chat", "x", "-m", "nope", "--url", url, "--api-key", API_KEY]
+        )
         assert missing.exit_code == 1
         assert "HTTP 404" in missing.output
         flush_log(served)

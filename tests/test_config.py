@@ -42,7 +42,9 @@ def test_errors_name_the_dotted_path() -> None:
             },
         }
     )
-    assert found == ["models.gpt-4o.deployments[1].price.input: Input should be greater than or equal to 0"]
+    assert found == [
+        "models.gpt-4o.deployments[1].price.input: Input should be greater than or equal to 0"
+    ]
 
 
 def test_unknown_settings_and_providers_are_named() -> None:
@@ -54,7 +56,9 @@ def test_unknown_settings_and_providers_are_named() -> None:
         }
     )
     assert "server.prot: unknown setting" in found
-    found = problems({"providers": {"p": PROVIDER}, "models": {"m": {"deployments": [{"provider": "q"}]}}})
+    found = problems(
+        {"providers": {"p": PROVIDER}, "models": {"m": {"deployments": [{"provider": "q"}]}}}
+    )
     assert found == ["models.m.deployments[0].provider: unknown provider 'q' (known: p)"]
 
 
@@ -65,7 +69,9 @@ def test_dotted_names_are_quoted_in_paths() -> None:
 
 @pytest.mark.parametrize("name", ["a,b", "router", " spaced"])
 def test_reserved_or_ambiguous_model_names_are_rejected(name: str) -> None:
-    found = problems({"providers": {"p": PROVIDER}, "models": {name: {"deployments": [{"provider": "p"}]}}})
+    found = problems(
+        {"providers": {"p": PROVIDER}, "models": {name: {"deployments": [{"provider": "p"}]}}}
+    )
     assert found[0].startswith("models:")
 
 

@@ -7,11 +7,11 @@ envelope with a 4xx (or an upstream-attributed 5xx) status.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import json
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -29,10 +29,12 @@ json_scalars = (
 )
 json_values = st.recursive(
     json_scalars,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=12,
 )
-FIELDS = sorted(ChatCompletionRequest.model_fields) + ["unknown_field"]
+FIELDS = [*sorted(ChatCompletionRequest.model_fields), "unknown_field"]
 VALID: dict[str, Any] = {"model": "fixed", "messages": [{"role": "user", "content": "hi"}]}
 UPSTREAM_STATUSES = {502, 503, 504}
 
@@ -55,16 +57,22 @@ def _check(response: httpx.Response) -> None:
 
 
 def _post(http: httpx.Client, content: bytes) -> httpx.Response:
-    return http.post("/v1/chat/completions", content=content, headers={"Content-Type": "application/json"})
+    return http.post(
+        "/v1/chat/completions", content=content, headers={"Content-Type": "application/json"}
+    )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(body=json_values)
 def test_arbitrary_json_never_500s(http: httpx.Client, body: Any) -> None:
     _check(_post(http, json.dumps(body).encode()))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(field=st.sampled_from(FIELDS), value=json_values, stream=st.booleans())
 def test_valid_requests_with_one_field_mangled_never_500(
     http: httpx.Client, field: str, value: Any, stream: bool
@@ -76,13 +84,21 @@ def test_valid_requests_with_one_field_mangled_never_500(
     _check(response)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(raw=st.binary(max_size=200))
 def test_raw_bytes_never_500(http: httpx.Client, raw: bytes) -> None:
     _check(_post(http, raw))
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(message=st.dictionaries(st.sampled_from(["role", "content", "name", "tool_calls", "tool_call_id"]), json_values))
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    message=st.dictionaries(
+        st.sampled_from(["role", "content", "name", "tool_calls", "tool_call_id"]), json_values
+    )
+)
 def test_mangled_messages_never_500(http: httpx.Client, message: dict[str, Any]) -> None:
     _check(_post(http, json.dumps({**VALID, "messages": [message]}).encode()))

@@ -58,7 +58,10 @@ def test_a_served_request_is_logged_with_everything(client: OpenAI, gateway: Ser
     assert record["stream"] is False
     assert record["request"]["messages"] == USER
     assert record["request"]["session_id"] == "sess-1"
-    assert record["response"]["choices"][0]["message"]["content"] == completion.choices[0].message.content
+    assert (
+        record["response"]["choices"][0]["message"]["content"]
+        == completion.choices[0].message.content
+    )
     usage = completion.usage.model_extra
     assert record["prompt_tokens"] == completion.usage.prompt_tokens
     assert record["completion_tokens"] == completion.usage.completion_tokens
@@ -73,7 +76,9 @@ def test_a_served_request_is_logged_with_everything(client: OpenAI, gateway: Ser
     assert record["tags"] == ["beta", "eval"]
 
 
-def test_session_id_comes_from_the_header_and_the_body_wins(client: OpenAI, gateway: ServedApp) -> None:
+def test_session_id_comes_from_the_header_and_the_body_wins(
+    client: OpenAI, gateway: ServedApp
+) -> None:
     header_only, _ = _create(client, model="fixed", extra_headers={"x-session-id": "from-header"})
     both, _ = _create(
         client,
@@ -104,7 +109,9 @@ def test_secrets_never_reach_the_log(client: OpenAI, gateway: ServedApp, tmp_pat
     assert API_KEY not in str(record)
 
 
-def test_a_stream_is_logged_with_ttft_and_the_assembled_answer(client: OpenAI, gateway: ServedApp) -> None:
+def test_a_stream_is_logged_with_ttft_and_the_assembled_answer(
+    client: OpenAI, gateway: ServedApp
+) -> None:
     raw = client.chat.completions.with_raw_response.create(
         model="echo",
         messages=[{"role": "user", "content": "alpha beta gamma"}],
@@ -154,12 +161,17 @@ def test_failures_are_logged_with_status_and_error(client: OpenAI, gateway: Serv
 def test_list_filters_and_pagination(client: OpenAI, gateway: ServedApp) -> None:
     marker = f"m-{time.time_ns()}"
     ids = [
-        _create(client, model="echo", metadata={"run": marker}, extra_body={"session_id": marker})[0]
+        _create(client, model="echo", metadata={"run": marker}, extra_body={"session_id": marker})[
+            0
+        ]
         for _ in range(5)
     ]
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(
-            model="missing", messages=USER, metadata={"run": marker}, extra_body={"session_id": marker}
+            model="missing",
+            messages=USER,
+            metadata={"run": marker},
+            extra_body={"session_id": marker},
         )
     flush_log(gateway)
     base = f"{gateway.url}/v1/logs"
@@ -192,7 +204,9 @@ def test_bad_log_filters_are_400(gateway: ServedApp) -> None:
         assert response.json()["error"]["param"] in params
 
 
-def test_a_key_reads_only_its_own_records_unless_allowed_all(client: OpenAI, gateway: ServedApp) -> None:
+def test_a_key_reads_only_its_own_records_unless_allowed_all(
+    client: OpenAI, gateway: ServedApp
+) -> None:
     mine, _ = _create(client, model="fixed")
     with OpenAI(base_url=f"{gateway.url}/v1", api_key=OTHER_KEY, max_retries=0) as other:
         theirs, _ = _create(other, model="fixed")
@@ -210,7 +224,9 @@ def test_unknown_log_id_is_404(gateway: ServedApp) -> None:
     assert response.json()["error"]["code"] == "log_not_found"
 
 
-def test_the_database_holds_exactly_what_was_served(fake_upstream: FakeOpenAI, tmp_path: Path) -> None:
+def test_the_database_holds_exactly_what_was_served(
+    fake_upstream: FakeOpenAI, tmp_path: Path
+) -> None:
     """A fresh gateway: N requests in, N rows on disk after shutdown, costs equal."""
     database = tmp_path / "exact.db"
     costs = []

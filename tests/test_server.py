@@ -9,6 +9,7 @@ import openai
 import pytest
 from openai import OpenAI
 
+from crossroads.protocol.errors import GatewayError
 from crossroads.server.auth import KeyRing, is_loopback
 from crossroads.testing.fake_openai import FakeOpenAI
 from crossroads.testing.server import ServedApp
@@ -40,7 +41,14 @@ def test_openapi_describes_the_chat_endpoint_with_extensions(gateway: ServedApp)
     document = httpx.get(f"{gateway.url}/openapi.json").json()
     assert document["openapi"].startswith("3.1")
     request = document["components"]["schemas"]["ChatCompletionRequest"]
-    for name in ("messages", "temperature", "session_id", "guided_json", "willingness_to_pay", "provider"):
+    for name in (
+        "messages",
+        "temperature",
+        "session_id",
+        "guided_json",
+        "willingness_to_pay",
+        "provider",
+    ):
         assert name in request["properties"]
     assert request["properties"]["temperature"]["anyOf"][0]["maximum"] == 2
     assert "/v1/chat/completions" in document["paths"]
@@ -55,11 +63,15 @@ def test_unknown_urls_and_methods_get_the_envelope(gateway: ServedApp) -> None:
     assert wrong_method.json()["error"]["code"] == "method_not_allowed"
 
 
-def test_without_keys_loopback_clients_need_no_key(fake_upstream: FakeOpenAI, tmp_path: Path) -> None:
+def test_without_keys_loopback_clients_need_no_key(
+    fake_upstream: FakeOpenAI, tmp_path: Path
+) -> None:
     config = gateway_config(fake_upstream, tmp_path / "open.db", keys=False)
     with running_gateway(config) as served:
         with OpenAI(base_url=f"{served.url}/v1", api_key="anything", max_retries=0) as sdk:
-            reply = sdk.chat.completions.create(model="fixed", messages=[{"role": "user", "content": "hi"}])
+            reply = sdk.chat.completions.create(
+                model="fixed", messages=[{"role": "user", "content": "hi"}]
+            )
         assert reply.choices[0].message.content
 
 
@@ -67,7 +79,7 @@ def test_loopback_only_mode_refuses_other_hosts() -> None:
     ring = KeyRing([])
     assert ring.authenticate(None, "127.0.0.1") is None
     assert ring.authenticate(None, "::1") is None
-    with pytest.raises(Exception, match="serves only clients on its own machine") as caught:
+    with pytest.raises(GatewayError, match="serves only clients on its own machine") as caught:
         ring.authenticate(None, "10.1.2.3")
     assert getattr(caught.value, "status", None) == 403
 
@@ -75,16 +87,29 @@ def test_loopback_only_mode_refuses_other_hosts() -> None:
 def test_key_checks() -> None:
     from crossroads.config import KeyConfig
 
-    ring = KeyRing([KeyConfig(name="a", key="sk-aaaaaaaaaaaa"), KeyConfig(name="b", key="sk-bbbbbbbbbbbb")])
+    ring = KeyRing(
+        [KeyConfig(name="a", key="sk-aaaaaaaaaaaa"), KeyConfig(name="b", key="sk-bbbbbbbbbbbb")]
+    )
     assert ring.authenticate("Bearer sk-bbbbbbbbbbbb", "10.0.0.1") == "b"
     assert ring.authenticate("bearer  sk-aaaaaaaaaaaa", "10.0.0.1") == "a"
     for header in (None, "", "Basic abc", "Bearer", "Bearer sk-cccccccccccc"):
-        with pytest.raises(Exception) as caught:
+        with pytest.raises(GatewayError) as caught:
             ring.authenticate(header, "127.0.0.1")
         assert getattr(caught.value, "status", None) == 401
 
 
-@pytest.mark.parametrize(("host", "expected"), [("127.0.0.1", True), ("127.8.8.8", True), ("::1", True), ("localhost", True), ("0.0.0.0", False), ("example.com", False), (None, False)])
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("127.0.0.1", True),
+        ("127.8.8.8", True),
+        ("::1", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("example.com", False),
+        (None, False),
+    ],
+)
 def test_is_loopback(host: str | None, expected: bool) -> None:
     assert is_loopback(host) is expected
 

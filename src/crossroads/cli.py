@@ -18,6 +18,7 @@ from rich.table import Table
 
 from crossroads.config import Config, ConfigError, find_config_file, load_config, parse_config
 from crossroads.server.auth import is_loopback
+from crossroads.storage.log_store import StatusFilter, parse_status_filter
 from crossroads.storage.records import LogRecord
 
 __all__ = ["app", "main"]
@@ -33,7 +34,9 @@ app.add_typer(config_app, name="config")
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="TOML config file (default: $CROSSROADS_CONFIG, ./crossroads.toml)."),
+    typer.Option(
+        "--config", "-c", help="TOML config file (default: $CROSSROADS_CONFIG, ./crossroads.toml)."
+    ),
 ]
 
 _err = Console(stderr=True)
@@ -85,7 +88,7 @@ def serve(
     Without a config file it serves the model `local` from a built-in demo upstream that
     echoes your last message, on 127.0.0.1:8000.
     """
-    loaded, path = _load(config)
+    loaded, _ = _load(config)
     with contextlib.ExitStack() as stack:
         if loaded is None:
             loaded = stack.enter_context(_demo_config())
@@ -151,7 +154,9 @@ async def _chat(url: str, api_key: str | None, body: dict[str, Any]) -> int:
     try:
         async with (
             aiohttp.ClientSession() as session,
-            session.post(f"{url}/chat/completions", data=orjson.dumps(body), headers=headers) as resp,
+            session.post(
+                f"{url}/chat/completions", data=orjson.dumps(body), headers=headers
+            ) as resp,
         ):
             if resp.status >= 400:
                 payload = await resp.read()
@@ -189,8 +194,9 @@ async def _chat(url: str, api_key: str | None, body: dict[str, Any]) -> int:
 def _print_usage(usage: dict[str, Any] | None, provider: str | None) -> None:
     if usage:
         _err.print(
-            f"[dim]{provider or '?'} · {usage.get('prompt_tokens')}+{usage.get('completion_tokens')}"
-            f" tokens · ${usage.get('cost', 0):.6f} · {usage.get('latency_ms', 0):.0f} ms[/dim]"
+            f"[dim]{provider or '?'} · "
+            f"{usage.get('prompt_tokens')}+{usage.get('completion_tokens')} tokens · "
+            f"${usage.get('cost', 0):.6f} · {usage.get('latency_ms', 0):.0f} ms[/dim]"
         )
 
 
@@ -201,23 +207,27 @@ def logs(
     model: Annotated[str | None, typer.Option(help="Only this requested model.")] = None,
     status: Annotated[str | None, typer.Option(help="'ok', 'error' or an HTTP status.")] = None,
     session: Annotated[str | None, typer.Option(help="Only this session_id.")] = None,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new records.")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new records.")
+    ] = False,
 ) -> None:
     """Show the request log as a table (reads the configured database directly)."""
     loaded, _ = _load(config)
     url = (loaded.storage.database_url if loaded else None) or None
-    parsed_status: int | str | None = int(status) if status and status.isdigit() else status
     try:
+        parsed_status = parse_status_filter(status)
+    except ValueError as exc:
+        _err.print(f"[red]--status: {exc}[/red]")
+        raise typer.Exit(2) from None
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_logs(url, limit, model, parsed_status, session, follow))
-    except KeyboardInterrupt:
-        pass
 
 
 async def _logs(
     url: str | None,
     limit: int,
     model: str | None,
-    status: int | str | None,
+    status: StatusFilter | None,
     session: str | None,
     follow: bool,
 ) -> None:
@@ -247,8 +257,19 @@ async def _logs(
 
 
 def _log_table(records: list[LogRecord], header: bool = True) -> Table:
-    table = Table(show_header=header, box=None if not header else None, pad_edge=False)
-    for column in ("time", "id", "key", "model", "provider", "status", "tokens", "cost $", "ms", "session"):
+    table = Table(show_header=header, pad_edge=False)
+    for column in (
+        "time",
+        "id",
+        "key",
+        "model",
+        "provider",
+        "status",
+        "tokens",
+        "cost $",
+        "ms",
+        "session",
+    ):
         table.add_column(column, no_wrap=True)
     for r in records:
         style = "red" if r.status_code >= 400 else None

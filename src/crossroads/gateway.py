@@ -11,6 +11,7 @@ request path.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -217,7 +218,7 @@ class Gateway:
         except StopAsyncIteration:
             first = None
         except UpstreamError as exc:
-            await chunks.aclose()
+            await _close(chunks)
             error = to_gateway_error(exc, chat.deployment.provider)
             self._fail(chat.record, error)
             raise error from None
@@ -293,7 +294,8 @@ class Gateway:
                 # The client went away: stop the upstream generation and record it.
                 await _close(chunks)
                 error = GatewayError(
-                    499, "The client closed the connection before the stream ended.",
+                    499,
+                    "The client closed the connection before the stream ended.",
                     code="client_closed_request",
                 )
                 self._fail_stream(chat, assembler, error, ttft_ms)
@@ -316,7 +318,5 @@ class Gateway:
 async def _close(chunks: AsyncIterator[dict[str, Any]]) -> None:
     aclose = getattr(chunks, "aclose", None)
     if aclose is not None:
-        try:
+        with contextlib.suppress(Exception):  # the upstream may be gone: best effort
             await aclose()
-        except Exception:  # the upstream is already gone; closing is best effort
-            pass

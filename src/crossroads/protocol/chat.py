@@ -133,7 +133,12 @@ class FunctionMessage(_Open):
 
 
 ChatMessage = Annotated[
-    SystemMessage | DeveloperMessage | UserMessage | AssistantMessage | ToolMessage | FunctionMessage,
+    SystemMessage
+    | DeveloperMessage
+    | UserMessage
+    | AssistantMessage
+    | ToolMessage
+    | FunctionMessage,
     Field(discriminator="role"),
 ]
 
@@ -245,9 +250,9 @@ class ChatCompletionRequest(_Open):
     model: Annotated[str, Field(min_length=1, max_length=512)]
     store: bool | None = None
     reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
-    metadata: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]] | None = (
-        Field(None, max_length=16)
-    )
+    metadata: (
+        dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]] | None
+    ) = Field(None, max_length=16)
     frequency_penalty: Penalty | None = None
     logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = None
     logprobs: bool | None = None
@@ -379,9 +384,7 @@ _NOT_YET_SERVED = (
 def unimplemented_parameters(request: ChatCompletionRequest) -> list[str]:
     """Names of parameters the request sets that this gateway cannot honour yet, in order."""
     names = [name for name in _NOT_YET_SERVED if getattr(request, name) is not None]
-    if len(request.model_names) > 1:
-        names.insert(0, "model")
-    elif request.model == "router":
+    if len(request.model_names) > 1 or request.model == "router":
         names.insert(0, "model")
     if request.tools and any(tool.type == "retrieval" for tool in request.tools):
         names.append("tools")

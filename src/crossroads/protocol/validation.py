@@ -65,12 +65,11 @@ def validation_error(exc: ValidationError, body: Any) -> GatewayError:
     path = next(path for path, _ in described if len(path) == deepest)
     details = list(dict.fromkeys(d for p, d in described if p == path))
     detail = " or ".join(details)
+    param: str | None = path or None
     if path and details == ["is required"]:
         message = f"Missing required parameter: '{path}'."
-        param = path
     elif path:
         message = f"Invalid value for '{path}': {detail}."
-        param: str | None = path
     else:
         message = f"Invalid request: {detail}."
         named = _BACKTICKED.search(detail)

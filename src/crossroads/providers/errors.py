@@ -53,4 +53,6 @@ def to_gateway_error(exc: UpstreamError, provider: str) -> GatewayError:
     headers = {}
     if status == 503 and exc.retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
-    return GatewayError(status, prefix + exc.message, type="upstream_error", code=code, headers=headers)
+    return GatewayError(
+        status, prefix + exc.message, type="upstream_error", code=code, headers=headers
+    )

@@ -9,7 +9,6 @@ arrive; nothing is buffered beyond the current line.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -121,7 +120,7 @@ class OpenAIProvider:
                     raise upstream_error_from_body(response.status, body, response.headers)
         except UpstreamError:
             raise
-        except (TimeoutError, asyncio.TimeoutError) as exc:
+        except TimeoutError as exc:
             raise UpstreamError(
                 f"upstream {self.name!r} timed out: {exc}".rstrip(": "), failure="timeout"
             ) from None
@@ -167,7 +166,7 @@ class OpenAIProvider:
                     yield chunk
         except UpstreamError:
             raise
-        except (TimeoutError, asyncio.TimeoutError) as exc:
+        except TimeoutError as exc:
             raise UpstreamError(
                 f"upstream {self.name!r} timed out: {exc}".rstrip(": "), failure="timeout"
             ) from None

@@ -57,7 +57,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _internal_error(request: Request, exc: Exception) -> Response:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(
-        GatewayError(500, "The gateway hit an internal error; it has been logged.", code="internal_error")
+        GatewayError(
+            500, "The gateway hit an internal error; it has been logged.", code="internal_error"
+        )
     )
 
 

@@ -73,7 +73,5 @@ class KeyRing:
                 found = name
         if found is None:
             hint = token[:3] + "…" + token[-4:] if len(token) > 10 else "…"
-            raise GatewayError(
-                401, f"Incorrect API key provided: {hint}.", code="invalid_api_key"
-            )
+            raise GatewayError(401, f"Incorrect API key provided: {hint}.", code="invalid_api_key")
         return found

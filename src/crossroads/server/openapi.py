@@ -48,7 +48,7 @@ def build_openapi() -> dict[str, Any]:
         (ErrorResponse, "serialization"),
     ]
     _, schemas = models_json_schema(models, ref_template=_REF)
-    bearer = [{"bearer": []}]
+    bearer: list[dict[str, list[str]]] = [{"bearer": []}]
     return {
         "openapi": "3.1.0",
         "info": {
@@ -93,7 +93,10 @@ def build_openapi() -> dict[str, Any]:
             "/v1/models": {
                 "get": {
                     "operationId": "listModels",
-                    "responses": {"200": {"description": "OpenAI model list"}, "401": _ERRORS["401"]},
+                    "responses": {
+                        "200": {"description": "OpenAI model list"},
+                        "401": _ERRORS["401"],
+                    },
                 }
             },
             "/v1/logs": {
@@ -101,7 +104,15 @@ def build_openapi() -> dict[str, Any]:
                     "operationId": "listLogs",
                     "parameters": [
                         {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
-                        for n in ("start", "end", "model", "status", "session_id", "limit", "before")
+                        for n in (
+                            "start",
+                            "end",
+                            "model",
+                            "status",
+                            "session_id",
+                            "limit",
+                            "before",
+                        )
                     ],
                     "responses": {"200": {"description": "Request log records, newest first"}},
                 }
@@ -110,17 +121,34 @@ def build_openapi() -> dict[str, Any]:
                 "get": {
                     "operationId": "getLog",
                     "parameters": [
-                        {"name": "log_id", "in": "path", "required": True, "schema": {"type": "string"}}
+                        {
+                            "name": "log_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
                     ],
-                    "responses": {"200": {"description": "One record"}, "404": _error("No such record")},
+                    "responses": {
+                        "200": {"description": "One record"},
+                        "404": _error("No such record"),
+                    },
                 }
             },
-            "/health": {"get": {"operationId": "health", "security": [], "responses": {"200": {"description": "Alive"}}}},
+            "/health": {
+                "get": {
+                    "operationId": "health",
+                    "security": [],
+                    "responses": {"200": {"description": "Alive"}},
+                }
+            },
             "/ready": {
                 "get": {
                     "operationId": "ready",
                     "security": [],
-                    "responses": {"200": {"description": "Ready"}, "503": {"description": "Not ready"}},
+                    "responses": {
+                        "200": {"description": "Ready"},
+                        "503": {"description": "Not ready"},
+                    },
                 }
             },
         },

@@ -18,6 +18,7 @@ from crossroads.gateway import CallContext
 from crossroads.protocol.errors import GatewayError, bad_request
 from crossroads.server.responses import JSONResponse, error_response
 from crossroads.server.state import AppState
+from crossroads.storage.log_store import StatusFilter, parse_status_filter
 from crossroads.storage.records import LogRecord
 
 __all__ = [
@@ -162,16 +163,13 @@ def _parse_limit(value: str | None) -> int:
     return int(value)
 
 
-def _parse_status(value: str | None) -> int | str | None:
-    if value is None or value == "":
-        return None
-    if value in ("ok", "error"):
-        return value
-    if value.isdigit() and 100 <= int(value) <= 599:
-        return int(value)
-    raise bad_request(
-        "'status' must be 'ok', 'error' or an HTTP status code such as 429.", param="status"
-    )
+def _parse_status(value: str | None) -> StatusFilter | None:
+    try:
+        return parse_status_filter(value)
+    except ValueError:
+        raise bad_request(
+            "'status' must be 'ok', 'error' or an HTTP status code such as 429.", param="status"
+        ) from None
 
 
 def record_json(record: LogRecord) -> dict[str, Any]:

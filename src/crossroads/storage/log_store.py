@@ -20,11 +20,25 @@ from crossroads.storage.migrate import upgrade
 from crossroads.storage.records import LogRecord
 from crossroads.storage.schema import request_log
 
-__all__ = ["MAX_LIMIT", "LogStore", "StatusFilter"]
+__all__ = ["MAX_LIMIT", "LogStore", "StatusFilter", "parse_status_filter"]
 
 MAX_LIMIT = 1000
 
 StatusFilter = int | Literal["ok", "error"]
+
+
+def parse_status_filter(text: str | None) -> StatusFilter | None:
+    """'ok', 'error' or an HTTP status code, as typed in a URL or on the command line."""
+    if not text:
+        return None
+    if text == "ok":
+        return "ok"
+    if text == "error":
+        return "error"
+    if text.isdigit() and 100 <= int(text) <= 599:
+        return int(text)
+    raise ValueError(f"status must be 'ok', 'error' or an HTTP status code, got {text!r}")
+
 
 _FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(LogRecord))
 _COLUMNS: tuple[sa.Column[Any], ...] = tuple(request_log.c[name] for name in _FIELDS)
