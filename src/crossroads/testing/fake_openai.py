@@ -212,9 +212,18 @@ def _close(request: web.Request) -> None:
 class FakeOpenAI:
     """The fake upstream. `start()` binds it (port 0 picks a free port), `stop()` closes it."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        api_key: str | None = None,
+        *,
+        record: bool = True,
+    ) -> None:
         self.host = host
         self.api_key = api_key
+        # Benchmarks turn recording off so a long run does not grow without bound.
+        self.record = record
         self.requests: list[RecordedRequest] = []
         self._port = port
         self._runner: web.AppRunner | None = None
@@ -289,7 +298,8 @@ class FakeOpenAI:
         record = RecordedRequest(
             method=request.method, path=request.path, headers=headers, body=body
         )
-        self.requests.append(record)
+        if self.record:
+            self.requests.append(record)
         if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
             return _error(401, "Incorrect API key provided.", code="invalid_api_key")
         if request.method == "POST" and request.path == "/v1/chat/completions":
@@ -415,8 +425,8 @@ async def _stream(
     return response
 
 
-async def _serve(host: str, port: int, api_key: str | None) -> None:
-    fake = FakeOpenAI(host, port, api_key)
+async def _serve(host: str, port: int, api_key: str | None, record: bool) -> None:
+    fake = FakeOpenAI(host, port, api_key, record=record)
     await fake.start()
     print(fake.base_url, flush=True)
     stopping = asyncio.Event()
@@ -438,9 +448,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9100, help="0 picks a free port")
     parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
+    parser.add_argument(
+        "--no-record", action="store_true", help="do not keep received requests (for benchmarks)"
+    )
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.host, args.port, args.api_key))
+        asyncio.run(_serve(args.host, args.port, args.api_key, not args.no_record))
 
 
 if __name__ == "__main__":
