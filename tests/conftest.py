@@ -37,6 +37,7 @@ BEHAVIOURS = {
     "cached": "cached=4",
     "no-usage": "no_usage",
     "tool": "tool",
+    "slow-stream": "chunk_delay=300+chunks=10",
 }
 
 PRICE = {"input": 2.0, "output": 8.0, "cached_input": 0.5}
@@ -55,6 +56,7 @@ def gateway_config(fake: FakeOpenAI, database: Path, *, keys: bool = True, **ser
         "providers": {
             "fake": {"base_url": fake.base_url, "api_key": "sk-upstream", "read_timeout": 5},
             "dead": {"base_url": "http://127.0.0.1:9", "connect_timeout": 2},
+            "tight": {"base_url": fake.base_url, "api_key": "sk-upstream", "read_timeout": 0.2},
         },
         "models": {
             name: {"deployments": [{"provider": "fake", "model": behaviour, "price": PRICE}]}
@@ -62,6 +64,9 @@ def gateway_config(fake: FakeOpenAI, database: Path, *, keys: bool = True, **ser
         },
     }
     data["models"]["unreachable"] = {"deployments": [{"provider": "dead", "model": "x"}]}
+    data["models"]["timeout"] = {
+        "deployments": [{"provider": "tight", "model": "fixed+delay=1000"}]
+    }
     if keys:
         data["keys"] = [
             {"name": "main", "key": API_KEY, "logs": "all"},

@@ -275,6 +275,7 @@ def test_upstream_429_is_429_with_retry_after(client: OpenAI) -> None:
         ("error-404", 502),
         ("malformed", 502),
         ("unreachable", 502),
+        ("timeout", 504),
     ],
 )
 def test_upstream_failures_are_5xx_keeping_the_upstream_message(

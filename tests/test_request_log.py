@@ -145,6 +145,32 @@ def test_a_stream_cut_mid_way_is_logged_as_failed_with_the_partial_text(
     assert partial and "Hello from the fake upstream.".startswith(partial)
 
 
+def test_a_client_that_disconnects_mid_stream_is_logged_and_frees_the_upstream(
+    gateway: ServedApp,
+) -> None:
+    with httpx.stream(
+        "POST",
+        f"{gateway.url}/v1/chat/completions",
+        headers=_auth(),
+        json={"model": "slow-stream", "messages": USER, "stream": True},
+    ) as response:
+        log_id = response.headers["x-crossroads-log-id"]
+        first = next(response.iter_raw())
+        assert first.startswith(b"data: ")
+    # The client has hung up after one event of ten; the gateway notices on its next send.
+    deadline = time.monotonic() + 5
+    while True:
+        flush_log(gateway)
+        found = httpx.get(f"{gateway.url}/v1/logs/{log_id}", headers=_auth())
+        if found.status_code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    record = found.json()
+    assert record["status_code"] == 499
+    assert record["error_code"] == "client_closed_request"
+    assert record["latency_ms"] < 2500  # it did not wait for the whole answer
+
+
 def test_failures_are_logged_with_status_and_error(client: OpenAI, gateway: ServedApp) -> None:
     for model, status, code in [
         ("no-such-model", 404, "model_not_found"),
