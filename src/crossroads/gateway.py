@@ -11,6 +11,7 @@ request path.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import uuid
@@ -31,7 +32,7 @@ from crossroads.protocol.chat import (
 )
 from crossroads.protocol.errors import GatewayError, unsupported_parameter
 from crossroads.protocol.validation import validation_error
-from crossroads.providers.base import Provider, UpstreamCall, UpstreamError
+from crossroads.providers.base import Provider, UpstreamCall, UpstreamError, capability_gap
 from crossroads.providers.errors import to_gateway_error
 from crossroads.storage.records import LogRecord
 from crossroads.usage import completion_characters, enrich_usage, prompt_characters
@@ -103,6 +104,7 @@ class Gateway:
             entry = self.catalog.resolve(request.model)
             deployment = entry.deployments[0]
             provider = self.providers[deployment.provider]
+            self._check_provider(provider, request, entry.name)
         except GatewayError as exc:
             self._fail(record, exc)
             raise
@@ -118,6 +120,31 @@ class Gateway:
             upstream_body["stream_options"]["include_usage"] = True
         call = UpstreamCall(body=upstream_body)
         return PreparedChat(context, request, body, deployment, provider, call, record)
+
+    @staticmethod
+    def _check_provider(provider: Provider, request: ChatCompletionRequest, model: str) -> None:
+        """Refuse what this provider cannot do now, before anything is sent to it."""
+        capabilities = provider.capabilities
+        if gap := capability_gap(capabilities, request):
+            raise unsupported_parameter(
+                gap, f" by provider '{provider.name}', which serves model '{model}'"
+            )
+        if capabilities.max_n is not None and (request.n or 1) > capabilities.max_n:
+            raise GatewayError(
+                400,
+                f"Model '{model}' can produce at most {capabilities.max_n} choices per request "
+                f"(its parallel slots); got n={request.n}.",
+                param="n",
+                code="invalid_value",
+            )
+        if not provider.ready:
+            raise GatewayError(
+                503,
+                f"Model '{model}' is not ready: {provider.not_ready_reason}.",
+                type="upstream_error",
+                code="model_not_ready",
+                headers={"Retry-After": "1"},
+            )
 
     def _new_record(self, body: Any, context: CallContext) -> LogRecord:
         is_dict = isinstance(body, dict)
@@ -169,6 +196,12 @@ class Gateway:
             error = to_gateway_error(exc, chat.deployment.provider)
             self._fail(chat.record, error)
             raise error from None
+        except GatewayError as exc:
+            self._fail(chat.record, exc)
+            raise
+        except asyncio.CancelledError:
+            self._fail(chat.record, _client_closed())
+            raise
         latency_ms = (time.perf_counter() - chat.context.received) * 1000
         choices = response.get("choices") or []
         usage = enrich_usage(
@@ -222,6 +255,10 @@ class Gateway:
             error = to_gateway_error(exc, chat.deployment.provider)
             self._fail(chat.record, error)
             raise error from None
+        except GatewayError as exc:
+            await _close(chunks)
+            self._fail(chat.record, exc)
+            raise
         return self._relay(chat, chunks, first)
 
     async def _relay(
@@ -277,8 +314,8 @@ class Gateway:
             completion["usage"] = usage
             completion["provider"] = provider
             self._succeed(chat.record, completion, usage, latency_ms, ttft_ms)
-        except UpstreamError as exc:
-            error = to_gateway_error(exc, provider)
+        except (UpstreamError, GatewayError) as exc:
+            error = exc if isinstance(exc, GatewayError) else to_gateway_error(exc, provider)
             # After the first byte the status is already 200: end with an error event and
             # no [DONE], so no client mistakes a truncated answer for a complete one.
             yield sse(error.envelope())
@@ -293,12 +330,7 @@ class Gateway:
             if not finished:
                 # The client went away: stop the upstream generation and record it.
                 await _close(chunks)
-                error = GatewayError(
-                    499,
-                    "The client closed the connection before the stream ended.",
-                    code="client_closed_request",
-                )
-                self._fail_stream(chat, assembler, error, ttft_ms)
+                self._fail_stream(chat, assembler, _client_closed(), ttft_ms)
 
     def _fail_stream(
         self,
@@ -313,6 +345,15 @@ class Gateway:
             record.response = assembler.completion()  # the partial answer, for the record
         record.response_characters = completion_characters(assembler.choices())
         self._fail(record, error)
+
+
+def _client_closed() -> GatewayError:
+    # 499 is how the log marks a caller that went away; it is never sent to anyone.
+    return GatewayError(
+        499,
+        "The client closed the connection before the answer was complete.",
+        code="client_closed_request",
+    )
 
 
 async def _close(chunks: AsyncIterator[dict[str, Any]]) -> None:

@@ -80,6 +80,11 @@ class StreamAssembler:
         if function.get("arguments"):
             slot["function"]["arguments"] += function["arguments"]
 
+    @property
+    def pieces(self) -> int:
+        """Content and tool-call deltas seen over all choices (one per token on most engines)."""
+        return sum(len(s.content) + len(s.reasoning) + len(s.tools) for s in self._choices.values())
+
     def choices(self) -> list[dict[str, Any]]:
         """Choices in `chat.completion` form, ordered by index."""
         out = []

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "ENGINE_PARAMETERS",
     "EXTENSION_FIELDS",
     "ChatCompletionRequest",
     "ChatMessage",
@@ -349,17 +350,9 @@ EXTENSION_FIELDS = frozenset(
     >= list(ChatCompletionRequest.model_fields).index("models")
 )
 
-# Extensions that are accepted and validated but not yet served. A request that sets one
-# gets a 400 `unsupported_parameter` instead of a silent no-op; each feature removes its
-# names from here when it lands.
-_NOT_YET_SERVED = (
-    "models",
-    "max_cost",
-    "willingness_to_pay",
-    "quality_risk_threshold",
-    "provider",
-    "routing",
-    "route",
+# Decoding extensions that only some providers can honour; each provider lists the ones it
+# does in `Capabilities.extensions`, and a request setting any other one is refused.
+ENGINE_PARAMETERS = (
     "top_k",
     "min_p",
     "use_beam_search",
@@ -371,6 +364,19 @@ _NOT_YET_SERVED = (
     "guided_regex",
     "guided_choice",
     "guided_grammar",
+)
+
+# Extensions that are accepted and validated but not yet served by the gateway anywhere. A
+# request that sets one gets a 400 `unsupported_parameter` instead of a silent no-op; each
+# feature removes its names from here when it lands.
+_NOT_YET_SERVED = (
+    "models",
+    "max_cost",
+    "willingness_to_pay",
+    "quality_risk_threshold",
+    "provider",
+    "routing",
+    "route",
     "rag_tune",
     "integrity",
     "integrity_model",

@@ -14,12 +14,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from crossroads.protocol.chat import ENGINE_PARAMETERS, ChatCompletionRequest
+
 __all__ = [
     "Capabilities",
     "Provider",
     "UpstreamCall",
     "UpstreamError",
     "UpstreamFailure",
+    "capability_gap",
 ]
 
 UpstreamFailure = Literal["http", "timeout", "connection", "malformed", "stream_interrupted"]
@@ -29,13 +32,34 @@ UpstreamFailure = Literal["http", "timeout", "connection", "malformed", "stream_
 class Capabilities:
     """What a provider can do, consulted before a request is sent to it."""
 
-    streaming: bool = True
-    tools: bool = True
     vision: bool = False
-    json_schema: bool = True
-    logprobs: bool = True
-    # Parameters outside OpenAI's set that the upstream accepts as-is (e.g. vLLM's top_k).
-    extra_parameters: frozenset[str] = frozenset()
+    # Crossroads' decoding extensions (`ENGINE_PARAMETERS`: top_k, guided_json, beam
+    # search, …) that this provider honours for real.
+    extensions: frozenset[str] = frozenset()
+    # OpenAI parameters it cannot honour; a request that sets one is refused, not degraded.
+    unsupported: frozenset[str] = frozenset()
+    # The most choices (`n`) one request may ask for; None means no limit of ours.
+    max_n: int | None = None
+
+
+def capability_gap(capabilities: Capabilities, request: ChatCompletionRequest) -> str | None:
+    """The first parameter (as a body path) that `request` sets and the provider cannot do."""
+    for name in ENGINE_PARAMETERS:
+        if name not in capabilities.extensions and getattr(request, name) is not None:
+            return name
+    for name in capabilities.unsupported:
+        value = getattr(request, name, None)
+        if value is None and request.model_extra:
+            value = request.model_extra.get(name)
+        if value is not None:
+            return name
+    if not capabilities.vision:
+        for i, message in enumerate(request.messages):
+            if isinstance(message.content, list):
+                for j, part in enumerate(message.content):
+                    if part.type in ("image_url", "input_audio", "file"):
+                        return f"messages[{i}].content[{j}]"
+    return None
 
 
 @dataclass(slots=True)
@@ -78,8 +102,22 @@ class Provider(Protocol):
     dialect: str
     capabilities: Capabilities
 
+    @property
+    def ready(self) -> bool:
+        """False while the provider cannot serve yet (weights still loading, load failed)."""
+        ...
+
+    @property
+    def not_ready_reason(self) -> str:
+        """Why `ready` is False, for `/ready` and for the 503 a request gets meanwhile."""
+        ...
+
     async def start(self) -> None:
-        """Open pooled connections or load weights; called once before serving."""
+        """Open pooled connections, or begin loading weights; called once before serving.
+
+        Must return promptly: slow work (loading a model) continues in the background and
+        is reported through `ready`.
+        """
 
     async def aclose(self) -> None:
         """Release everything `start` acquired."""

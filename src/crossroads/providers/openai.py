@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from crossroads.config import ProviderConfig
+from crossroads.config import OpenAIProviderConfig
 from crossroads.providers.base import Capabilities, UpstreamCall, UpstreamError
 
 __all__ = ["OpenAIProvider", "parse_retry_after", "upstream_error_from_body"]
@@ -72,12 +72,17 @@ class OpenAIProvider:
 
     dialect = "openai"
 
-    def __init__(self, name: str, config: ProviderConfig) -> None:
+    def __init__(self, name: str, config: OpenAIProviderConfig) -> None:
         self.name = name
         self.capabilities = Capabilities(vision=True)
+        self.not_ready_reason = ""
         self._config = config
         self._url = f"{config.base_url}/chat/completions"
         self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self._session is not None
 
     async def start(self) -> None:
         config = self._config

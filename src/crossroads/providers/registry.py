@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from crossroads.config import Config
+from crossroads.config import Config, LlamaCppProviderConfig, OpenAIProviderConfig
 from crossroads.providers.base import Provider
 from crossroads.providers.openai import OpenAIProvider
 
@@ -13,6 +13,11 @@ def build_providers(config: Config) -> dict[str, Provider]:
     """One provider per `[providers.NAME]` table, not yet started."""
     providers: dict[str, Provider] = {}
     for name, provider_config in config.providers.items():
-        if provider_config.dialect == "openai":
+        if isinstance(provider_config, OpenAIProviderConfig):
             providers[name] = OpenAIProvider(name, provider_config)
+        elif isinstance(provider_config, LlamaCppProviderConfig):
+            # Imported here: xllamacpp is only loaded when a local model is configured.
+            from crossroads.providers.llamacpp.provider import LlamaCppProvider
+
+            providers[name] = LlamaCppProvider(name, provider_config)
     return providers

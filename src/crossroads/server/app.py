@@ -89,12 +89,10 @@ def create_app(config: Config) -> Starlette:
         try:
             for provider in providers.values():
                 await provider.start()
-            state.ready = True
-            state.not_ready_reason = ""
+            state.phase = "serving"
             yield
         finally:
-            state.ready = False
-            state.not_ready_reason = "shutting down"
+            state.phase = "shutting down"
             for provider in providers.values():
                 await provider.aclose()
             await log_writer.close()

@@ -6,9 +6,12 @@ middleware, which keeps the hot path free of extra ASGI layers.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
+from collections.abc import Coroutine
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from starlette.requests import Request
@@ -30,6 +33,8 @@ __all__ = [
     "openapi",
     "ready",
 ]
+
+T = TypeVar("T")
 
 _STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -106,11 +111,44 @@ async def chat_completions(request: Request) -> Response:
                 media_type="text/event-stream",
                 headers={**_STREAM_HEADERS, **log_header},
             )
-        return JSONResponse(await gateway.complete(chat), headers=log_header)
+        return JSONResponse(
+            await _unless_disconnected(request, gateway.complete(chat)), headers=log_header
+        )
     except GatewayError as exc:
         response = error_response(exc)
         response.headers.update(log_header)
         return response
+
+
+async def _unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) -> T:
+    """Await `work`, cancelling it if the client hangs up first.
+
+    A caller that gives up should not keep a local model's slot busy, or keep paying an
+    upstream for tokens nobody will read: cancelling closes the upstream connection, which
+    stops generation there too.
+    """
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        raise _ClientGone
+    return task.result()
+
+
+class _ClientGone(GatewayError):
+    def __init__(self) -> None:
+        super().__init__(499, "client closed the connection", code="client_closed_request")
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 async def list_models(request: Request) -> Response:
@@ -126,10 +164,9 @@ async def health(request: Request) -> Response:
 
 
 async def ready(request: Request) -> Response:
-    state = _state(request)
-    if state.ready:
-        return JSONResponse({"ready": True})
-    return JSONResponse({"ready": False, "reason": state.not_ready_reason}, status_code=503)
+    if reasons := _state(request).not_ready():
+        return JSONResponse({"ready": False, "reasons": reasons}, status_code=503)
+    return JSONResponse({"ready": True})
 
 
 async def openapi(request: Request) -> Response:

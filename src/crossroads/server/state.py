@@ -26,12 +26,22 @@ class AppState:
     log_writer: LogWriter
     gateway: Gateway
     openapi_document: dict[str, Any]
-    ready: bool = False
-    not_ready_reason: str = "starting"
+    # "starting", "serving" or "shutting down": the lifespan's phase.
+    phase: str = "starting"
     _readers: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
         self._readers = frozenset(k.name for k in self.config.keys if k.logs == "all")
+
+    def not_ready(self) -> list[str]:
+        """Why the gateway cannot serve everything it is configured for; empty when ready."""
+        if self.phase != "serving":
+            return [self.phase]
+        return [
+            f"provider '{name}': {provider.not_ready_reason}"
+            for name, provider in self.providers.items()
+            if not provider.ready
+        ]
 
     def may_read_all_logs(self, key_id: str | None) -> bool:
         """Loopback-only mode has one user; otherwise only keys with `logs = "all"`."""
