@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from crossroads.config import Config, ConfigError, find_config_file, load_config, parse_config
+from crossroads.config import Config, ConfigError, default_config, find_config_file, load_config
 from crossroads.server.auth import is_loopback
 from crossroads.storage.log_store import StatusFilter, parse_status_filter
 from crossroads.storage.records import LogRecord
@@ -53,30 +53,6 @@ def _load(config_path: Path | None) -> tuple[Config | None, Path | None]:
         raise typer.Exit(2) from None
 
 
-@contextlib.contextmanager
-def _demo_config() -> Iterator[Config]:
-    """No config given: serve model `local` from the bundled fake upstream.
-
-    The fake upstream is a real OpenAI-compatible HTTP server on 127.0.0.1 that echoes the
-    last user message. It stands in until the embedded llama.cpp engine is the default.
-    """
-    from crossroads.testing.fake_openai import FakeOpenAI
-
-    with FakeOpenAI().running_in_thread() as fake:
-        yield parse_config(
-            {
-                "providers": {"demo": {"base_url": fake.base_url}},
-                "models": {
-                    "local": {
-                        "description": "Demo: echoes your last message (bundled fake upstream)",
-                        "deployments": [{"provider": "demo", "model": "echo"}],
-                    }
-                },
-            },
-            "built-in demo configuration",
-        )
-
-
 @app.command()
 def serve(
     config: ConfigOption = None,
@@ -85,18 +61,17 @@ def serve(
 ) -> None:
     """Run the gateway.
 
-    Without a config file it serves the model `local` from a built-in demo upstream that
-    echoes your last message, on 127.0.0.1:8000.
+    Without a config file it serves the model `local` — Gemma 3 270M on the embedded
+    llama.cpp engine, no network or key needed — on 127.0.0.1:8000.
     """
     loaded, _ = _load(config)
-    with contextlib.ExitStack() as stack:
-        if loaded is None:
-            loaded = stack.enter_context(_demo_config())
-            _err.print(
-                "[yellow]No config file: serving model 'local' from the built-in demo upstream "
-                "(it echoes your last message).[/yellow]"
-            )
-        _run(loaded, host, port)
+    if loaded is None:
+        loaded = default_config()
+        _err.print(
+            "No config file: serving model 'local', Gemma 3 270M on the embedded llama.cpp "
+            "engine (a tiny base model: good for trying features, not for good answers)."
+        )
+    _run(loaded, host, port)
 
 
 def _run(config: Config, host: str | None, port: int | None) -> None:
@@ -104,6 +79,8 @@ def _run(config: Config, host: str | None, port: int | None) -> None:
 
     from crossroads.server import create_app
 
+    logging.basicConfig(format="%(levelname)s:     %(message)s")
+    logging.getLogger("crossroads").setLevel(logging.INFO)
     bind_host = host or config.server.host
     bind_port = config.server.port if port is None else port
     if config.serves_loopback_only and not is_loopback(bind_host):

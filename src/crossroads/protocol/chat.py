@@ -342,14 +342,6 @@ class ChatCompletionRequest(_Open):
         return [name.strip() for name in self.model.split(",")]
 
 
-# Body fields that are ours, never sent to an upstream as they are.
-EXTENSION_FIELDS = frozenset(
-    name
-    for name in ChatCompletionRequest.model_fields
-    if list(ChatCompletionRequest.model_fields).index(name)
-    >= list(ChatCompletionRequest.model_fields).index("models")
-)
-
 # Decoding extensions that only some providers can honour; each provider lists the ones it
 # does in `Capabilities.extensions`, and a request setting any other one is refused.
 ENGINE_PARAMETERS = (
@@ -365,6 +357,11 @@ ENGINE_PARAMETERS = (
     "guided_choice",
     "guided_grammar",
 )
+
+_FIELDS = list(ChatCompletionRequest.model_fields)
+# Body fields that are the gateway's own business, never sent to an upstream. The decoding
+# extensions are not among them: they go to the providers that declare they can honour them.
+EXTENSION_FIELDS = frozenset(_FIELDS[_FIELDS.index("models") :]) - frozenset(ENGINE_PARAMETERS)
 
 # Extensions that are accepted and validated but not yet served by the gateway anywhere. A
 # request that sets one gets a 400 `unsupported_parameter` instead of a silent no-op; each
