@@ -314,7 +314,7 @@ context_size = {CONTEXT}
 deployments = [{{ provider = "local" }}]
 """
     )
-    process = subprocess.Popen(
+    process = subprocess.Popen(  # noqa: ASYNC220 - started once, before any measurement
         [sys.executable, "-m", "crossroads", "serve", "--config", str(config)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -411,15 +411,14 @@ def main() -> None:
     }
     s = result["summary"]
     print(f"{'measure':<38}{'direct':>12}{'gateway':>12}{'ratio':>8}")
-    print(
-        f"{'tokens/s, 1 stream':<38}{s['tps_1_direct']:>12.1f}{s['tps_1_gateway']:>12.1f}{s['tps_1_ratio']:>8.3f}"
-    )
-    print(
-        f"{'tokens/s, 4 concurrent streams':<38}{s['tps_4_direct']:>12.1f}{s['tps_4_gateway']:>12.1f}{s['tps_4_ratio']:>8.3f}"
-    )
-    print(
-        f"{'time to first token p50 (ms)':<38}{s['ttft_p50_direct_ms']:>12.1f}{s['ttft_p50_gateway_ms']:>12.1f}"
-    )
+    rows = [
+        ("tokens/s, 1 stream", s["tps_1_direct"], s["tps_1_gateway"], s["tps_1_ratio"]),
+        ("tokens/s, 4 concurrent streams", s["tps_4_direct"], s["tps_4_gateway"], s["tps_4_ratio"]),
+    ]
+    for label, direct_value, gateway_value, ratio in rows:
+        print(f"{label:<38}{direct_value:>12.1f}{gateway_value:>12.1f}{ratio:>8.3f}")
+    ttft_d, ttft_g = s["ttft_p50_direct_ms"], s["ttft_p50_gateway_ms"]
+    print(f"{'time to first token p50 (ms)':<38}{ttft_d:>12.1f}{ttft_g:>12.1f}")
     print(f"{'TTFT added by the gateway p50 (ms)':<38}{'':>12}{s['ttft_p50_added_ms']:>12.1f}")
     structured = result["structured"]
     print(

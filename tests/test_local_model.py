@@ -79,7 +79,7 @@ def text_of(completion: Any, index: int = 0) -> str:
     return str(completion.choices[index].message.content)
 
 
-# --- basics -------------------------------------------------------------------------------------
+# --- basics --------------------------------------------------------------------------------------
 
 
 def test_completion_with_usage_and_provider(sdk: OpenAI) -> None:
@@ -192,7 +192,7 @@ def test_logprobs_in_openai_format(sdk: OpenAI) -> None:
     assert all(t.top_logprobs == [] for t in bare.choices[0].logprobs.content)
 
 
-# --- structured output ------------------------------------------------------------------------
+# --- structured output ---------------------------------------------------------------------------
 
 PERSON = {
     "type": "object",
@@ -271,7 +271,7 @@ def test_invalid_constraints_are_400_naming_the_problem(
     assert len(caught.value.message) > 20
 
 
-# --- tools ------------------------------------------------------------------------------------------
+# --- tools ---------------------------------------------------------------------------------------
 
 WEATHER = {
     "type": "function",
@@ -328,7 +328,7 @@ def test_multi_turn_tool_conversation(sdk: OpenAI) -> None:
     assert text_of(answer)
 
 
-# --- beam search ------------------------------------------------------------------------------------
+# --- beam search ---------------------------------------------------------------------------------
 
 
 def test_beam_search_returns_n_ranked_beams(sdk: OpenAI) -> None:
@@ -339,7 +339,7 @@ def test_beam_search_returns_n_ranked_beams(sdk: OpenAI) -> None:
     assert text_of(one) == text_of(chat(sdk, temperature=0, max_tokens=8))
 
 
-# --- what the engine cannot do -----------------------------------------------------------------------
+# --- what the engine cannot do -------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
