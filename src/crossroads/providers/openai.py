@@ -123,16 +123,8 @@ class OpenAIProvider:
                 body = await response.read()
                 if response.status >= 400:
                     raise upstream_error_from_body(response.status, body, response.headers)
-        except UpstreamError:
-            raise
-        except TimeoutError as exc:
-            raise UpstreamError(
-                f"upstream {self.name!r} timed out: {exc}".rstrip(": "), failure="timeout"
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(
-                f"could not reach upstream {self.name!r}: {exc}", failure="connection"
-            ) from None
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self._transport_error(exc) from None
         try:
             decoded = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -169,26 +161,23 @@ class OpenAIProvider:
                     if any(c.get("finish_reason") for c in chunk.get("choices") or ()):
                         saw_finish = True
                     yield chunk
-        except UpstreamError:
-            raise
-        except TimeoutError as exc:
-            raise UpstreamError(
-                f"upstream {self.name!r} timed out: {exc}".rstrip(": "), failure="timeout"
-            ) from None
-        except aiohttp.ClientPayloadError as exc:
-            raise UpstreamError(
-                f"upstream {self.name!r} closed the stream early: {exc}",
-                failure="stream_interrupted",
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(
-                f"could not reach upstream {self.name!r}: {exc}", failure="connection"
-            ) from None
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self._transport_error(exc) from None
         if not saw_done and not saw_finish:
             raise UpstreamError(
                 f"upstream {self.name!r} ended the stream before the answer was complete",
                 failure="stream_interrupted",
             )
+
+    def _transport_error(self, exc: Exception) -> UpstreamError:
+        """A timeout or connection failure of aiohttp's, in our terms."""
+        if isinstance(exc, TimeoutError):
+            message = f"upstream {self.name!r} timed out: {exc}".rstrip(": ")
+            return UpstreamError(message, failure="timeout")
+        if isinstance(exc, aiohttp.ClientPayloadError):
+            message = f"upstream {self.name!r} closed the connection mid-answer: {exc}"
+            return UpstreamError(message, failure="stream_interrupted")
+        return UpstreamError(f"could not reach upstream {self.name!r}: {exc}", failure="connection")
 
     def _decode_chunk(self, data: bytes) -> dict[str, Any]:
         try:
