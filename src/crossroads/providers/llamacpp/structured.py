@@ -319,36 +319,25 @@ def json_grammar(schema: Mapping[str, Any]) -> str:
 # --- the request ----------------------------------------------------------------------------
 
 
-def _schema_fields(schema: Any, param: str) -> dict[str, Any]:
-    return {"grammar": f"{LLGUIDANCE}start: {json_grammar(engine_schema(schema, param))}"}
+def _unicode(text: Any) -> bool:
+    return isinstance(text, str) and text.encode("utf-8", "replace").decode() == text
 
 
-def _unicode(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates
-        return False
-    return True
-
-
-def _choice_fields(choices: Any) -> dict[str, Any]:
-    def fail(message: str) -> GatewayError:
-        return _invalid("guided_choice", "invalid_value", message)
-
+def _choice_grammar(choices: Any) -> str:
     if not isinstance(choices, list) or not choices:
-        raise fail("'guided_choice' must be a non-empty list")
+        raise _invalid("guided_choice", "invalid_value", "'guided_choice' must be a non-empty list")
     for index, choice in enumerate(choices):
-        if not isinstance(choice, str) or not choice or not _unicode(choice):
-            raise fail(f"guided_choice[{index}] must be a non-empty string of valid Unicode")
-    literals = " | ".join(lark_string(choice) for choice in dict.fromkeys(choices))
-    return {"grammar": f"{LLGUIDANCE}start: {literals}"}
+        if not choice or not _unicode(choice):
+            message = f"guided_choice[{index}] must be a non-empty string of valid Unicode"
+            raise _invalid("guided_choice", "invalid_value", message)
+    return " | ".join(lark_string(choice) for choice in dict.fromkeys(choices))
 
 
-def _grammar_fields(text: Any) -> dict[str, Any]:
+def _gbnf(text: Any) -> str:
     def fail(message: str) -> GatewayError:
         return _invalid("guided_grammar", "invalid_grammar", message)
 
-    if not isinstance(text, str) or not _unicode(text):
+    if not _unicode(text):
         raise fail("'guided_grammar' must be a string of valid Unicode")
     if text.lstrip().startswith("%llguidance"):
         raise fail(
@@ -359,17 +348,34 @@ def _grammar_fields(text: Any) -> dict[str, Any]:
         check_gbnf(text)
     except GbnfError as exc:
         raise fail(f"invalid GBNF grammar: {exc}") from None
-    return {"grammar": text}
+    return str(text)
+
+
+def _regex(pattern: Any) -> str:
+    regex = rust_regex(pattern, "guided_regex") if isinstance(pattern, str) else ""
+    if not regex:
+        message = "'guided_regex' must be a regex that matches some non-empty output"
+        raise _invalid("guided_regex", "invalid_regex", message)
+    return f"/{regex}/"
+
+
+def _json(schema: Any, param: str) -> str:
+    if isinstance(schema, str):
+        try:
+            schema = json.loads(schema)
+        except ValueError:
+            raise _invalid(param, "invalid_schema", f"'{param}' is not valid JSON") from None
+    return json_grammar(engine_schema(schema, param))
 
 
 def constraint_fields(body: Mapping[str, Any]) -> dict[str, Any]:
     """Engine request fields that enforce the body's structured-output parameters.
 
-    `response_format` json_object → the engine's own JSON-object constraint; json_schema (or a
-    schema-less json_schema, treated as json_object), `guided_json`, `guided_regex`,
-    `guided_choice` → an LLGuidance `grammar`; `guided_grammar` → the checked GBNF `grammar`.
-    `response_format` "text" or nothing set → `{}`. Raises a 400 `GatewayError` when an input
-    is invalid or unsupported, or when more than one of them is set.
+    `response_format` json_object (or json_schema without a schema) → the engine's own
+    JSON-object constraint; json_schema, `guided_json`, `guided_regex`, `guided_choice` → an
+    LLGuidance `grammar`; `guided_grammar` → the checked GBNF `grammar`; `response_format`
+    "text" or nothing set → `{}`. Raises a 400 `GatewayError` when an input is invalid or
+    unsupported, or when more than one of them is set (naming them).
     """
     response_format = body.get("response_format")
     kind = response_format.get("type") if isinstance(response_format, Mapping) else None
@@ -383,30 +389,22 @@ def constraint_fields(body: Mapping[str, Any]) -> dict[str, Any]:
         raise _invalid(given[1], "invalid_value", f"{names} cannot be used together; set one")
     if not given:
         return {}
-    if given[0] == "response_format":
-        spec = response_format.get("json_schema") if isinstance(response_format, Mapping) else None
+    name, value = given[0], body[given[0]]
+    if name == "guided_grammar":
+        return {"grammar": _gbnf(value)}
+    if name == "guided_json":
+        start = _json(value, name)
+    elif name == "guided_regex":
+        start = _regex(value)
+    elif name == "guided_choice":
+        start = _choice_grammar(value)
+    else:
+        spec = value.get("json_schema") if isinstance(value, Mapping) else None
         schema = spec.get("schema", spec.get("schema_")) if isinstance(spec, Mapping) else None
-        if kind == "json_schema" and schema is not None:
-            return _schema_fields(schema, "response_format.json_schema.schema")
-        if kind in ("json_object", "json_schema"):
+        if kind not in ("json_object", "json_schema"):
+            message = f"unknown response_format type {kind!r}"
+            raise _invalid("response_format", "invalid_value", message)
+        if kind == "json_object" or schema is None:
             return {"response_format": {"type": "json_object"}}
-        raise _invalid("response_format", "invalid_value", f"unknown response_format type {kind!r}")
-    if given[0] == "guided_json":
-        schema = body["guided_json"]
-        if isinstance(schema, str):
-            try:
-                schema = json.loads(schema)
-            except ValueError:
-                message = "'guided_json' is not valid JSON"
-                raise _invalid("guided_json", "invalid_schema", message) from None
-        return _schema_fields(schema, "guided_json")
-    if given[0] == "guided_regex":
-        if not isinstance(body["guided_regex"], str):
-            raise _invalid("guided_regex", "invalid_regex", "'guided_regex' must be a string")
-        regex = rust_regex(body["guided_regex"], "guided_regex")
-        if not regex:
-            raise _invalid("guided_regex", "invalid_regex", "the regex only matches empty output")
-        return {"grammar": f"{LLGUIDANCE}start: /{regex}/"}
-    if given[0] == "guided_choice":
-        return _choice_fields(body["guided_choice"])
-    return _grammar_fields(body["guided_grammar"])
+        start = _json(schema, "response_format.json_schema.schema")
+    return {"grammar": f"{LLGUIDANCE}start: {start}"}

@@ -29,7 +29,9 @@ __all__ = ["parse_tool_calls", "tool_call_grammar", "tool_messages"]
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 _CALL = '<tool_call>{"name": "<tool name>", "arguments": {<arguments as JSON>}}</tool_call>'
-_ROLE = {"system": "system", "developer": "system", "assistant": "assistant"}
+# A function without `parameters` takes none (OpenAI: "an empty parameter list").
+_NO_PARAMETERS = {"type": "object", "properties": {}, "additionalProperties": False}
+_ROLE = {"developer": "system"}
 
 
 def _text(content: Any) -> str:
@@ -53,7 +55,7 @@ def _preamble(functions: list[dict[str, Any]]) -> str:
     lines = ["You can call these tools:", "<tools>"]
     for function in functions:
         spec = {"name": function["name"], "description": function.get("description") or ""}
-        spec["parameters"] = function.get("parameters") or {"type": "object", "properties": {}}
+        spec["parameters"] = function.get("parameters") or _NO_PARAMETERS
         lines.append(json.dumps(spec, ensure_ascii=False))
     lines += [
         "</tools>",
@@ -160,7 +162,7 @@ def _call_schema(functions: list[dict[str, Any]], tools: list[dict[str, Any]]) -
     for function in functions:
         index = next(i for i, tool in enumerate(tools) if tool.get("function") is function)
         param = f"tools[{index}].function.parameters"
-        parameters = engine_schema(function.get("parameters") or {"type": "object"}, param)
+        parameters = engine_schema(function.get("parameters") or _NO_PARAMETERS, param)
         if parameters.setdefault("type", "object") != "object":
             message = "a function's parameters must describe an object"
             raise GatewayError(400, message, param=param, code="invalid_schema")
@@ -229,8 +231,11 @@ def _valid_call(block: str, functions: dict[str, dict[str, Any]]) -> dict[str, A
     name, arguments = call["name"], call["arguments"]
     if not isinstance(name, str) or name not in functions or not isinstance(arguments, dict):
         return None
-    schema = functions[name].get("parameters") or {}
-    if not Draft202012Validator(schema).is_valid(arguments):
+    schema = functions[name].get("parameters") or _NO_PARAMETERS
+    try:
+        if not Draft202012Validator(schema).is_valid(arguments):
+            return None
+    except Exception:  # a schema too broken to check (e.g. a dangling $ref) vouches for nothing
         return None
     return {
         "id": f"call_{secrets.token_hex(12)}",
