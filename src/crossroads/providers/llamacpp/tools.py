@@ -20,7 +20,7 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+from jsonschema import Draft202012Validator
 
 from crossroads.protocol.errors import GatewayError
 from crossroads.providers.llamacpp.structured import LLGUIDANCE, engine_schema, json_grammar
