@@ -243,7 +243,7 @@ async def structured_validity(
     cases = structured_cases(count, random.Random(7))
     semaphore = asyncio.Semaphore(PARALLEL)
     failures: list[dict[str, Any]] = []
-    by_kind: dict[str, list[int]] = {}
+    by_kind: dict[str, list[int]] = {}  # kind → [valid, requests, cut by max_tokens]
 
     async def one(kind: str, extra: dict[str, Any], spec: Any) -> None:
         body = {
@@ -255,23 +255,37 @@ async def structured_validity(
         async with semaphore, session.post(url, json=body) as response:
             payload = await response.json()
         ok = False
-        text = None
+        text = finish = None
         if response.status == 200:
             text = payload["choices"][0]["message"]["content"]
+            finish = payload["choices"][0]["finish_reason"]
             ok = valid(kind, spec, text)
-        by_kind.setdefault(kind, [0, 0])
-        by_kind[kind][0] += ok
-        by_kind[kind][1] += 1
+        counts = by_kind.setdefault(kind, [0, 0, 0])
+        counts[0] += ok
+        counts[1] += 1
+        counts[2] += finish == "length"
         if not ok:
-            failures.append({"kind": kind, "status": response.status, "text": text, "spec": spec})
+            failures.append(
+                {"kind": kind, "status": response.status, "finish_reason": finish,
+                 "text": (text or "")[:120], "spec": spec}
+            )  # fmt: skip
 
     await asyncio.gather(*(one(*case) for case in cases))
     passed = sum(v[0] for v in by_kind.values())
+    cut = sum(v[2] for v in by_kind.values())
+    finished_invalid = sum(1 for f in failures if f["finish_reason"] != "length")
     return {
         "requests": len(cases),
         "valid": passed,
         "validity": passed / len(cases),
-        "by_kind": {k: {"valid": v[0], "requests": v[1]} for k, v in by_kind.items()},
+        # Outputs the model ended itself; an invalid one here would be a constraint failure.
+        "finished": len(cases) - cut,
+        "finished_invalid": finished_invalid,
+        "cut_by_max_tokens": cut,
+        "by_kind": {
+            k: {"valid": v[0], "requests": v[1], "cut_by_max_tokens": v[2]}
+            for k, v in by_kind.items()
+        },
         "failures": failures[:10],
     }
 
@@ -421,9 +435,12 @@ def main() -> None:
     print(f"{'time to first token p50 (ms)':<38}{ttft_d:>12.1f}{ttft_g:>12.1f}")
     print(f"{'TTFT added by the gateway p50 (ms)':<38}{'':>12}{s['ttft_p50_added_ms']:>12.1f}")
     structured = result["structured"]
-    print(
-        f"{'structured output valid':<38}{'':>12}{structured['valid']:>8}/{structured['requests']}"
-    )
+    valid, total = structured["valid"], structured["requests"]
+    print(f"{'structured output valid':<38}{'':>12}{valid:>8}/{total}")
+    finished = structured["finished"]
+    good = finished - structured["finished_invalid"]
+    print(f"{'  valid among outputs that finished':<38}{'':>12}{good:>8}/{finished}")
+    print(f"{'  cut by max_tokens (200)':<38}{'':>12}{structured['cut_by_max_tokens']:>12}")
     print(f"{'peak RSS, gateway + model (MiB)':<38}{'':>12}{s['peak_rss_mib']:>12.0f}")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "local_engine.json"
