@@ -305,6 +305,25 @@ def test_forced_tool_calls_match_the_schema(sdk: OpenAI, choice: Any) -> None:
         jsonschema.validate(json.loads(call.function.arguments), WEATHER["function"]["parameters"])
 
 
+def test_auto_tool_choice_gives_either_a_valid_call_or_text(sdk: OpenAI) -> None:
+    for seed in (1, 2, 3):
+        completion = chat(
+            sdk, messages=ASK, tools=[WEATHER], tool_choice="auto", max_tokens=60, seed=seed
+        )
+        choice = completion.choices[0]
+        if choice.message.tool_calls:
+            assert choice.finish_reason == "tool_calls"
+            for call in choice.message.tool_calls:
+                jsonschema.validate(
+                    json.loads(call.function.arguments), WEATHER["function"]["parameters"]
+                )
+        else:
+            assert choice.message.content
+            # An unfinished call (cut by max_tokens) stays content; a finished one never does.
+            if choice.message.content.lstrip().startswith("<tool_call>"):
+                assert choice.finish_reason == "length"
+
+
 def test_tool_calls_stream_as_deltas(sdk: OpenAI) -> None:
     chunks = list(
         chat(sdk, messages=ASK, tools=[WEATHER], tool_choice="required", max_tokens=80, stream=True)
