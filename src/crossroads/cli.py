@@ -112,13 +112,22 @@ def chat(
     prompt: Annotated[str, typer.Argument(help="What to ask.")],
     model: Annotated[str, typer.Option("--model", "-m", help="Model name.")] = "local",
     stream: Annotated[bool, typer.Option(help="Print the answer as it is generated.")] = False,
+    max_tokens: Annotated[
+        int | None, typer.Option(min=1, help="Longest answer in tokens.")
+    ] = 512,
     url: Annotated[str, typer.Option(help="Gateway base URL.")] = "http://127.0.0.1:8000/v1",
     api_key: Annotated[
         str | None, typer.Option(envvar="CROSSROADS_API_KEY", help="Bearer key for the gateway.")
     ] = None,
 ) -> None:
     """Send one chat message to a running gateway and print the answer."""
-    body = {"model": model, "messages": [{"role": "user", "content": prompt}], "stream": stream}
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "stream": stream,
+    }
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
     if stream:
         body["stream_options"] = {"include_usage": True}
     code = asyncio.run(_chat(url.rstrip("/"), api_key, body))
