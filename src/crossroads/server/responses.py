@@ -20,5 +20,4 @@ class JSONResponse(Response):
 
 
 def error_response(error: GatewayError) -> JSONResponse:
-    # 499 is how the log marks a client that went away; it is never sent.
     return JSONResponse(error.envelope(), status_code=error.status, headers=error.headers)

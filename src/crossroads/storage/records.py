@@ -43,7 +43,3 @@ class LogRecord:
     session_id: str | None = None
     extra: dict[str, Any] | None = None
     tags: list[str] | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status_code < 400 and self.error_code is None

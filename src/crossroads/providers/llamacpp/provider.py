@@ -154,11 +154,6 @@ class LlamaCppProvider:
             return
         self._engine = engine
 
-    async def wait_ready(self) -> None:
-        """Wait for the weights (tests and benchmarks; requests never wait)."""
-        if self._loading is not None:
-            await self._loading
-
     async def aclose(self) -> None:
         if self._loading is not None and not self._loading.done():
             self._loading.cancel()
