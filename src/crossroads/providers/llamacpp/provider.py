@@ -31,7 +31,7 @@ from crossroads.providers.llamacpp.beam import (
     engine_eos_ids,
 )
 from crossroads.providers.llamacpp.engine import EngineError, EngineSettings, LlamaEngine
-from crossroads.providers.llamacpp.structured import constraint_fields
+from crossroads.providers.llamacpp.structured import LLGUIDANCE, constraint_fields
 from crossroads.providers.llamacpp.templates import resolve_template
 from crossroads.providers.llamacpp.tools import parse_tool_calls, tool_call_grammar, tool_messages
 
@@ -148,6 +148,7 @@ class LlamaCppProvider:
                 )
             )
             await engine.load()
+            await _warm_up_constraints(engine)
         except Exception as exc:
             self._failure = str(exc)
             logger.error("provider %r: %s", self.name, exc)
@@ -295,6 +296,21 @@ class LlamaCppProvider:
             "usage": beam_usage(beams),
             "system_fingerprint": None,
         }
+
+
+async def _warm_up_constraints(engine: LlamaEngine) -> None:
+    """Pay LLGuidance's one-off set-up (about 2 s: it indexes the tokenizer) before the model
+    is reported ready, instead of inside the first structured-output request."""
+    started = time.perf_counter()
+    await engine.call(
+        "handle_chat_completions",
+        {
+            "messages": [{"role": "user", "content": "Say a."}],
+            "max_tokens": 1,
+            "grammar": f'{LLGUIDANCE}start: "a"',
+        },
+    )
+    logger.info("constrained decoding ready in %.2f s", time.perf_counter() - started)
 
 
 def _beam_settings(body: dict[str, Any]) -> BeamRequest | None:
