@@ -149,6 +149,37 @@ def test_serve_without_config_runs_the_embedded_model_and_shuts_down_cleanly(
     assert list(tmp_path.rglob("crossroads.db")), "the request log was not created"
 
 
+def test_logs_follow_prints_new_records_as_they_arrive(
+    fake_upstream: FakeOpenAI, tmp_path: Path
+) -> None:
+    database = tmp_path / "db.sqlite"
+    path = _write_config(tmp_path / "c.toml", fake_upstream, database)
+    with running_gateway(gateway_config(fake_upstream, database)) as served:
+        url = f"{served.url}/v1"
+        runner.invoke(app, ["chat", "before", "-m", "echo", "--url", url, "--api-key", API_KEY])
+        flush_log(served)
+        env = {**os.environ, "COLUMNS": "200"}
+        follower = subprocess.Popen(
+            [sys.executable, "-m", "crossroads", "logs", "--config", str(path), "--follow"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        try:
+            time.sleep(2.0)  # the first table is printed, then it polls every second
+            for _ in range(2):
+                runner.invoke(
+                    app, ["chat", "after", "-m", "nope", "--url", url, "--api-key", API_KEY]
+                )
+            flush_log(served)
+            time.sleep(2.5)
+        finally:
+            follower.send_signal(signal.SIGINT)
+            output = follower.communicate(timeout=10)[0].decode()
+    assert "echo" in output, output
+    assert output.count("model_not_found") == 2, output
+
+
 def _free_port() -> int:
     import socket
 
