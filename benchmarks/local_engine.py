@@ -24,7 +24,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,8 @@ from typing import Any
 
 import aiohttp
 import jsonschema
+
+from crossroads.testing.server import free_port
 
 KEY = "sk-bench-local-0123456789"
 RESULTS = Path(__file__).parent / "results"
@@ -291,13 +292,6 @@ async def structured_validity(
 
 
 # --- orchestration --------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def peak_rss_mib(pid: int) -> float:

@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,18 +25,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from crossroads.testing.server import free_port
+
 KEY = "sk-bench-0123456789"
 BODY = json.dumps(
     {"model": "bench", "messages": [{"role": "user", "content": "How fast is this gateway?"}]}
 ).encode()
 RESULTS = Path(__file__).parent / "results"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def pinned(cpu: int, command: list[str]) -> list[str]:

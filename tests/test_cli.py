@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from crossroads.cli import app
 from crossroads.testing.fake_openai import FakeOpenAI
+from crossroads.testing.server import free_port
 from tests.conftest import API_KEY, flush_log, gateway_config, running_gateway
 
 runner = CliRunner()
@@ -108,7 +109,7 @@ def test_serve_without_config_runs_the_embedded_model_and_shuts_down_cleanly(
     """`crossroads serve` exactly as the README's first command runs it."""
     env = {**os.environ, "XDG_DATA_HOME": str(tmp_path), "HOME": str(tmp_path)}
     env.pop("CROSSROADS_CONFIG", None)
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "crossroads", "serve", "--port", str(port)],
         cwd=tmp_path,
@@ -178,15 +179,6 @@ def test_logs_follow_prints_new_records_as_they_arrive(
             output = follower.communicate(timeout=10)[0].decode()
     assert "echo" in output, output
     assert output.count("model_not_found") == 2, output
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(autouse=True)

@@ -30,7 +30,7 @@ from crossroads.protocol.chat import (
     ChatCompletionRequest,
     unimplemented_parameters,
 )
-from crossroads.protocol.errors import GatewayError, unsupported_parameter
+from crossroads.protocol.errors import GatewayError, client_closed, unsupported_parameter
 from crossroads.protocol.validation import validation_error
 from crossroads.providers.base import Provider, UpstreamCall, UpstreamError, capability_gap
 from crossroads.providers.errors import to_gateway_error
@@ -200,7 +200,7 @@ class Gateway:
             self._fail(chat.record, exc)
             raise
         except asyncio.CancelledError:
-            self._fail(chat.record, _client_closed())
+            self._fail(chat.record, client_closed())
             raise
         latency_ms = (time.perf_counter() - chat.context.received) * 1000
         choices = response.get("choices") or []
@@ -296,18 +296,7 @@ class Gateway:
                 latency_ms=latency_ms,
             )
             if include_usage:
-                yield sse(
-                    {
-                        "id": assembler.id,
-                        "object": "chat.completion.chunk",
-                        "created": assembler.created,
-                        "model": assembler.model,
-                        "system_fingerprint": assembler.system_fingerprint,
-                        "provider": provider,
-                        "choices": [],
-                        "usage": usage,
-                    }
-                )
+                yield sse(assembler.chunk([], provider=provider, usage=usage))
             yield SSE_DONE
             finished = True
             completion = assembler.completion()
@@ -330,7 +319,7 @@ class Gateway:
             if not finished:
                 # The client went away: stop the upstream generation and record it.
                 await _close(chunks)
-                self._fail_stream(chat, assembler, _client_closed(), ttft_ms)
+                self._fail_stream(chat, assembler, client_closed(), ttft_ms)
 
     def _fail_stream(
         self,
@@ -345,15 +334,6 @@ class Gateway:
             record.response = assembler.completion()  # the partial answer, for the record
         record.response_characters = completion_characters(assembler.choices())
         self._fail(record, error)
-
-
-def _client_closed() -> GatewayError:
-    # 499 is how the log marks a caller that went away; it is never sent to anyone.
-    return GatewayError(
-        499,
-        "The client closed the connection before the answer was complete.",
-        code="client_closed_request",
-    )
 
 
 async def _close(chunks: AsyncIterator[dict[str, Any]]) -> None:

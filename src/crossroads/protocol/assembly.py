@@ -109,6 +109,18 @@ class StreamAssembler:
             )
         return out
 
+    def chunk(self, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+        """A new chunk of this stream (same id, model, …): for chunks the relay adds itself."""
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": self.system_fingerprint,
+            "choices": choices,
+            **extra,
+        }
+
     def completion(self) -> dict[str, Any]:
         return {
             "id": self.id,

@@ -13,6 +13,7 @@ from typing import Any
 __all__ = [
     "GatewayError",
     "bad_request",
+    "client_closed",
     "unsupported_parameter",
 ]
 
@@ -67,6 +68,16 @@ class GatewayError(Exception):
 def bad_request(message: str, *, param: str | None = None, code: str | None = None) -> GatewayError:
     """A 400 for input the caller must fix."""
     return GatewayError(400, message, param=param, code=code)
+
+
+def client_closed() -> GatewayError:
+    """The caller went away before the answer was complete. 499 is how the request log marks
+    it; nobody is left to receive it."""
+    return GatewayError(
+        499,
+        "The client closed the connection before the answer was complete.",
+        code="client_closed_request",
+    )
 
 
 def unsupported_parameter(param: str, detail: str = "") -> GatewayError:

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from crossroads.gateway import CallContext
-from crossroads.protocol.errors import GatewayError, bad_request
+from crossroads.protocol.errors import GatewayError, bad_request, client_closed
 from crossroads.server.responses import JSONResponse, error_response
 from crossroads.server.state import AppState
 from crossroads.storage.log_store import StatusFilter, parse_status_filter
@@ -137,13 +137,8 @@ async def _unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) -
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        raise _ClientGone
+        raise client_closed()
     return task.result()
-
-
-class _ClientGone(GatewayError):
-    def __init__(self) -> None:
-        super().__init__(499, "client closed the connection", code="client_closed_request")
 
 
 async def _disconnected(request: Request) -> None:

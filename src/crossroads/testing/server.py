@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import threading
 import time
 from collections.abc import Coroutine, Iterator
@@ -15,9 +16,17 @@ from typing import Any, TypeVar
 
 import uvicorn
 
-__all__ = ["ServedApp", "serve_in_thread"]
+__all__ = ["ServedApp", "free_port", "serve_in_thread"]
 
 T = TypeVar("T")
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on now, for a server started in a child process."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 class ServedApp:

@@ -350,76 +350,43 @@ def _usage(assembler: StreamAssembler, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _usage_chunk(assembler: StreamAssembler, body: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": assembler.id,
-        "object": "chat.completion.chunk",
-        "created": assembler.created,
-        "model": assembler.model,
-        "system_fingerprint": assembler.system_fingerprint,
-        "choices": [],
-        "usage": _usage(assembler, body),
-    }
+    return assembler.chunk([], usage=_usage(assembler, body))
+
+
+def _message_chunks(
+    base: dict[str, Any], index: int, delta: dict[str, Any], finish: str | None
+) -> list[dict[str, Any]]:
+    """A whole message as a stream: one chunk with its delta, one with its finish reason."""
+    choice = {"index": index, "logprobs": None}
+    return [
+        {**base, "choices": [{**choice, "delta": delta, "finish_reason": None}]},
+        {**base, "choices": [{**choice, "delta": {}, "finish_reason": finish}]},
+    ]
 
 
 def _tool_chunks(held: StreamAssembler, tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    base: dict[str, Any] = {
-        "id": held.id,
-        "object": "chat.completion.chunk",
-        "created": held.created,
-        "model": held.model,
-        "system_fingerprint": held.system_fingerprint,
-    }
+    base = held.chunk([])
     chunks = []
     for choice in held.choices():
-        index = choice["index"]
         content, calls = parse_tool_calls(choice["message"].get("content") or "", tools)
         delta: dict[str, Any] = {"role": "assistant", "content": content}
         if calls:
             delta["tool_calls"] = [{"index": i, **call} for i, call in enumerate(calls)]
         finish = "tool_calls" if calls else choice["finish_reason"]
-        chunks.append(
-            {
-                **base,
-                "choices": [
-                    {"index": index, "delta": delta, "logprobs": None, "finish_reason": None}
-                ],
-            }
-        )
-        chunks.append(
-            {
-                **base,
-                "choices": [
-                    {"index": index, "delta": {}, "logprobs": None, "finish_reason": finish}
-                ],
-            }
-        )
+        chunks.extend(_message_chunks(base, choice["index"], delta, finish))
     if held.usage:
-        chunks.append({**base, "choices": [], "usage": held.usage})
+        chunks.append(held.chunk([], usage=held.usage))
     return chunks
 
 
 async def _as_chunks(response: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    """A finished completion (beam search cannot stream) delivered as a stream."""
     base = {k: response[k] for k in ("id", "created", "model", "system_fingerprint")}
     base["object"] = "chat.completion.chunk"
     for choice in response["choices"]:
         delta = {"role": "assistant", "content": choice["message"]["content"]}
-        yield {
-            **base,
-            "choices": [
-                {"index": choice["index"], "delta": delta, "logprobs": None, "finish_reason": None}
-            ],
-        }
-        yield {
-            **base,
-            "choices": [
-                {
-                    "index": choice["index"],
-                    "delta": {},
-                    "logprobs": None,
-                    "finish_reason": choice["finish_reason"],
-                }
-            ],
-        }
+        for chunk in _message_chunks(base, choice["index"], delta, choice["finish_reason"]):
+            yield chunk
     yield {**base, "choices": [], "usage": response["usage"]}
 
 
