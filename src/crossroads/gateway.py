@@ -287,19 +287,18 @@ class Gateway:
                     yield sse(chunk)
                 chunk = await anext(chunks, None)
             latency_ms = (time.perf_counter() - chat.context.received) * 1000
-            choices = assembler.choices()
+            completion = assembler.completion()
             usage = enrich_usage(
                 assembler.usage,
                 price=chat.deployment.price,
                 prompt_chars=prompt_characters(chat.body["messages"]),
-                response_chars=completion_characters(choices),
+                response_chars=completion_characters(completion["choices"]),
                 latency_ms=latency_ms,
             )
             if include_usage:
                 yield sse(assembler.chunk([], provider=provider, usage=usage))
             yield SSE_DONE
             finished = True
-            completion = assembler.completion()
             completion["usage"] = usage
             completion["provider"] = provider
             self._succeed(chat.record, completion, usage, latency_ms, ttft_ms)
@@ -330,9 +329,10 @@ class Gateway:
     ) -> None:
         record = chat.record
         record.ttft_ms = None if ttft_ms is None else round(ttft_ms, 3)
+        partial = assembler.completion()
         if record.request is not None:
-            record.response = assembler.completion()  # the partial answer, for the record
-        record.response_characters = completion_characters(assembler.choices())
+            record.response = partial  # the partial answer, for the record
+        record.response_characters = completion_characters(partial["choices"])
         self._fail(record, error)
 
 
