@@ -8,24 +8,9 @@ real HTTP client code runs against it.
 Endpoints: `POST /v1/chat/completions`, `GET /v1/models`; for tests, `GET /_fake/requests`
 returns every request received (also kept in `FakeOpenAI.requests`) and `DELETE` clears them.
 
-Each chat request's behaviour comes from its `x-fake-behaviour` header, else its `model` field:
-`+`-separated directives, e.g. `echo`, `fixed+delay=200`, `error=503+retry_after=2`. An unknown
-or invalid directive gets a 400.
-
-    fixed             reply "Hello from the fake upstream." (the default)
-    reply=<text>      reply <text>, with "_" standing for a space
-    echo              reply the text of the last user message
-    tool              call the first function in `tools` with arguments "{}"
-    delay=<ms>        wait before answering (before any header is sent)
-    error=<status>    answer with that HTTP status (400-599) and an OpenAI error envelope
-    retry_after=<s>   add a Retry-After header to the error
-    malformed         200 with a body that is not JSON (streams: a `data:` event that is not JSON)
-    drop_after=<n>    streams: send n content chunks, then close the connection without [DONE];
-                      non-streaming: close the connection without answering
-    chunk_delay=<ms>  wait between streamed chunks
-    chunks=<n>        stream the reply as n chunks of near-equal length (default: one per word)
-    no_usage          report no usage (streams: no usage chunk even when asked for)
-    cached=<n>        report n cached prompt tokens
+Each chat request's behaviour comes from its `x-fake-behaviour` header, else its `model` field
+(directives: see `crossroads.testing.fake_base`; `think`, `stream_error`, `blocked` and
+`cache_write` are ignored here). An unknown or invalid directive gets a 400.
 
 Token counting is deterministic, so tests can compute expected cost:
 
@@ -43,94 +28,34 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import itertools
-import re
 import signal
-import threading
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any
 
 import orjson
 from aiohttp import web
 
-__all__ = [
-    "DEFAULT_REPLY",
-    "Behaviour",
-    "BehaviourError",
-    "FakeOpenAI",
-    "RecordedRequest",
-    "count_words",
-    "parse_behaviour",
-]
+from crossroads.testing.fake_base import (
+    DEFAULT_REPLY,
+    Behaviour,
+    BehaviourError,
+    FakeUpstream,
+    RecordedRequest,
+    close_connection,
+    count_words,
+    cut_reply,
+    json_response,
+    parse_behaviour,
+    split_reply,
+)
 
-DEFAULT_REPLY = "Hello from the fake upstream."
+__all__ = ["DEFAULT_REPLY", "FakeOpenAI", "RecordedRequest", "count_words", "parse_behaviour"]
+
 SYSTEM_FINGERPRINT = "fp_fake0upstream"
-_WORD = re.compile(r"\s*\S+")
-_INT_DIRECTIVES = frozenset({"delay", "error", "drop_after", "chunk_delay", "chunks", "cached"})
 _DONE = b"data: [DONE]\n\n"
 _MALFORMED = b'{"id": "chatcmpl-malformed", "object": "chat.completion", "choices": [{'
 _Json = dict[str, Any]
-
-
-class RecordedRequest(TypedDict):
-    """One request as the fake upstream saw it; header names are lower-cased."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: Any  # the parsed JSON body, None when absent or not JSON
-
-
-class BehaviourError(ValueError):
-    """A behaviour string holds an unknown or invalid directive (the first argument)."""
-
-
-@dataclass(slots=True)
-class Behaviour:
-    """A parsed behaviour string; see the module docstring for the directives."""
-
-    mode: str = "fixed"  # "fixed", "echo" or "tool"
-    reply: str = DEFAULT_REPLY
-    delay: int = 0
-    error: int | None = None
-    retry_after: str | None = None
-    malformed: bool = False
-    drop_after: int | None = None
-    chunk_delay: int = 0
-    chunks: int | None = None
-    no_usage: bool = False
-    cached: int = 0
-
-
-def parse_behaviour(spec: str) -> Behaviour:
-    """Parse `+`-separated directives, raising `BehaviourError` naming the first bad one."""
-    behaviour = Behaviour()
-    for directive in spec.split("+"):
-        name, has_value, value = directive.partition("=")
-        if not has_value and name in ("fixed", "echo", "tool"):
-            behaviour.mode = name
-        elif not has_value and name in ("malformed", "no_usage"):
-            setattr(behaviour, name, True)
-        elif has_value and name == "reply":
-            behaviour.mode, behaviour.reply = "fixed", value.replace("_", " ")
-        elif has_value and name == "retry_after" and re.fullmatch(r"\d+(\.\d+)?", value):
-            behaviour.retry_after = value
-        elif has_value and name in _INT_DIRECTIVES and value.isascii() and value.isdigit():
-            number = int(value)
-            if (name == "error" and not 400 <= number <= 599) or (name == "chunks" and not number):
-                raise BehaviourError(directive)
-            setattr(behaviour, name, number)
-        else:
-            raise BehaviourError(directive)
-    return behaviour
-
-
-def count_words(text: str) -> int:
-    """The fake's token count: whitespace-separated words."""
-    return len(text.split())
 
 
 def _text(content: Any) -> str:
@@ -142,19 +67,6 @@ def _text(content: Any) -> str:
     return ""
 
 
-def _split(text: str, chunks: int | None) -> list[str]:
-    """Pieces whose concatenation is `text`: one per word, or `chunks` of near-equal length."""
-    if chunks is None:
-        pieces: list[str] = _WORD.findall(text)
-        rest = text[sum(map(len, pieces)) :]
-        if rest and pieces:
-            pieces[-1] += rest
-        return pieces or ([rest] if rest else [])
-    count = min(chunks, len(text))
-    bounds = [len(text) * i // count for i in range(count + 1)] if count else []
-    return [text[a:b] for a, b in itertools.pairwise(bounds)]
-
-
 def _reply(body: _Json, behaviour: Behaviour) -> tuple[str, str]:
     """The reply text of each choice and its finish_reason, after `stop` and the token limit."""
     text = behaviour.reply
@@ -162,15 +74,10 @@ def _reply(body: _Json, behaviour: Behaviour) -> tuple[str, str]:
         users = [m for m in body["messages"] if m.get("role") == "user"]
         text = _text(users[-1].get("content")) if users else ""
     stop = body.get("stop")
-    for s in [stop] if isinstance(stop, str) else stop if isinstance(stop, list) else []:
-        if isinstance(s, str) and s and s in text:
-            text = text[: text.index(s)]
+    stops = [stop] if isinstance(stop, str) else stop if isinstance(stop, list) else []
     limit = body.get("max_completion_tokens", body.get("max_tokens"))
-    if isinstance(limit, int) and not isinstance(limit, bool):
-        pieces = _WORD.findall(text)
-        if len(pieces) > limit:
-            return "".join(pieces[: max(limit, 0)]), "length"
-    return text, "stop"
+    text, reason = cut_reply(text, [s for s in stops if isinstance(s, str)], limit)
+    return text, "length" if reason == "length" else "stop"
 
 
 def _usage(prompt: int, completion: int, cached: int) -> _Json:
@@ -183,11 +90,6 @@ def _usage(prompt: int, completion: int, cached: int) -> _Json:
     }
 
 
-def _json(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    body = orjson.dumps(value)
-    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
-
-
 def _error(
     status: int, message: str, *, code: str | None = None, param: str | None = None
 ) -> web.Response:
@@ -195,7 +97,7 @@ def _error(
     kind = "server_error" if status >= 500 else "requests" if status == 429 else None
     codes = {401: "invalid_api_key", 404: "model_not_found", 429: "rate_limit_exceeded"}
     error = {"message": message, "type": kind or "invalid_request_error", "param": param}
-    return _json({"error": {**error, "code": code or codes.get(status)}}, status)
+    return json_response({"error": {**error, "code": code or codes.get(status)}}, status)
 
 
 def _call(name: str, arguments: str) -> _Json:
@@ -203,103 +105,13 @@ def _call(name: str, arguments: str) -> _Json:
     return {"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function", "function": function}
 
 
-def _close(request: web.Request) -> None:
-    """Close the connection mid-exchange; bytes already written are still delivered."""
-    if request.transport is not None:
-        request.transport.close()
+class FakeOpenAI(FakeUpstream):
+    """The fake OpenAI upstream; `base_url` ends in `/v1`."""
 
+    base_path = "/v1"
 
-class FakeOpenAI:
-    """The fake upstream. `start()` binds it (port 0 picks a free port), `stop()` closes it."""
-
-    def __init__(
-        self,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        api_key: str | None = None,
-        *,
-        record: bool = True,
-    ) -> None:
-        self.host = host
-        self.api_key = api_key
-        # Benchmarks turn recording off so a long run does not grow without bound.
-        self.record = record
-        self.requests: list[RecordedRequest] = []
-        self._port = port
-        self._runner: web.AppRunner | None = None
-
-    @property
-    def port(self) -> int:
-        """The bound port once started (the requested one before)."""
-        return self._port
-
-    @property
-    def base_url(self) -> str:
-        """The OpenAI base URL, e.g. `http://127.0.0.1:PORT/v1`."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self._port}/v1"
-
-    async def start(self) -> None:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.25)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, self.host, self._port).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self._port = int(runner.addresses[0][1])
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
-
-    @contextlib.contextmanager
-    def running_in_thread(self) -> Iterator[FakeOpenAI]:
-        """Serve from a daemon thread with its own event loop, for synchronous callers."""
-        loop = asyncio.new_event_loop()
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            try:
-                loop.run_forever()
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            finally:
-                loop.close()
-
-        thread = threading.Thread(target=run, name=f"fake-openai-{id(self):x}", daemon=True)
-        thread.start()
-        try:
-            asyncio.run_coroutine_threadsafe(self.start(), loop).result()
-            try:
-                yield self
-            finally:
-                asyncio.run_coroutine_threadsafe(self.stop(), loop).result()
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join()
-
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        """Record the request, check its key, and answer it."""
-        if request.path == "/_fake/requests":
-            if request.method == "DELETE":
-                self.requests.clear()
-                return web.Response(status=204)
-            return _json(self.requests)
-        raw = await request.read()
-        try:
-            body = orjson.loads(raw) if raw else None
-        except orjson.JSONDecodeError:
-            body = None
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        record = RecordedRequest(
-            method=request.method, path=request.path, headers=headers, body=body
-        )
-        if self.record:
-            self.requests.append(record)
+    async def answer(self, request: web.Request, record: RecordedRequest) -> web.StreamResponse:
+        headers, body = record["headers"], record["body"]
         if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
             return _error(401, "Incorrect API key provided.", code="invalid_api_key")
         if request.method == "POST" and request.path == "/v1/chat/completions":
@@ -307,7 +119,7 @@ class FakeOpenAI:
         if request.method == "GET" and request.path == "/v1/models":
             names = ("fixed", "echo", "tool")
             data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in names]
-            return _json({"object": "list", "data": data})
+            return json_response({"object": "list", "data": data})
         return _error(404, f"Invalid URL ({request.method} {request.path})", code="unknown_url")
 
     async def _chat(self, request: web.Request, body: Any) -> web.StreamResponse:
@@ -334,7 +146,7 @@ class FakeOpenAI:
             return response
         stream = body.get("stream") is True
         if behaviour.drop_after is not None and not stream:
-            _close(request)
+            close_connection(request)
             return web.Response()
         if behaviour.malformed and not stream:
             return web.Response(body=_MALFORMED, content_type="application/json")
@@ -359,7 +171,7 @@ class FakeOpenAI:
         }
         if stream:
             firsts: list[_Json] = [{"role": "assistant", "content": ""}] * n
-            deltas: list[_Json] = [{"content": p} for p in _split(text, behaviour.chunks)]
+            deltas: list[_Json] = [{"content": p} for p in split_reply(text, behaviour.chunks)]
             if tool is not None:
                 calls = [[{"index": 0, **_call(tool, "")}] for _ in range(n)]
                 firsts = [{"role": "assistant", "content": None, "tool_calls": c} for c in calls]
@@ -376,7 +188,7 @@ class FakeOpenAI:
             choices.append(
                 {"index": i, "message": message, "logprobs": None, "finish_reason": finish}
             )
-        return _json(
+        return json_response(
             {**head, "choices": choices, **({} if behaviour.no_usage else {"usage": usage})}
         )
 
@@ -409,20 +221,7 @@ async def _stream(
                 last = {**head, "choices": [], "usage": usage}
                 events.append(b"data: " + orjson.dumps(last) + b"\n\n")
             events.append(_DONE)
-    response = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-    )
-    await response.prepare(request)
-    try:
-        for k, data in enumerate(events):
-            if k and behaviour.chunk_delay:
-                await asyncio.sleep(behaviour.chunk_delay / 1000)
-            await response.write(data)
-    except ConnectionResetError:
-        return response  # the client went away; there is nobody left to answer
-    if behaviour.drop_after is not None and not behaviour.malformed:
-        _close(request)
-    return response
+    return await FakeUpstream.write_events(request, events, behaviour)
 
 
 async def _serve(host: str, port: int, api_key: str | None, record: bool) -> None:

@@ -1,0 +1,314 @@
+"""What every fake upstream shares: a real aiohttp server, request recording, behaviours.
+
+Each wire dialect (OpenAI, Anthropic, Gemini) has its own fake speaking that provider's
+format; they differ in paths, envelopes and event framing, but not in how they are started,
+how they record what they received, or how a test selects a misbehaviour. That common part
+lives here so each fake module holds only its dialect.
+
+Behaviour strings are `+`-separated directives, e.g. `echo`, `fixed+delay=200`,
+`error=503+retry_after=2`:
+
+    fixed             reply "Hello from the fake upstream." (the default)
+    reply=<text>      reply <text>, with "_" standing for a space
+    echo              reply the text of the last user message
+    tool              call the first declared function (arguments "{}" unless args= is given)
+    tools=<n>         call the first declared function n times in one answer (parallel calls)
+    args=<json>       the arguments of the tool call(s), with "_" standing for a space
+    think=<text>      reasoning text before the answer (dialects that have reasoning)
+    delay=<ms>        wait before answering (before any header is sent)
+    error=<status>    answer with that HTTP status (400-599) and the dialect's error envelope
+    retry_after=<s>   add a Retry-After header to the error
+    malformed         200 with a body that is not JSON (streams: an event that is not JSON)
+    drop_after=<n>    streams: send n content events, then close the connection;
+                      non-streaming: close the connection without answering
+    stream_error      streams: after the first content event, send the dialect's in-stream
+                      error event (Anthropic: `overloaded_error`)
+    chunk_delay=<ms>  wait between streamed events
+    chunks=<n>        stream the reply as n pieces of near-equal length (default: one per word)
+    no_usage          report no usage
+    cached=<n>        report n cached (cache-read) prompt tokens
+    cache_write=<n>   report n cache-creation prompt tokens (Anthropic)
+    blocked           the answer is stopped by a safety filter (Gemini: finishReason SAFETY)
+
+Token counting is deterministic, so tests can compute expected cost: a prompt counts the
+whitespace-separated words of every message's text + 3 per message, a reply its words.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+import orjson
+from aiohttp import web
+
+__all__ = [
+    "DEFAULT_REPLY",
+    "Behaviour",
+    "BehaviourError",
+    "FakeUpstream",
+    "RecordedRequest",
+    "close_connection",
+    "count_words",
+    "json_response",
+    "parse_behaviour",
+    "split_reply",
+]
+
+DEFAULT_REPLY = "Hello from the fake upstream."
+_WORD = re.compile(r"\s*\S+")
+_INT_DIRECTIVES = frozenset(
+    {"delay", "error", "drop_after", "chunk_delay", "chunks", "cached", "cache_write", "tools"}
+)
+_TEXT_DIRECTIVES = frozenset({"reply", "args", "think"})
+_FLAGS = frozenset({"malformed", "no_usage", "stream_error", "blocked"})
+
+
+class RecordedRequest(TypedDict):
+    """One request as the fake upstream saw it; header names are lower-cased."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any  # the parsed JSON body, None when absent or not JSON
+
+
+class BehaviourError(ValueError):
+    """A behaviour string holds an unknown or invalid directive (the first argument)."""
+
+
+@dataclass(slots=True)
+class Behaviour:
+    """A parsed behaviour string; see the module docstring for the directives."""
+
+    mode: str = "fixed"  # "fixed", "echo" or "tool"
+    reply: str = DEFAULT_REPLY
+    args: str = "{}"
+    tools: int = 1
+    think: str | None = None
+    delay: int = 0
+    error: int | None = None
+    retry_after: str | None = None
+    malformed: bool = False
+    drop_after: int | None = None
+    stream_error: bool = False
+    chunk_delay: int = 0
+    chunks: int | None = None
+    no_usage: bool = False
+    cached: int = 0
+    cache_write: int = 0
+    blocked: bool = False
+
+
+def parse_behaviour(spec: str) -> Behaviour:
+    """Parse `+`-separated directives, raising `BehaviourError` naming the first bad one."""
+    behaviour = Behaviour()
+    for directive in spec.split("+"):
+        name, has_value, value = directive.partition("=")
+        if not has_value and name in ("fixed", "echo", "tool"):
+            behaviour.mode = name
+        elif not has_value and name in _FLAGS:
+            setattr(behaviour, name, True)
+        elif has_value and name in _TEXT_DIRECTIVES:
+            setattr(behaviour, name, value.replace("_", " "))
+            if name == "reply":
+                behaviour.mode = "fixed"
+            elif name == "args":
+                behaviour.mode = "tool"
+        elif has_value and name == "retry_after" and re.fullmatch(r"\d+(\.\d+)?", value):
+            behaviour.retry_after = value
+        elif has_value and name in _INT_DIRECTIVES and value.isascii() and value.isdigit():
+            number = int(value)
+            if (name == "error" and not 400 <= number <= 599) or (
+                name in ("chunks", "tools") and not number
+            ):
+                raise BehaviourError(directive)
+            setattr(behaviour, name, number)
+            if name == "tools":
+                behaviour.mode = "tool"
+        else:
+            raise BehaviourError(directive)
+    return behaviour
+
+
+def count_words(text: str) -> int:
+    """The fakes' token count: whitespace-separated words."""
+    return len(text.split())
+
+
+def split_reply(text: str, chunks: int | None) -> list[str]:
+    """Pieces whose concatenation is `text`: one per word, or `chunks` of near-equal length."""
+    if chunks is None:
+        pieces: list[str] = _WORD.findall(text)
+        rest = text[sum(map(len, pieces)) :]
+        if rest and pieces:
+            pieces[-1] += rest
+        return pieces or ([rest] if rest else [])
+    count = min(chunks, len(text))
+    bounds = [len(text) * i // count for i in range(count + 1)] if count else []
+    return [text[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+def cut_reply(text: str, stops: list[str], limit: Any) -> tuple[str, str | None]:
+    """Apply stop strings and a word limit; returns the text and which one cut it, if any.
+
+    The second value is "stop" when a stop string cut the text (the stop string itself is
+    returned by dialects that report it), "length" when the limit did, else None.
+    """
+    reason: str | None = None
+    for stop in stops:
+        if stop and stop in text:
+            text, reason = text[: text.index(stop)], "stop"
+    if isinstance(limit, int) and not isinstance(limit, bool):
+        pieces = _WORD.findall(text)
+        if len(pieces) > limit:
+            return "".join(pieces[: max(limit, 0)]), "length"
+    return text, reason
+
+
+def json_response(
+    value: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    body = orjson.dumps(value)
+    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
+
+
+def close_connection(request: web.Request) -> None:
+    """Close the connection mid-exchange; bytes already written are still delivered."""
+    if request.transport is not None:
+        request.transport.close()
+
+
+class FakeUpstream:
+    """A fake upstream server. `start()` binds it (port 0 picks a free port), `stop()` closes it.
+
+    Subclasses implement `answer` (route one recorded request) and may override
+    `base_path` (what `base_url` ends with).
+    """
+
+    base_path = ""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        api_key: str | None = None,
+        *,
+        record: bool = True,
+    ) -> None:
+        self.host = host
+        self.api_key = api_key
+        # Benchmarks turn recording off so a long run does not grow without bound.
+        self.record = record
+        self.requests: list[RecordedRequest] = []
+        self._port = port
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port once started (the requested one before)."""
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        """The base URL a provider is configured with, e.g. `http://127.0.0.1:PORT/v1`."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self._port}{self.base_path}"
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.25)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.host, self._port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    @contextlib.contextmanager
+    def running_in_thread(self) -> Iterator[Any]:
+        """Serve from a daemon thread with its own event loop, for synchronous callers."""
+        loop = asyncio.new_event_loop()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_forever()
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
+
+        name = f"{type(self).__name__.lower()}-{id(self):x}"
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(self.start(), loop).result()
+            try:
+                yield self
+            finally:
+                asyncio.run_coroutine_threadsafe(self.stop(), loop).result()
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        """Serve `/_fake/requests` (GET lists, DELETE clears); record and answer the rest."""
+        if request.path == "/_fake/requests":
+            if request.method == "DELETE":
+                self.requests.clear()
+                return web.Response(status=204)
+            return json_response(self.requests)
+        raw = await request.read()
+        try:
+            body = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            body = None
+        record = RecordedRequest(
+            method=request.method,
+            path=request.path,
+            query=dict(request.query),
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=body,
+        )
+        if self.record:
+            self.requests.append(record)
+        return await self.answer(request, record)
+
+    async def answer(self, request: web.Request, record: RecordedRequest) -> web.StreamResponse:
+        """Answer one request in the dialect's wire format."""
+        raise NotImplementedError
+
+    @staticmethod
+    async def write_events(
+        request: web.Request, events: list[bytes], behaviour: Behaviour
+    ) -> web.StreamResponse:
+        """Send pre-framed SSE events with `chunk_delay` between them; close when dropping."""
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+        try:
+            for k, data in enumerate(events):
+                if k and behaviour.chunk_delay:
+                    await asyncio.sleep(behaviour.chunk_delay / 1000)
+                await response.write(data)
+        except ConnectionResetError:
+            return response  # the client went away; there is nobody left to answer
+        if behaviour.drop_after is not None and not behaviour.malformed:
+            close_connection(request)
+        return response
