@@ -77,6 +77,15 @@ def gateway_config(fake: FakeOpenAI, database: Path, *, keys: bool = True, **ser
             "fake": {"base_url": fake.base_url, "api_key": "sk-upstream", "read_timeout": 5},
             "dead": {"base_url": "http://127.0.0.1:9", "connect_timeout": 2},
             "tight": {"base_url": fake.base_url, "api_key": "sk-upstream", "read_timeout": 0.2},
+            # No key of its own: callers bring theirs in `openai_api_key`.
+            "byok": {"base_url": fake.base_url},
+            "mistral": {"preset": "mistral", "base_url": fake.base_url, "api_key": "sk-upstream"},
+            "vllm": {"preset": "vllm", "base_url": fake.base_url, "api_key": "sk-upstream"},
+            "sampler": {
+                "base_url": fake.base_url,
+                "api_key": "sk-upstream",
+                "parameters": {"top_k": "native", "min_p": "native"},
+            },
         },
         "models": {
             name: {"deployments": [{"provider": "fake", "model": behaviour, "price": PRICE}]}
@@ -84,6 +93,16 @@ def gateway_config(fake: FakeOpenAI, database: Path, *, keys: bool = True, **ser
         },
     }
     data["models"]["unreachable"] = {"deployments": [{"provider": "dead", "model": "x"}]}
+    data["models"]["byok"] = {"deployments": [{"provider": "byok", "model": "fixed"}]}
+    data["models"]["on-mistral"] = {"deployments": [{"provider": "mistral", "model": "echo"}]}
+    data["models"]["on-vllm"] = {"deployments": [{"provider": "vllm", "model": "echo"}]}
+    # Mistral first; only the second deployment honours top_k.
+    data["models"]["picky"] = {
+        "deployments": [
+            {"provider": "mistral", "model": "echo", "price": PRICE},
+            {"provider": "sampler", "model": "echo", "price": PRICE},
+        ]
+    }
     data["models"]["timeout"] = {
         "deployments": [{"provider": "tight", "model": "fixed+delay=1000"}]
     }

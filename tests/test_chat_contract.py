@@ -208,11 +208,10 @@ def test_invalid_values_are_400_naming_the_param(client: OpenAI, body: dict, par
 @pytest.mark.parametrize(
     ("extra", "param"),
     [
-        ({"guided_regex": "[a-z]+"}, "guided_regex"),
         ({"models": ["fixed", "echo"]}, "models"),
-        ({"provider": {"sort": "price"}}, "provider"),
-        ({"openai_api_key": "sk-byok"}, "openai_api_key"),
-        ({"top_k": 5}, "top_k"),
+        ({"provider": {"sort": "price"}}, "provider.sort"),
+        ({"provider": {"require_parameters": True, "only": ["x"]}}, "provider.only"),
+        ({"provider": "fake"}, "provider"),
     ],
 )
 def test_not_yet_served_parameters_are_400_unsupported(

@@ -361,10 +361,23 @@ def test_beam_search_returns_n_ranked_beams(sdk: OpenAI) -> None:
 # --- what the engine cannot do -------------------------------------------------------------------
 
 
+def test_what_the_engine_cannot_honour_is_dropped_and_listed(sdk: OpenAI) -> None:
+    completion = chat(sdk, reasoning_effort="low", extra_body={"frobnicate": 1})
+    assert completion.model_extra["dropped_params"] == ["reasoning_effort", "frobnicate"]
+    assert text_of(completion)
+    with pytest.raises(openai.BadRequestError) as caught:
+        chat(
+            sdk,
+            reasoning_effort="low",
+            extra_body={"provider": {"require_parameters": True}},
+        )
+    assert caught.value.code == "unsupported_parameter"
+    assert caught.value.param == "reasoning_effort"
+
+
 @pytest.mark.parametrize(
     ("kwargs", "param"),
     [
-        ({"reasoning_effort": "low"}, "reasoning_effort"),
         (
             {
                 "messages": [
@@ -380,7 +393,7 @@ def test_beam_search_returns_n_ranked_beams(sdk: OpenAI) -> None:
         ),
     ],
 )
-def test_what_the_engine_cannot_honour_is_400_unsupported(
+def test_what_the_engine_cannot_take_in_a_message_is_400_unsupported(
     sdk: OpenAI, kwargs: dict[str, Any], param: str
 ) -> None:
     with pytest.raises(openai.BadRequestError) as caught:

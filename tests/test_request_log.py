@@ -101,13 +101,18 @@ def test_store_false_keeps_accounting_but_no_bodies(client: OpenAI, gateway: Ser
 
 def test_secrets_never_reach_the_log(client: OpenAI, gateway: ServedApp, tmp_path: Path) -> None:
     raw = client.chat.completions.with_raw_response
-    with pytest.raises(openai.BadRequestError) as caught:
-        raw.create(model="fixed", messages=USER, extra_body={"openai_api_key": "sk-secret-byok"})  # type: ignore[arg-type]
-    log_id = caught.value.response.headers["x-crossroads-log-id"]
-    record = _record(gateway, log_id)
-    assert "openai_api_key" not in record["request"]
-    assert "sk-secret-byok" not in str(record)
-    assert API_KEY not in str(record)
+    served = raw.create(model="byok", messages=USER, extra_body={"openai_api_key": "sk-upstream"})  # type: ignore[arg-type]
+    with pytest.raises(openai.AuthenticationError) as caught:
+        raw.create(model="byok", messages=USER, extra_body={"openai_api_key": "sk-secret-byok"})  # type: ignore[arg-type]
+    for log_id in (
+        served.headers["x-crossroads-log-id"],
+        caught.value.response.headers["x-crossroads-log-id"],
+    ):
+        record = _record(gateway, log_id)
+        assert "openai_api_key" not in record["request"]
+        assert "sk-secret-byok" not in str(record)
+        assert "sk-upstream" not in str(record)
+        assert API_KEY not in str(record)
 
 
 def test_a_stream_is_logged_with_ttft_and_the_assembled_answer(

@@ -28,9 +28,11 @@ from pydantic import (
 )
 
 __all__ = [
+    "AnthropicProviderConfig",
     "Config",
     "ConfigError",
     "DeploymentConfig",
+    "GeminiProviderConfig",
     "KeyConfig",
     "LlamaCppProviderConfig",
     "ModelConfig",
@@ -73,10 +75,17 @@ class Price(_Strict):
     input: float = Field(0.0, ge=0)
     output: float = Field(0.0, ge=0)
     cached_input: float | None = Field(None, ge=0)
+    # Prompt tokens written to the upstream's cache (Anthropic's cache creation); defaults
+    # to `input` when unset.
+    cache_write: float | None = Field(None, ge=0)
 
     @property
     def cached_input_or_input(self) -> float:
         return self.input if self.cached_input is None else self.cached_input
+
+    @property
+    def cache_write_or_input(self) -> float:
+        return self.input if self.cache_write is None else self.cache_write
 
 
 class ServerConfig(_Strict):
@@ -101,23 +110,81 @@ class KeyConfig(_Strict):
     logs: Literal["own", "all"] = "own"
 
 
-class OpenAIProviderConfig(_Strict):
-    """An OpenAI-compatible HTTP upstream (OpenAI, vLLM, llama-server, Ollama, …)."""
+SupportLevel = Literal["native", "translated", "unsupported"]
 
-    dialect: Literal["openai"] = "openai"
-    base_url: Annotated[str, Field(min_length=1)]
+
+class _HttpProviderConfig(_Strict):
+    """What every upstream reached over HTTP is configured with."""
+
+    base_url: str | None = None
     api_key: str | None = None
     connect_timeout: float = Field(10.0, gt=0)
     read_timeout: float = Field(600.0, gt=0)
     max_connections: int = Field(1000, ge=1)
     headers: dict[str, str] = Field(default_factory=dict)
+    # Corrections to the capability matrix, e.g. `{ top_k = "native" }` for a server that
+    # honours a parameter its preset does not list, or `"unsupported"` to drop one.
+    parameters: dict[str, SupportLevel] = Field(default_factory=dict)
 
     @field_validator("base_url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
+        return None if value is None else value.rstrip("/")
+
+
+class OpenAIProviderConfig(_HttpProviderConfig):
+    """An OpenAI-compatible HTTP upstream (OpenAI, vLLM, llama-server, Ollama, …).
+
+    `preset` names a known provider (`crossroads providers list`), which supplies the base
+    URL and the capability matrix; `base_url` is required without one.
+    """
+
+    dialect: Literal["openai"] = "openai"
+    preset: str | None = None
+
+    @model_validator(mode="after")
+    def _preset_or_url(self) -> OpenAIProviderConfig:
+        from crossroads.providers.presets import PRESETS
+
+        if self.preset is not None and self.preset not in PRESETS:
+            known = ", ".join(sorted(PRESETS))
+            raise ValueError(f"unknown preset {self.preset!r} (known: {known})")
+        if self.base_url is None:
+            if self.preset is None:
+                raise ValueError("needs `base_url`, or a `preset` that supplies it")
+            object.__setattr__(self, "base_url", PRESETS[self.preset].base_url)
+        return self
+
+    @property
+    def url(self) -> str:
+        assert self.base_url is not None  # set by the validator
+        return self.base_url
+
+
+class AnthropicProviderConfig(_HttpProviderConfig):
+    """Anthropic's Messages API."""
+
+    dialect: Literal["anthropic"]
+    anthropic_version: str = "2023-06-01"
+    # Anthropic requires `max_tokens`; this applies when the caller sets neither
+    # `max_tokens` nor `max_completion_tokens`.
+    default_max_tokens: int = Field(4096, ge=1)
+
+    @property
+    def url(self) -> str:
+        return self.base_url or "https://api.anthropic.com"
+
+
+class GeminiProviderConfig(_HttpProviderConfig):
+    """Google's Gemini API (generateContent / streamGenerateContent)."""
+
+    dialect: Literal["gemini"]
+
+    @property
+    def url(self) -> str:
+        return self.base_url or "https://generativelanguage.googleapis.com/v1beta"
 
 
 class LlamaCppProviderConfig(_Strict):
@@ -158,14 +225,17 @@ def _dialect_of(value: Any) -> str:
 
 ProviderConfig = Annotated[
     Annotated[OpenAIProviderConfig, Tag("openai")]
+    | Annotated[AnthropicProviderConfig, Tag("anthropic")]
+    | Annotated[GeminiProviderConfig, Tag("gemini")]
     | Annotated[LlamaCppProviderConfig, Tag("llamacpp")],
     Discriminator(
         _dialect_of,
         custom_error_type="unknown_dialect",
-        custom_error_message="unknown dialect (known: openai, llamacpp)",
+        custom_error_message="unknown dialect (known: openai, anthropic, gemini, llamacpp)",
     ),
 ]
-DIALECT_TAGS = frozenset({"openai", "llamacpp"})
+DIALECT_TAGS = frozenset({"openai", "anthropic", "gemini", "llamacpp"})
+HttpProviderConfig = OpenAIProviderConfig | AnthropicProviderConfig | GeminiProviderConfig
 
 
 class DeploymentConfig(_Strict):
@@ -308,7 +378,7 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
             name: p.model_copy(
                 update={"api_key": resolve_secret(p.api_key, f"providers.{name}.api_key")}
             )
-            if isinstance(p, OpenAIProviderConfig)
+            if isinstance(p, _HttpProviderConfig)
             else p
             for name, p in config.providers.items()
         }

@@ -33,6 +33,7 @@ from crossroads.protocol.chat import (
 from crossroads.protocol.errors import GatewayError, client_closed, unsupported_parameter
 from crossroads.protocol.validation import validation_error
 from crossroads.providers.base import Provider, UpstreamCall, UpstreamError, capability_gap
+from crossroads.providers.capabilities import ParameterPlan, plan_parameters
 from crossroads.providers.errors import to_gateway_error
 from crossroads.storage.records import LogRecord
 from crossroads.usage import completion_characters, enrich_usage, prompt_characters
@@ -69,6 +70,8 @@ class PreparedChat:
     provider: Provider
     call: UpstreamCall
     record: LogRecord
+    # Parameters the provider cannot honour, removed from the call and reported.
+    dropped: list[str] = field(default_factory=list)
 
 
 def sse(payload: dict[str, Any]) -> bytes:
@@ -102,8 +105,7 @@ class Gateway:
             if unsupported := unimplemented_parameters(request):
                 raise unsupported_parameter(unsupported[0])
             entry = self.catalog.resolve(request.model)
-            deployment = entry.deployments[0]
-            provider = self.providers[deployment.provider]
+            deployment, provider, plan = self._choose(entry.name, entry.deployments, request, body)
             self._check_provider(provider, request, entry.name)
         except GatewayError as exc:
             self._fail(record, exc)
@@ -112,23 +114,92 @@ class Gateway:
         record.provider = deployment.provider
         record.upstream_model = deployment.upstream_model
         record.session_id = request.session_id or context.session_header
-        upstream_body = {k: v for k, v in body.items() if k not in EXTENSION_FIELDS}
+        removed = plan.removed
+        upstream_body = {
+            k: v for k, v in body.items() if k not in EXTENSION_FIELDS and k not in removed
+        }
         upstream_body["model"] = deployment.upstream_model
         if request.stream:
             # Always ask for usage: cost is computed from it even when the caller did not ask.
             upstream_body["stream_options"] = {**(body.get("stream_options") or {})}
             upstream_body["stream_options"]["include_usage"] = True
-        call = UpstreamCall(body=upstream_body)
-        return PreparedChat(context, request, body, deployment, provider, call, record)
+        call = UpstreamCall(body=upstream_body, api_key=request.openai_api_key)
+        return PreparedChat(
+            context, request, body, deployment, provider, call, record, plan.dropped
+        )
+
+    def _choose(
+        self,
+        model: str,
+        deployments: tuple[Deployment, ...],
+        request: ChatCompletionRequest,
+        body: dict[str, Any],
+    ) -> tuple[Deployment, Provider, ParameterPlan]:
+        """The first deployment whose provider can take this request.
+
+        A provider that cannot take a message part, or a caller's own OpenAI key, is never
+        chosen. With `provider.require_parameters` one that would drop a parameter is not
+        either; otherwise dropping is allowed and reported.
+        """
+        preferences = request.provider
+        require = bool(
+            preferences is not None
+            and not isinstance(preferences, str)
+            and preferences.require_parameters
+        )
+        refusals: list[GatewayError] = []
+        for deployment in deployments:
+            provider = self.providers[deployment.provider]
+            plan = plan_parameters(provider.capabilities, body)
+            problem = self._refusal(provider, request, model, plan if require else None)
+            if problem is None:
+                return deployment, provider, plan
+            refusals.append(problem)
+        if len(refusals) == 1:
+            raise refusals[0]
+        reasons = "; ".join(
+            f"{d.provider}: {r.message}" for d, r in zip(deployments, refusals, strict=True)
+        )
+        raise GatewayError(
+            400,
+            f"No deployment of model '{model}' can serve this request ({reasons}).",
+            param=refusals[0].param,
+            code="unsupported_parameter",
+        )
+
+    @staticmethod
+    def _refusal(
+        provider: Provider,
+        request: ChatCompletionRequest,
+        model: str,
+        required: ParameterPlan | None,
+    ) -> GatewayError | None:
+        """Why `provider` must not get this request, or None when it may."""
+        where = f" by provider '{provider.name}', which serves model '{model}'"
+        if gap := capability_gap(provider.capabilities, request):
+            return unsupported_parameter(gap, where)
+        if request.openai_api_key is not None and provider.dialect != "openai":
+            return unsupported_parameter(
+                "openai_api_key",
+                f"{where} (dialect '{provider.dialect}'); a caller's own key is only used "
+                "with openai-dialect providers",
+            )
+        if required is not None and required.dropped:
+            names = ", ".join(required.dropped)
+            return GatewayError(
+                400,
+                f"Parameters not supported{where}: {names}. They are required because "
+                "`provider.require_parameters` is true; remove them or set it to false to "
+                "let them be dropped.",
+                param=required.dropped[0],
+                code="unsupported_parameter",
+            )
+        return None
 
     @staticmethod
     def _check_provider(provider: Provider, request: ChatCompletionRequest, model: str) -> None:
-        """Refuse what this provider cannot do now, before anything is sent to it."""
+        """Refuse what the chosen provider cannot do now, before anything is sent to it."""
         capabilities = provider.capabilities
-        if gap := capability_gap(capabilities, request):
-            raise unsupported_parameter(
-                gap, f" by provider '{provider.name}', which serves model '{model}'"
-            )
         if capabilities.max_n is not None and (request.n or 1) > capabilities.max_n:
             raise GatewayError(
                 400,
@@ -193,7 +264,9 @@ class Gateway:
         try:
             response = await chat.provider.complete(chat.call)
         except UpstreamError as exc:
-            error = to_gateway_error(exc, chat.deployment.provider)
+            error = to_gateway_error(
+                exc, chat.deployment.provider, caller_key=chat.call.api_key is not None
+            )
             self._fail(chat.record, error)
             raise error from None
         except GatewayError as exc:
@@ -213,6 +286,8 @@ class Gateway:
         )
         response["usage"] = usage
         response["provider"] = chat.deployment.provider
+        if chat.dropped:
+            response["dropped_params"] = chat.dropped
         self._succeed(chat.record, response, usage, latency_ms)
         return response
 
@@ -252,7 +327,9 @@ class Gateway:
             first = None
         except UpstreamError as exc:
             await _close(chunks)
-            error = to_gateway_error(exc, chat.deployment.provider)
+            error = to_gateway_error(
+                exc, chat.deployment.provider, caller_key=chat.call.api_key is not None
+            )
             self._fail(chat.record, error)
             raise error from None
         except GatewayError as exc:
@@ -273,6 +350,7 @@ class Gateway:
             chat.request.stream_options and chat.request.stream_options.include_usage
         )
         provider = chat.deployment.provider
+        dropped = chat.dropped
         finished = False
         try:
             chunk = first
@@ -284,6 +362,9 @@ class Gateway:
                 if chunk.get("choices"):
                     if "usage" in chunk:
                         chunk["usage"] = None  # usage is reported once, in its own chunk
+                    if dropped:
+                        # Said on the first chunk, where a client sees it before the answer.
+                        chunk["dropped_params"], dropped = dropped, []
                     yield sse(chunk)
                 chunk = await anext(chunks, None)
             latency_ms = (time.perf_counter() - chat.context.received) * 1000
@@ -296,14 +377,23 @@ class Gateway:
                 latency_ms=latency_ms,
             )
             if include_usage:
-                yield sse(assembler.chunk([], provider=provider, usage=usage))
+                final = assembler.chunk([], provider=provider, usage=usage)
+                if chat.dropped:
+                    final["dropped_params"] = chat.dropped
+                yield sse(final)
             yield SSE_DONE
             finished = True
             completion["usage"] = usage
             completion["provider"] = provider
+            if chat.dropped:
+                completion["dropped_params"] = chat.dropped
             self._succeed(chat.record, completion, usage, latency_ms, ttft_ms)
         except (UpstreamError, GatewayError) as exc:
-            error = exc if isinstance(exc, GatewayError) else to_gateway_error(exc, provider)
+            error = (
+                exc
+                if isinstance(exc, GatewayError)
+                else to_gateway_error(exc, provider, caller_key=chat.call.api_key is not None)
+            )
             # After the first byte the status is already 200: end with an error event and
             # no [DONE], so no client mistakes a truncated answer for a complete one.
             yield sse(error.envelope())

@@ -1,7 +1,8 @@
 """Usage accounting: tokens, characters, cost and latency for every response.
 
 The upstream's token counts are authoritative; cost is priced here from the deployment that
-served the request, with cached prompt tokens at their own price. When an upstream reports
+served the request, with cached prompt tokens (cache reads) and cache writes at their own
+prices. When an upstream reports
 no usage at all, tokens are estimated from characters (about four per token) and the usage
 object says `"estimated": true`, so a bill is never silently zero.
 """
@@ -56,12 +57,20 @@ def estimate_tokens(characters: int) -> int:
     return math.ceil(characters / _CHARS_PER_TOKEN)
 
 
-def price_usage(price: Price, prompt_tokens: int, completion_tokens: int, cached: int) -> float:
-    """USD for these token counts at this deployment's per-1M-token prices."""
+def price_usage(
+    price: Price, prompt_tokens: int, completion_tokens: int, cached: int, cache_write: int = 0
+) -> float:
+    """USD for these token counts at this deployment's per-1M-token prices.
+
+    `cached` (read from the upstream's cache) and `cache_write` (written to it) are parts
+    of `prompt_tokens`, each at its own price.
+    """
     cached = min(max(cached, 0), prompt_tokens)
+    cache_write = min(max(cache_write, 0), prompt_tokens - cached)
     micro = (
-        (prompt_tokens - cached) * price.input
+        (prompt_tokens - cached - cache_write) * price.input
         + cached * price.cached_input_or_input
+        + cache_write * price.cache_write_or_input
         + completion_tokens * price.output
     )
     return round(micro / 1_000_000, 12)
@@ -92,12 +101,15 @@ def enrich_usage(
             "estimated": True,
         }
     details = out.get("prompt_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, Mapping) else None
+    cached = cache_write = None
+    if isinstance(details, Mapping):
+        cached, cache_write = details.get("cached_tokens"), details.get("cache_write_tokens")
     cached = cached if isinstance(cached, int) else 0
+    cache_write = cache_write if isinstance(cache_write, int) else 0
     out["prompt_characters"] = prompt_chars
     out["response_characters"] = response_chars
     out["prompt_cache_hit_tokens"] = cached
     out["prompt_cache_miss_tokens"] = max(prompt_tokens - cached, 0)
-    out["cost"] = price_usage(price, prompt_tokens, completion_tokens, cached)
+    out["cost"] = price_usage(price, prompt_tokens, completion_tokens, cached, cache_write)
     out["latency_ms"] = round(latency_ms, 3)
     return out

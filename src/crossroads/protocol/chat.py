@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 __all__ = [
     "ENGINE_PARAMETERS",
     "EXTENSION_FIELDS",
+    "UPSTREAM_EXTENSIONS",
     "ChatCompletionRequest",
     "ChatMessage",
     "ProviderPreferences",
@@ -342,8 +343,8 @@ class ChatCompletionRequest(_Open):
         return [name.strip() for name in self.model.split(",")]
 
 
-# Decoding extensions that only some providers can honour; each provider lists the ones it
-# does in `Capabilities.extensions`, and a request setting any other one is refused.
+# Decoding extensions that only some providers can honour; each provider's capability matrix
+# says which, and the others drop them (or, with `provider.require_parameters`, are skipped).
 ENGINE_PARAMETERS = (
     "top_k",
     "min_p",
@@ -359,9 +360,11 @@ ENGINE_PARAMETERS = (
 )
 
 _FIELDS = list(ChatCompletionRequest.model_fields)
-# Body fields that are the gateway's own business, never sent to an upstream. The decoding
-# extensions are not among them: they go to the providers that declare they can honour them.
-EXTENSION_FIELDS = frozenset(_FIELDS[_FIELDS.index("models") :]) - frozenset(ENGINE_PARAMETERS)
+# Extensions that are request parameters for the upstream, not instructions to the gateway:
+# they go to providers whose matrix supports them (natively or translated).
+UPSTREAM_EXTENSIONS = frozenset({*ENGINE_PARAMETERS, "reasoning"})
+# Body fields that are the gateway's own business, never sent to an upstream.
+EXTENSION_FIELDS = frozenset(_FIELDS[_FIELDS.index("models") :]) - UPSTREAM_EXTENSIONS
 
 # Extensions that are accepted and validated but not yet served by the gateway anywhere. A
 # request that sets one gets a 400 `unsupported_parameter` instead of a silent no-op; each
@@ -371,22 +374,30 @@ _NOT_YET_SERVED = (
     "max_cost",
     "willingness_to_pay",
     "quality_risk_threshold",
-    "provider",
     "routing",
     "route",
     "rag_tune",
     "integrity",
     "integrity_model",
     "plugins",
-    "reasoning",
     "debug",
-    "openai_api_key",
 )
+# What `provider` (object form) may hold so far: the rest arrives with routing.
+_PROVIDER_FIELDS_SERVED = frozenset({"require_parameters"})
 
 
 def unimplemented_parameters(request: ChatCompletionRequest) -> list[str]:
     """Names of parameters the request sets that this gateway cannot honour yet, in order."""
     names = [name for name in _NOT_YET_SERVED if getattr(request, name) is not None]
+    provider = request.provider
+    if isinstance(provider, str):
+        names.append("provider")
+    elif provider is not None:
+        names += [
+            f"provider.{name}"
+            for name in (*type(provider).model_fields, *(provider.model_extra or {}))
+            if name not in _PROVIDER_FIELDS_SERVED and getattr(provider, name, None) is not None
+        ]
     if len(request.model_names) > 1 or request.model == "router":
         names.insert(0, "model")
     if request.tools and any(tool.type == "retrieval" for tool in request.tools):

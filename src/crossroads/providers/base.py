@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from crossroads.protocol.chat import ENGINE_PARAMETERS, ChatCompletionRequest
+from crossroads.protocol.chat import ChatCompletionRequest
+from crossroads.providers.capabilities import Capabilities
 
 __all__ = [
     "Capabilities",
@@ -28,31 +29,12 @@ __all__ = [
 UpstreamFailure = Literal["http", "timeout", "connection", "malformed", "stream_interrupted"]
 
 
-@dataclass(frozen=True, slots=True)
-class Capabilities:
-    """What a provider can do, consulted before a request is sent to it."""
-
-    vision: bool = False
-    # Crossroads' decoding extensions (`ENGINE_PARAMETERS`: top_k, guided_json, beam
-    # search, …) that this provider honours for real.
-    extensions: frozenset[str] = frozenset()
-    # OpenAI parameters it cannot honour; a request that sets one is refused, not degraded.
-    unsupported: frozenset[str] = frozenset()
-    # The most choices (`n`) one request may ask for; None means no limit of ours.
-    max_n: int | None = None
-
-
 def capability_gap(capabilities: Capabilities, request: ChatCompletionRequest) -> str | None:
-    """The first parameter (as a body path) that `request` sets and the provider cannot do."""
-    for name in ENGINE_PARAMETERS:
-        if name not in capabilities.extensions and getattr(request, name) is not None:
-            return name
-    for name in capabilities.unsupported:
-        value = getattr(request, name, None)
-        if value is None and request.model_extra:
-            value = request.model_extra.get(name)
-        if value is not None:
-            return name
+    """The first content part (as a body path) that the provider cannot take.
+
+    Parameters are planned separately (dropped or required, `plan_parameters`); a part of
+    a message cannot be dropped without changing what the caller asked, so it is refused.
+    """
     if not capabilities.vision:
         for i, message in enumerate(request.messages):
             if isinstance(message.content, list):

@@ -26,7 +26,11 @@ _FAILURE_CODES = {
 }
 
 
-def to_gateway_error(exc: UpstreamError, provider: str) -> GatewayError:
+def to_gateway_error(
+    exc: UpstreamError, provider: str, *, caller_key: bool = False
+) -> GatewayError:
+    """`caller_key`: the call used the caller's own upstream key (`openai_api_key`), so an
+    upstream 401/403 is the caller's to fix and keeps its status."""
     if exc.failure != "http" or exc.status is None:
         status, code = _FAILURE_CODES.get(exc.failure, (502, "upstream_error"))
         return GatewayError(status, exc.message, type="upstream_error", code=code)
@@ -40,6 +44,13 @@ def to_gateway_error(exc: UpstreamError, provider: str) -> GatewayError:
             headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
         return GatewayError(
             429, prefix + exc.message, code=exc.code or "rate_limit_exceeded", headers=headers
+        )
+    if upstream in (401, 403) and caller_key:
+        return GatewayError(
+            upstream,
+            prefix + exc.message + " (the key in `openai_api_key` was refused)",
+            param="openai_api_key",
+            code="invalid_api_key" if upstream == 401 else exc.code,
         )
     if upstream in (401, 403):
         return GatewayError(

@@ -1,10 +1,10 @@
 """The `openai` wire dialect: any OpenAI-compatible chat-completions upstream.
 
 OpenAI itself, vLLM, llama-server, Ollama, Together, Groq, DeepSeek… differ only in
-`base_url`, key and what parameters they accept, so they are configuration of this one
-class, not subclasses. One pooled `aiohttp` session per upstream is opened in `start` and
-closed in `aclose`. Streams are parsed one SSE event at a time and handed on as they
-arrive; nothing is buffered beyond the current line.
+`base_url`, key and which parameters they accept, so they are configuration of this one
+class (a `preset`), not subclasses. The request body is forwarded as it came, except for
+the few parameters a preset spells differently. Streams are parsed one SSE event at a time
+and handed on as they arrive.
 """
 
 from __future__ import annotations
@@ -16,32 +16,24 @@ import aiohttp
 import orjson
 
 from crossroads.config import OpenAIProviderConfig
-from crossroads.providers.base import Capabilities, UpstreamCall, UpstreamError
+from crossroads.providers.base import UpstreamCall, UpstreamError
+from crossroads.providers.http import HttpUpstream, decode_json, parse_retry_after
+from crossroads.providers.presets import GENERIC_OPENAI, PRESETS
 
 __all__ = ["OpenAIProvider", "parse_retry_after", "upstream_error_from_body"]
 
 _DONE = b"[DONE]"
 
 
-def parse_retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait, from `retry-after-ms` or `Retry-After` (seconds form)."""
-    if (ms := headers.get("retry-after-ms")) is not None:
-        try:
-            return max(float(ms) / 1000, 0.0)
-        except ValueError:
-            pass
-    if (seconds := headers.get("Retry-After")) is not None:
-        try:
-            return max(float(seconds), 0.0)
-        except ValueError:
-            return None
-    return None
-
-
 def upstream_error_from_body(
     status: int, body: bytes, headers: Mapping[str, str] | None = None
 ) -> UpstreamError:
-    """Keep the upstream's own message and code when it sent OpenAI's error envelope."""
+    """Keep the upstream's own message and code when it sent an error envelope.
+
+    Understands OpenAI's `{"error": {"message", "code", "param"}}`, Anthropic's
+    `{"type": "error", "error": {"type", "message"}}` and Google's
+    `{"error": {"code": 400, "message", "status"}}`.
+    """
     message = body[:2000].decode("utf-8", "replace").strip() or f"HTTP {status}"
     code: str | None = None
     param: str | None = None
@@ -53,7 +45,12 @@ def upstream_error_from_body(
         error = decoded.get("error", decoded)
         if isinstance(error, dict):
             message = str(error.get("message") or message)
-            code = error.get("code") if isinstance(error.get("code"), str) else None
+            # OpenAI's `code`; else Anthropic's error `type` or Google's `status` name.
+            kind = "type" if decoded.get("type") == "error" else "status"
+            for field in ("code", kind):
+                if isinstance(error.get(field), str):
+                    code = error[field]
+                    break
             param = error.get("param") if isinstance(error.get("param"), str) else None
         elif isinstance(error, str):
             message = error
@@ -67,40 +64,23 @@ def upstream_error_from_body(
     )
 
 
-class OpenAIProvider:
+class OpenAIProvider(HttpUpstream):
     """An OpenAI-compatible upstream at `base_url`."""
 
     dialect = "openai"
 
     def __init__(self, name: str, config: OpenAIProviderConfig) -> None:
-        self.name = name
-        self.capabilities = Capabilities(vision=True)
-        self.not_ready_reason = ""
+        super().__init__(name, config)
+        preset = PRESETS.get(config.preset) if config.preset else None
+        capabilities = preset.capabilities if preset else GENERIC_OPENAI
+        self.capabilities = capabilities.with_parameters(config.parameters)
+        self._rewrites = {
+            name: rewrite
+            for name, rewrite in (preset.rewrites if preset else {}).items()
+            if self.capabilities.support(name) == "translated"
+        }
         self._config = config
-        self._url = f"{config.base_url}/chat/completions"
-        self._session: aiohttp.ClientSession | None = None
-
-    @property
-    def ready(self) -> bool:
-        return self._session is not None
-
-    async def start(self) -> None:
-        config = self._config
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                limit=config.max_connections, keepalive_timeout=60, enable_cleanup_closed=False
-            ),
-            timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=config.connect_timeout, sock_read=config.read_timeout
-            ),
-            json_serialize=lambda obj: orjson.dumps(obj).decode(),
-            skip_auto_headers=("User-Agent",),
-        )
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        self._url = f"{config.url}/chat/completions"
 
     def _headers(self, call: UpstreamCall) -> dict[str, str]:
         headers = {"Content-Type": "application/json", **self._config.headers}
@@ -110,30 +90,24 @@ class OpenAIProvider:
         headers.update(call.extra_headers)
         return headers
 
-    def _post(self, call: UpstreamCall) -> Any:
-        if self._session is None:
-            raise UpstreamError(f"provider {self.name!r} is not started", failure="connection")
-        return self._session.post(
-            self._url, data=orjson.dumps(call.body), headers=self._headers(call)
-        )
+    def _send(self, call: UpstreamCall) -> Any:
+        body = call.body
+        if self._rewrites:
+            for name, rewrite in self._rewrites.items():
+                if name in body:
+                    rewrite(body, name)
+        return self.post(self._url, body, self._headers(call))
 
     async def complete(self, call: UpstreamCall) -> dict[str, Any]:
         try:
-            async with self._post(call) as response:
+            async with self._send(call) as response:
                 body = await response.read()
                 if response.status >= 400:
                     raise upstream_error_from_body(response.status, body, response.headers)
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise self._transport_error(exc) from None
-        try:
-            decoded = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(
-                f"upstream {self.name!r} returned a body that is not JSON: {body[:200]!r}",
-                failure="malformed",
-                status=response.status,
-            ) from None
-        if not isinstance(decoded, dict) or not isinstance(decoded.get("choices"), list):
+            raise self.transport_error(exc) from None
+        decoded = decode_json(self.name, body, "a body")
+        if not isinstance(decoded.get("choices"), list):
             raise UpstreamError(
                 f"upstream {self.name!r} returned JSON that is not a chat completion",
                 failure="malformed",
@@ -145,15 +119,11 @@ class OpenAIProvider:
         saw_done = False
         saw_finish = False
         try:
-            async with self._post(call) as response:
+            async with self._send(call) as response:
                 if response.status >= 400:
                     body = await response.read()
                     raise upstream_error_from_body(response.status, body, response.headers)
-                async for raw_line in response.content:
-                    line = raw_line.strip()
-                    if not line.startswith(b"data:"):
-                        continue  # blank separators, comments (": ping"), `event:` lines
-                    data = line[5:].strip()
+                async for _event, data in self.events(response):
                     if data == _DONE:
                         saw_done = True
                         break
@@ -162,36 +132,12 @@ class OpenAIProvider:
                         saw_finish = True
                     yield chunk
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise self._transport_error(exc) from None
+            raise self.transport_error(exc) from None
         if not saw_done and not saw_finish:
-            raise UpstreamError(
-                f"upstream {self.name!r} ended the stream before the answer was complete",
-                failure="stream_interrupted",
-            )
-
-    def _transport_error(self, exc: Exception) -> UpstreamError:
-        """A timeout or connection failure of aiohttp's, in our terms."""
-        if isinstance(exc, TimeoutError):
-            message = f"upstream {self.name!r} timed out: {exc}".rstrip(": ")
-            return UpstreamError(message, failure="timeout")
-        if isinstance(exc, aiohttp.ClientPayloadError):
-            message = f"upstream {self.name!r} closed the connection mid-answer: {exc}"
-            return UpstreamError(message, failure="stream_interrupted")
-        return UpstreamError(f"could not reach upstream {self.name!r}: {exc}", failure="connection")
+            raise self.interrupted()
 
     def _decode_chunk(self, data: bytes) -> dict[str, Any]:
-        try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(
-                f"upstream {self.name!r} sent a stream event that is not JSON: {data[:200]!r}",
-                failure="malformed",
-            ) from None
-        if not isinstance(chunk, dict):
-            raise UpstreamError(
-                f"upstream {self.name!r} sent a stream event that is not an object",
-                failure="malformed",
-            )
+        chunk = decode_json(self.name, data, "a stream event")
         if "error" in chunk and "choices" not in chunk:
             error = chunk["error"]
             message = error.get("message") if isinstance(error, dict) else str(error)

@@ -15,13 +15,14 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from crossroads.config import LlamaCppProviderConfig
 from crossroads.protocol.assembly import StreamAssembler
 from crossroads.protocol.chat import ENGINE_PARAMETERS
 from crossroads.protocol.errors import GatewayError
-from crossroads.providers.base import Capabilities, UpstreamCall, UpstreamError
+from crossroads.providers.base import UpstreamCall, UpstreamError
 from crossroads.providers.llamacpp.beam import (
     BeamRequest,
     beam_choices,
@@ -31,6 +32,7 @@ from crossroads.providers.llamacpp.beam import (
     engine_eos_ids,
 )
 from crossroads.providers.llamacpp.engine import EngineError, EngineSettings, LlamaEngine
+from crossroads.providers.llamacpp.parameters import LLAMACPP_CAPABILITIES
 from crossroads.providers.llamacpp.structured import LLGUIDANCE, constraint_fields
 from crossroads.providers.llamacpp.templates import resolve_template
 from crossroads.providers.llamacpp.tools import parse_tool_calls, tool_call_grammar, tool_messages
@@ -92,22 +94,7 @@ class LlamaCppProvider:
     def __init__(self, name: str, config: LlamaCppProviderConfig) -> None:
         self.name = name
         self._config = config
-        self.capabilities = Capabilities(
-            vision=False,
-            extensions=frozenset(ENGINE_PARAMETERS),
-            unsupported=frozenset(
-                {
-                    "reasoning_effort",
-                    "functions",
-                    "function_call",
-                    "audio",
-                    "modalities",
-                    "prediction",
-                    "web_search_options",
-                }
-            ),
-            max_n=config.parallel,
-        )
+        self.capabilities = replace(LLAMACPP_CAPABILITIES, max_n=config.parallel)
         self._engine: LlamaEngine | None = None
         self._loading: asyncio.Task[None] | None = None
         self._failure: str | None = None
