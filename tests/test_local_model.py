@@ -362,8 +362,8 @@ def test_beam_search_returns_n_ranked_beams(sdk: OpenAI) -> None:
 
 
 def test_what_the_engine_cannot_honour_is_dropped_and_listed(sdk: OpenAI) -> None:
-    completion = chat(sdk, reasoning_effort="low", extra_body={"frobnicate": 1})
-    assert completion.model_extra["dropped_params"] == ["reasoning_effort", "frobnicate"]
+    completion = chat(sdk, reasoning_effort="low", extra_body={"reasoning": {"effort": "low"}})
+    assert completion.model_extra["dropped_params"] == ["reasoning_effort", "reasoning"]
     assert text_of(completion)
     with pytest.raises(openai.BadRequestError) as caught:
         chat(

@@ -17,7 +17,7 @@ Token counting is deterministic, so tests can compute expected cost:
 * prompt_tokens = whitespace-separated words of every message's text (string contents and the
   `text` parts of list contents) + 3 per message;
 * completion_tokens = whitespace-separated words of each choice's reply, summed over the `n`
-  choices (a tool call counts the words of its arguments, so `{}` is 1).
+  choices (each tool call counts the words of its arguments, so `{}` is 1).
 
 `max_completion_tokens` (or `max_tokens`) cuts each reply to that many words, finish_reason
 "length"; `stop` cuts it just before the first stop string, finish_reason "stop".
@@ -157,11 +157,12 @@ class FakeOpenAI(FakeUpstream):
             tool = next((f.get("name") for f in functions if isinstance(f, dict)), None)
             if not isinstance(tool, str):
                 return _error(400, "'tool' needs a function in 'tools'.", param="tools")
-            text, finish = "{}", "tool_calls"
+            text, finish = behaviour.args, "tool_calls"
         else:
             text, finish = _reply(body, behaviour)
+        calls = behaviour.tools if tool is not None else 1
         prompt = sum(count_words(_text(m.get("content"))) + 3 for m in messages)
-        usage = _usage(prompt, count_words(text) * n, behaviour.cached)
+        usage = _usage(prompt, count_words(text) * calls * n, behaviour.cached)
         head: _Json = {
             "id": f"chatcmpl-{uuid.uuid4().hex[:29]}",
             "object": "chat.completion.chunk" if stream else "chat.completion",
@@ -173,9 +174,18 @@ class FakeOpenAI(FakeUpstream):
             firsts: list[_Json] = [{"role": "assistant", "content": ""}] * n
             deltas: list[_Json] = [{"content": p} for p in split_reply(text, behaviour.chunks)]
             if tool is not None:
-                calls = [[{"index": 0, **_call(tool, "")}] for _ in range(n)]
-                firsts = [{"role": "assistant", "content": None, "tool_calls": c} for c in calls]
-                deltas = [{"tool_calls": [{"index": 0, "function": {"arguments": text}}]}]
+                firsts = [
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [{"index": k, **_call(tool, "")} for k in range(calls)],
+                    }
+                    for _ in range(n)
+                ]
+                deltas = [
+                    {"tool_calls": [{"index": k, "function": {"arguments": text}}]}
+                    for k in range(calls)
+                ]
             options = body.get("stream_options")
             with_usage = isinstance(options, dict) and options.get("include_usage") is True
             final = usage if with_usage and not behaviour.no_usage else None
@@ -184,7 +194,7 @@ class FakeOpenAI(FakeUpstream):
         for i in range(n):
             message: _Json = {"role": "assistant", "content": text, "refusal": None}
             if tool is not None:
-                message.update(content=None, tool_calls=[_call(tool, text)])
+                message.update(content=None, tool_calls=[_call(tool, text) for _ in range(calls)])
             choices.append(
                 {"index": i, "message": message, "logprobs": None, "finish_reason": finish}
             )

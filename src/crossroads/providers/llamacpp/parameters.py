@@ -47,7 +47,7 @@ _UNSUPPORTED = (
 
 LLAMACPP_CAPABILITIES = Capabilities(
     parameters=matrix(native=_NATIVE, unsupported=_UNSUPPORTED),
-    unknown="unsupported",
+    unknown="native",  # llama.cpp's own options (repeat_penalty, ignore_eos, …) pass through
     vision=False,
     notes="runs in-process; beam search and guided decoding are real here",
 )
