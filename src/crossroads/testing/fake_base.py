@@ -29,6 +29,7 @@ Behaviour strings are `+`-separated directives, e.g. `echo`, `fixed+delay=200`,
     cached=<n>        report n cached (cache-read) prompt tokens
     cache_write=<n>   report n cache-creation prompt tokens (Anthropic)
     blocked           the answer is stopped by a safety filter (Gemini: finishReason SAFETY)
+    prompt_blocked    the prompt is refused before any answer (Gemini: promptFeedback.blockReason)
 
 Token counting is deterministic, so tests can compute expected cost: a prompt counts the
 whitespace-separated words of every message's text + 3 per message, a reply its words.
@@ -36,10 +37,12 @@ whitespace-separated words of every message's text + 3 per message, a reply its 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import itertools
 import re
+import signal
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -67,7 +70,7 @@ _INT_DIRECTIVES = frozenset(
     {"delay", "error", "drop_after", "chunk_delay", "chunks", "cached", "cache_write", "tools"}
 )
 _TEXT_DIRECTIVES = frozenset({"reply", "args", "think"})
-_FLAGS = frozenset({"malformed", "no_usage", "stream_error", "blocked"})
+_FLAGS = frozenset({"malformed", "no_usage", "stream_error", "blocked", "prompt_blocked"})
 
 
 class RecordedRequest(TypedDict):
@@ -105,6 +108,7 @@ class Behaviour:
     cached: int = 0
     cache_write: int = 0
     blocked: bool = False
+    prompt_blocked: bool = False
 
 
 def parse_behaviour(spec: str) -> Behaviour:
@@ -292,6 +296,43 @@ class FakeUpstream:
     async def answer(self, request: web.Request, record: RecordedRequest) -> web.StreamResponse:
         """Answer one request in the dialect's wire format."""
         raise NotImplementedError
+
+    @classmethod
+    def command_line(
+        cls, argv: list[str] | None, *, description: str, default_port: int, key_help: str
+    ) -> None:
+        """`python -m crossroads.testing.fake_X`: serve until SIGINT/SIGTERM.
+
+        Prints the base URL once listening, so a script can read where to point a provider.
+        """
+        parser = argparse.ArgumentParser(
+            prog=f"python -m {cls.__module__}", description=description
+        )
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=default_port, help="0 picks a free port")
+        parser.add_argument("--api-key", default=None, help=key_help)
+        parser.add_argument(
+            "--no-record",
+            action="store_true",
+            help="do not keep received requests (for benchmarks)",
+        )
+        args = parser.parse_args(argv)
+        fake = cls(args.host, args.port, args.api_key, record=not args.no_record)
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(fake._serve_until_signalled())
+
+    async def _serve_until_signalled(self) -> None:
+        await self.start()
+        print(self.base_url, flush=True)
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(signum, stopping.set)
+        try:
+            await stopping.wait()
+        finally:
+            await self.stop()
 
     @staticmethod
     async def write_events(

@@ -25,10 +25,7 @@ Token counting is deterministic, so tests can compute expected cost:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
-import signal
 import time
 import uuid
 from typing import Any
@@ -234,35 +231,13 @@ async def _stream(
     return await FakeUpstream.write_events(request, events, behaviour)
 
 
-async def _serve(host: str, port: int, api_key: str | None, record: bool) -> None:
-    fake = FakeOpenAI(host, port, api_key, record=record)
-    await fake.start()
-    print(fake.base_url, flush=True)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(signum, stopping.set)
-    try:
-        await stopping.wait()
-    finally:
-        await fake.stop()
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m crossroads.testing.fake_openai",
+    FakeOpenAI.command_line(
+        argv,
         description="Serve a fake OpenAI-compatible chat-completions upstream.",
+        default_port=9100,
+        key_help="require 'Authorization: Bearer KEY'",
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=9100, help="0 picks a free port")
-    parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
-    parser.add_argument(
-        "--no-record", action="store_true", help="do not keep received requests (for benchmarks)"
-    )
-    args = parser.parse_args(argv)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.host, args.port, args.api_key, not args.no_record))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,193 @@
+"""OpenAI `messages` → Anthropic's top-level `system` and its alternating `messages`.
+
+The Messages API has no system role, so system and developer messages, wherever they
+stand, are joined with a blank line into the one top-level `system` string (a mid-
+conversation instruction loses its position; Anthropic has nowhere else to put it). Tool
+messages become `tool_result` blocks of a user turn, and adjacent turns of one role are
+merged into one turn, because Anthropic wants every result for an assistant turn in the
+single user turn that follows it, with the results before any text. Thinking that an
+earlier answer returned as `reasoning_content` is not replayed: Anthropic accepts a
+thinking block back only with the signature it was issued with, which OpenAI's format
+has no place for.
+
+The one design decision: what Anthropic cannot express is refused with a 400 naming the
+body path — an audio or file part, a legacy `function` message, arguments that are not a
+JSON object, a conversation that opens with the assistant — never sent half-translated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+
+from crossroads.protocol.errors import bad_request
+
+__all__ = ["map_messages"]
+
+_IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+
+
+def map_messages(messages: Iterable[Mapping[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:
+    """(`system`, `messages`) for an OpenAI `messages` list, or a 400 `GatewayError`."""
+    system: list[str] = []
+    turns: list[dict[str, Any]] = []
+    for i, message in enumerate(messages):
+        path = f"messages[{i}]"
+        role = message.get("role")
+        if role in ("system", "developer"):
+            system.extend(_texts(message.get("content"), path))
+            continue
+        if role == "user":
+            author, blocks = "user", _user_blocks(message.get("content"), path)
+        elif role == "assistant":
+            author, blocks = "assistant", _assistant_blocks(message, path)
+        elif role == "tool":
+            author, blocks = "user", [_tool_result(message, path)]
+        elif role == "function":
+            raise bad_request(
+                "Legacy `function` messages cannot be sent to Anthropic; send the result "
+                "as a `tool` message answering a `tool_calls` entry.",
+                param=path,
+            )
+        else:
+            raise bad_request(f"Unknown message role {role!r}.", param=f"{path}.role")
+        if not blocks:
+            continue
+        if turns and turns[-1]["role"] == author:
+            turns[-1]["content"].extend(blocks)
+            continue
+        if not turns and author == "assistant":
+            raise bad_request(
+                "Anthropic requires the conversation to begin with a user message; add "
+                "one before this assistant message.",
+                param=path,
+            )
+        turns.append({"role": author, "content": blocks})
+    if not turns:
+        raise bad_request(
+            "Anthropic needs at least one user message besides system instructions.",
+            param="messages",
+        )
+    for turn in turns:
+        _settle(turn)
+    return "\n\n".join(system) or None, turns
+
+
+def _settle(turn: dict[str, Any]) -> None:
+    """Tool results first in a user turn (Anthropic refuses text before them; `sorted` is
+    stable), and a turn of one text block as the plain string that is shorthand for it."""
+    blocks = turn["content"]
+    if turn["role"] == "user" and len(blocks) > 1:
+        blocks.sort(key=lambda block: block["type"] != "tool_result")
+    if len(blocks) == 1 and blocks[0]["type"] == "text":
+        turn["content"] = blocks[0]["text"]
+
+
+def _texts(content: Any, path: str) -> list[str]:
+    """The non-empty texts of a text-only content (a string, or text and refusal parts)."""
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [content] if content else []
+    texts = []
+    for j, part in enumerate(content):
+        kind = part.get("type")
+        if kind not in ("text", "refusal"):
+            raise bad_request(
+                f"A {kind!r} part cannot appear here; only text can.",
+                param=f"{path}.content[{j}]",
+            )
+        if text := part.get(kind):
+            texts.append(text)
+    return texts
+
+
+def _user_blocks(content: Any, path: str) -> list[dict[str, Any]]:
+    if content is None or isinstance(content, str):
+        return [{"type": "text", "text": text} for text in _texts(content, path)]
+    blocks: list[dict[str, Any]] = []
+    for j, part in enumerate(content):
+        kind = part.get("type")
+        where = f"{path}.content[{j}]"
+        if kind == "text":
+            if text := part.get("text"):
+                blocks.append({"type": "text", "text": text})
+        elif kind == "image_url":
+            blocks.append(_image((part.get("image_url") or {}).get("url") or "", where))
+        elif kind in ("input_audio", "file"):
+            raise bad_request(
+                f"Anthropic's Messages API cannot take {kind!r} parts through this gateway; "
+                "send text or image_url parts.",
+                param=where,
+            )
+        else:
+            raise bad_request(f"Unknown content part type {kind!r}.", param=f"{where}.type")
+    return blocks
+
+
+def _image(url: str, param: str) -> dict[str, Any]:
+    if url.startswith("data:"):
+        header, comma, data = url[5:].partition(",")
+        media_type, _, encoding = header.partition(";")
+        if not comma or encoding != "base64":
+            raise bad_request(
+                "An image data URL must be base64-encoded: data:<media type>;base64,<data>.",
+                param=param,
+            )
+        if media_type not in _IMAGE_MEDIA_TYPES:
+            raise bad_request(
+                f"Anthropic accepts images of type {', '.join(sorted(_IMAGE_MEDIA_TYPES))}; "
+                f"this one is {media_type or 'untyped'!r}.",
+                param=param,
+            )
+        source = {"type": "base64", "media_type": media_type, "data": data}
+        return {"type": "image", "source": source}
+    if url.startswith(("https://", "http://")):
+        return {"type": "image", "source": {"type": "url", "url": url}}
+    raise bad_request("An image URL must be an http(s) URL or a base64 data URL.", param=param)
+
+
+def _assistant_blocks(message: Mapping[str, Any], path: str) -> list[dict[str, Any]]:
+    if message.get("function_call") is not None:
+        raise bad_request(
+            "Legacy `function_call` cannot be sent to Anthropic; use `tool_calls`.",
+            param=f"{path}.function_call",
+        )
+    blocks: list[dict[str, Any]] = [
+        {"type": "text", "text": text} for text in _texts(message.get("content"), path)
+    ]
+    for j, call in enumerate(message.get("tool_calls") or ()):
+        function = call.get("function") or {}
+        where = f"{path}.tool_calls[{j}].function.arguments"
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": call.get("id"),
+                "name": function.get("name"),
+                "input": _arguments(function.get("arguments"), where),
+            }
+        )
+    return blocks
+
+
+def _arguments(raw: Any, param: str) -> dict[str, Any]:
+    try:
+        args = orjson.loads(raw or "{}")
+    except orjson.JSONDecodeError:
+        args = None
+    if not isinstance(args, dict):
+        raise bad_request(
+            "Tool call arguments must be a JSON object (Anthropic stores a tool call's input "
+            f"as one), got {str(raw)[:100]!r}.",
+            param=param,
+        )
+    return args
+
+
+def _tool_result(message: Mapping[str, Any], path: str) -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.get("tool_call_id")}
+    if content := "".join(_texts(message.get("content"), path)):
+        block["content"] = content
+    return block
