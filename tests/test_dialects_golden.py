@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,34 +17,9 @@ import openai
 import pytest
 from openai import OpenAI
 
-from crossroads.config import parse_config
-from crossroads.testing.fake_anthropic import FakeAnthropic
-from crossroads.testing.fake_gemini import FakeGemini
-from crossroads.testing.fake_openai import FakeOpenAI
 from crossroads.testing.server import ServedApp
-from tests.conftest import API_KEY, running_gateway
+from tests.conftest import API_KEY, ARGS, DIALECTS
 
-DIALECTS = ("openai", "anthropic", "gemini")
-PRICE = {"input": 2.0, "output": 8.0, "cached_input": 0.5, "cache_write": 2.5}
-ARGS = '{"city":"Paris","days":2}'
-# Public model suffix → fake behaviour (the deployment's upstream model id).
-BEHAVIOURS = {
-    "echo": "echo",
-    "chunked": "echo+chunks=7",
-    "tools": f"tools=2+args={ARGS}",
-    "one-tool": f"args={ARGS}",
-    "fixed": "fixed",
-    "think": "think=Two_plus_two+reply=Four.",
-    "error-400": "error=400",
-    "error-429": "error=429+retry_after=3",
-    "error-500": "error=500",
-    "error-503": "error=503",
-    "error-529": "error=529",
-    "drop": "drop_after=2",
-    "stream-error": "stream_error",
-    "cached": "echo+cached=4+cache_write=2",
-    "blocked": "blocked",
-}
 USER = [{"role": "user", "content": "alpha beta gamma"}]
 WEATHER = [
     {
@@ -65,49 +39,6 @@ WEATHER = [
         },
     }
 ]
-
-
-@pytest.fixture(scope="module")
-def fakes() -> Iterator[dict[str, Any]]:
-    with (
-        FakeOpenAI(api_key="sk-oa").running_in_thread() as oa,
-        FakeAnthropic(api_key="sk-an").running_in_thread() as an,
-        FakeGemini(api_key="sk-ge").running_in_thread() as ge,
-    ):
-        yield {"openai": oa, "anthropic": an, "gemini": ge}
-
-
-@pytest.fixture(scope="module")
-def golden_gateway(
-    fakes: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServedApp]:
-    database: Path = tmp_path_factory.mktemp("golden") / "log.db"
-    providers = {
-        "openai": {"base_url": fakes["openai"].base_url, "api_key": "sk-oa"},
-        "anthropic": {
-            "dialect": "anthropic",
-            "base_url": fakes["anthropic"].base_url,
-            "api_key": "sk-an",
-        },
-        "gemini": {"dialect": "gemini", "base_url": fakes["gemini"].base_url, "api_key": "sk-ge"},
-    }
-    models = {
-        f"{dialect}-{name}": {
-            "deployments": [{"provider": dialect, "model": behaviour, "price": PRICE}]
-        }
-        for dialect in DIALECTS
-        for name, behaviour in BEHAVIOURS.items()
-    }
-    config = parse_config(
-        {
-            "storage": {"database_url": f"sqlite+aiosqlite:///{database}", "flush_interval": 0.05},
-            "keys": [{"name": "main", "key": API_KEY, "logs": "all"}],
-            "providers": providers,
-            "models": models,
-        }
-    )
-    with running_gateway(config) as served:
-        yield served
 
 
 @pytest.fixture

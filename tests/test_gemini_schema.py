@@ -409,3 +409,19 @@ def test_the_input_is_not_modified() -> None:
     snapshot = repr(schema)
     convert(schema)
     assert repr(schema) == snapshot
+
+
+def test_the_schema_cache_remembers_conversions_and_stays_bounded() -> None:
+    from crossroads.providers.gemini.schema import SchemaCache
+
+    cache = SchemaCache(size=2)
+    first = cache.convert({"type": "string"}, path="a")
+    assert cache.convert({"type": "string"}, path="a") is first
+    assert first == to_gemini_schema({"type": "string"}, path="a")
+    cache.convert({"type": "integer"}, path="a")
+    cache.convert({"type": "boolean"}, path="a")
+    assert cache.convert({"type": "string"}, path="a") is not first  # evicted, oldest first
+    for _ in range(2):  # a rejected schema is rejected every time, never remembered
+        with pytest.raises(GatewayError) as caught:
+            cache.convert({"type": "object", "additionalProperties": {}}, path="p")
+        assert caught.value.param == "p.additionalProperties"

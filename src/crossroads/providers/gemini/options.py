@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from crossroads.protocol.errors import bad_request
-from crossroads.providers.gemini.schema import to_gemini_schema
+from crossroads.providers.gemini.schema import SchemaCache
 
 __all__ = ["RequestOptions", "map_options"]
 
@@ -52,16 +52,16 @@ class RequestOptions:
     json_mode: bool
 
 
-def map_options(body: Mapping[str, Any]) -> RequestOptions:
+def map_options(body: Mapping[str, Any], schemas: SchemaCache) -> RequestOptions:
     config = _sampling(body)
-    json_mode = _structured_output(body, config)
+    json_mode = _structured_output(body, config, schemas)
     include_reasoning = _thinking(body, config)
     fields: dict[str, Any] = {}
     if config:
         fields["generationConfig"] = config
     tools = body.get("tools") or []
     if tools:
-        fields["tools"] = [{"functionDeclarations": _declarations(tools)}]
+        fields["tools"] = [{"functionDeclarations": _declarations(tools, schemas)}]
     names = {(tool.get("function") or {}).get("name") for tool in tools}
     if tool_config := _tool_config(body.get("tool_choice"), names):
         fields["toolConfig"] = tool_config
@@ -91,7 +91,9 @@ def _sampling(body: Mapping[str, Any]) -> dict[str, Any]:
     return config
 
 
-def _structured_output(body: Mapping[str, Any], config: dict[str, Any]) -> bool:
+def _structured_output(
+    body: Mapping[str, Any], config: dict[str, Any], schemas: SchemaCache
+) -> bool:
     """Sets `responseMimeType` / `responseSchema`; True when the answer is constrained."""
     response_format = body.get("response_format") or {}
     kind = response_format.get("type")
@@ -117,7 +119,7 @@ def _structured_output(body: Mapping[str, Any], config: dict[str, Any]) -> bool:
         config["responseMimeType"] = "application/json"
         schema = (response_format.get("json_schema") or {}).get("schema")
         if schema is not None:
-            config["responseSchema"] = to_gemini_schema(
+            config["responseSchema"] = schemas.convert(
                 schema, path="response_format.json_schema.schema"
             )
     elif (guided := body.get("guided_json")) is not None:
@@ -129,7 +131,7 @@ def _structured_output(body: Mapping[str, Any], config: dict[str, Any]) -> bool:
         if not isinstance(guided, dict):
             raise bad_request("`guided_json` must be a JSON schema object.", param="guided_json")
         config["responseMimeType"] = "application/json"
-        config["responseSchema"] = to_gemini_schema(guided, path="guided_json")
+        config["responseSchema"] = schemas.convert(guided, path="guided_json")
     elif (choices := body.get("guided_choice")) is not None:
         config["responseMimeType"] = "text/x.enum"
         config["responseSchema"] = {"type": "STRING", "enum": list(choices)}
@@ -165,7 +167,7 @@ def _thinking(body: Mapping[str, Any], config: dict[str, Any]) -> bool:
     return not exclude
 
 
-def _declarations(tools: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def _declarations(tools: list[Mapping[str, Any]], schemas: SchemaCache) -> list[dict[str, Any]]:
     declarations = []
     for i, tool in enumerate(tools):
         if tool.get("type") != "function":
@@ -178,7 +180,7 @@ def _declarations(tools: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
         if description := function.get("description"):
             declaration["description"] = description
         if (parameters := function.get("parameters")) is not None:
-            schema = to_gemini_schema(parameters, path=f"tools[{i}].function.parameters")
+            schema = schemas.convert(parameters, path=f"tools[{i}].function.parameters")
             # A function without arguments is declared without `parameters`: Gemini
             # rejects an OBJECT schema that has no properties.
             if schema.get("properties") or "anyOf" in schema:

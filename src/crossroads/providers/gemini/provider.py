@@ -17,6 +17,7 @@ import aiohttp
 from crossroads.config import GeminiProviderConfig
 from crossroads.providers.base import UpstreamCall, UpstreamError
 from crossroads.providers.gemini.parameters import GEMINI_CAPABILITIES
+from crossroads.providers.gemini.schema import SchemaCache
 from crossroads.providers.gemini.translate import StreamMapper, map_request, map_response
 from crossroads.providers.http import HttpUpstream, decode_json
 from crossroads.providers.openai import upstream_error_from_body
@@ -32,6 +33,7 @@ class GeminiProvider(HttpUpstream):
         self.capabilities = GEMINI_CAPABILITIES.with_parameters(config.parameters)
         self._config = config
         self._base = config.url
+        self._schemas = SchemaCache()
 
     def _url(self, model: str, method: str) -> str:
         model = model.removeprefix("models/")
@@ -46,7 +48,7 @@ class GeminiProvider(HttpUpstream):
         return headers
 
     async def complete(self, call: UpstreamCall) -> dict[str, Any]:
-        request = map_request(call.body)
+        request = map_request(call.body, self._schemas)
         url = self._url(request.model, "generateContent")
         try:
             async with self.post(url, request.body, self._headers(call)) as response:
@@ -65,7 +67,7 @@ class GeminiProvider(HttpUpstream):
         return map_response(decoded, request)
 
     async def stream(self, call: UpstreamCall) -> AsyncIterator[dict[str, Any]]:
-        request = map_request(call.body)
+        request = map_request(call.body, self._schemas)
         url = self._url(request.model, "streamGenerateContent") + "?alt=sse"
         mapper = StreamMapper(request)
         try:

@@ -16,9 +16,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from crossroads.protocol.errors import GatewayError, bad_request
 
-__all__ = ["to_gemini_schema"]
+__all__ = ["SchemaCache", "to_gemini_schema"]
 
 _TYPES = {
     "string": "STRING",
@@ -78,6 +80,36 @@ _REJECTED = {
 def to_gemini_schema(schema: Mapping[str, Any], *, path: str) -> dict[str, Any]:
     """`schema` in Gemini's subset; `path` is the schema's own body path, for errors."""
     return _Conversion(schema, path).convert(schema, path, ())
+
+
+class SchemaCache:
+    """Remembers conversions: callers send the same tool schemas on every request.
+
+    Keyed by the schema's serialised form and path; bounded, the oldest entry leaving first.
+    Converted schemas are only ever serialised, never mutated, so sharing them is safe. One
+    cache belongs to one provider, created with it.
+    """
+
+    __slots__ = ("_entries", "_size")
+
+    def __init__(self, size: int = 512) -> None:
+        self._entries: dict[tuple[bytes, str], dict[str, Any]] = {}
+        self._size = size
+
+    def convert(self, schema: Mapping[str, Any], *, path: str) -> dict[str, Any]:
+        if not self._size:
+            return to_gemini_schema(schema, path=path)
+        try:
+            key = (orjson.dumps(schema), path)
+        except TypeError:  # not JSON-serialisable: convert (and fail) without remembering
+            return to_gemini_schema(schema, path=path)
+        if (cached := self._entries.get(key)) is not None:
+            return cached
+        result = to_gemini_schema(schema, path=path)
+        if len(self._entries) >= self._size:
+            del self._entries[next(iter(self._entries))]
+        self._entries[key] = result
+        return result
 
 
 class _Conversion:

@@ -28,6 +28,7 @@ from crossroads.protocol.errors import GatewayError
 from crossroads.providers.base import UpstreamError
 from crossroads.providers.gemini.messages import map_contents
 from crossroads.providers.gemini.options import map_options
+from crossroads.providers.gemini.schema import SchemaCache
 
 __all__ = ["GeminiRequest", "StreamMapper", "map_request", "map_response", "map_usage"]
 
@@ -42,13 +43,16 @@ class GeminiRequest:
     json_mode: bool  # the answer is JSON or enum text (response_format / guided_*)
 
 
-def map_request(body: Mapping[str, Any]) -> GeminiRequest:
-    """The Gemini request for an OpenAI chat-completions `body`, or a 400 `GatewayError`."""
+def map_request(body: Mapping[str, Any], schemas: SchemaCache | None = None) -> GeminiRequest:
+    """The Gemini request for an OpenAI chat-completions `body`, or a 400 `GatewayError`.
+
+    `schemas` remembers schema conversions across requests (the provider keeps one).
+    """
     system, contents = map_contents(body.get("messages") or ())
     out: dict[str, Any] = {"contents": contents}
     if system:
         out["systemInstruction"] = {"parts": system}
-    options = map_options(body)
+    options = map_options(body, schemas if schemas is not None else SchemaCache(size=0))
     out.update(options.fields)
     return GeminiRequest(
         body=out,
