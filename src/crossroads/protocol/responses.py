@@ -26,6 +26,7 @@ class _Open(BaseModel):
 
 class PromptTokensDetails(_Open):
     cached_tokens: int | None = None
+    cache_write_tokens: int | None = None  # written to the upstream's cache (Anthropic)
 
 
 class Usage(_Open):
@@ -60,6 +61,7 @@ class ResponseMessage(_Open):
     content: str | None
     refusal: str | None = None
     tool_calls: list[ResponseToolCall] | None = None
+    reasoning_content: str | None = None  # the model's reasoning, when it reasoned
 
 
 class Choice(_Open):
@@ -68,6 +70,7 @@ class Choice(_Open):
     logprobs: dict[str, Any] | None = None
     finish_reason: str | None
     model: str | None = None  # set on fan-out
+    content_filter_results: dict[str, Any] | None = None  # safety ratings (Gemini)
 
 
 class ChatCompletion(_Open):
@@ -80,6 +83,7 @@ class ChatCompletion(_Open):
     system_fingerprint: str | None = None
     service_tier: str | None = None
     provider: str
+    dropped_params: list[str] | None = None  # parameters the provider could not honour
 
 
 class ChunkChoice(_Open):
@@ -98,6 +102,7 @@ class ChatCompletionChunk(_Open):
     usage: Usage | None = None
     system_fingerprint: str | None = None
     provider: str | None = None  # on the usage chunk
+    dropped_params: list[str] | None = None  # on the first chunk and the usage chunk
 
 
 class ErrorBody(BaseModel):
