@@ -26,6 +26,12 @@ class Deployment:
     upstream_model: str
     price: Price
     weight: float = 1.0
+    attempt_timeout: float | None = None
+
+    @property
+    def key(self) -> str:
+        """`provider/upstream_model`: what live stats and circuit breakers are kept by."""
+        return f"{self.provider}/{self.upstream_model}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +82,7 @@ class Catalog:
                     upstream_model=d.model or name,
                     price=d.price,
                     weight=d.weight,
+                    attempt_timeout=d.attempt_timeout,
                 )
                 for d in model.deployments
             )

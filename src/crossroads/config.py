@@ -29,6 +29,7 @@ from pydantic import (
 
 __all__ = [
     "AnthropicProviderConfig",
+    "BreakerConfig",
     "Config",
     "ConfigError",
     "DeploymentConfig",
@@ -39,6 +40,7 @@ __all__ = [
     "OpenAIProviderConfig",
     "Price",
     "ProviderConfig",
+    "RoutingConfig",
     "ServerConfig",
     "StorageConfig",
     "default_config",
@@ -243,11 +245,43 @@ class DeploymentConfig(_Strict):
     # The upstream's own model id; defaults to the public model name.
     model: str | None = None
     price: Price = Field(default_factory=Price)
-    weight: float = Field(1.0, gt=0)
+    weight: float = Field(1.0, gt=0)  # share of traffic under the "weighted" strategy
+    attempt_timeout: float | None = Field(None, gt=0)  # seconds; default routing's
+
+
+Strategy = Literal["fallback", "weighted", "price", "perf", "perf_avg", "throughput"]
+
+
+class BreakerConfig(_Strict):
+    """When a deployment's circuit opens (it is skipped) and how it recovers."""
+
+    consecutive_failures: int = Field(5, ge=1)  # open after this many failures in a row
+    error_rate: float = Field(0.5, gt=0, le=1)  # …or this error rate over `window`
+    min_requests: int = Field(20, ge=1)  # …once the window holds at least this many
+    window: float = Field(60.0, gt=0)  # seconds
+    cooldown: float = Field(30.0, gt=0)  # seconds open before half-open probes
+    half_open_probes: int = Field(1, ge=1)  # concurrent trial requests when half-open
+
+
+class RoutingConfig(_Strict):
+    """How a request picks among deployments and what happens when one fails."""
+
+    strategy: Strategy = "fallback"
+    # Extra attempts on the same deployment for a retryable failure before failing over.
+    retries: int = Field(1, ge=0, le=10)
+    backoff_initial: float = Field(0.1, ge=0)  # seconds; doubles per retry, with jitter
+    backoff_max: float = Field(2.0, ge=0)
+    # Longest Retry-After honoured; an upstream asking for longer is failed over instead.
+    max_retry_after: float = Field(10.0, ge=0)
+    timeout: float = Field(600.0, gt=0)  # seconds for the whole request, all attempts
+    attempt_timeout: float | None = Field(None, gt=0)  # seconds per attempt (None: none)
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    stats_window: float = Field(300.0, gt=0)  # seconds of history behind live stats
 
 
 class ModelConfig(_Strict):
     deployments: Annotated[list[DeploymentConfig], Field(min_length=1)]
+    strategy: Strategy | None = None  # default: routing.strategy
     context_window: int | None = Field(None, ge=1)
     capabilities: list[Literal["tools", "vision", "json_schema", "logprobs", "reasoning"]] = Field(
         default_factory=list
@@ -262,6 +296,7 @@ class Config(_Strict):
     keys: list[KeyConfig] = Field(default_factory=list)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
 
     @field_validator("models")
     @classmethod
