@@ -208,10 +208,10 @@ def test_invalid_values_are_400_naming_the_param(client: OpenAI, body: dict, par
 @pytest.mark.parametrize(
     ("extra", "param"),
     [
-        ({"models": ["fixed", "echo"]}, "models"),
-        ({"provider": {"sort": "price"}}, "provider.sort"),
-        ({"provider": {"require_parameters": True, "only": ["x"]}}, "provider.only"),
-        ({"provider": "fake"}, "provider"),
+        ({"max_cost": 0.01}, "max_cost"),
+        ({"integrity": 3}, "integrity"),
+        ({"plugins": [{"id": "web"}]}, "plugins"),
+        ({"provider": {"quantizations": ["fp8"]}}, "provider.quantizations"),
     ],
 )
 def test_not_yet_served_parameters_are_400_unsupported(
@@ -223,8 +223,8 @@ def test_not_yet_served_parameters_are_400_unsupported(
     assert caught.value.param == param
 
 
-def test_fan_out_and_router_models_are_unsupported_for_now(client: OpenAI) -> None:
-    for model in ("fixed,echo", "router"):
+def test_the_router_model_is_unsupported_for_now(client: OpenAI) -> None:
+    for model in ("router",):
         with pytest.raises(openai.BadRequestError) as caught:
             client.chat.completions.create(model=model, messages=USER)  # type: ignore[arg-type]
         assert caught.value.code == "unsupported_parameter"

@@ -42,6 +42,7 @@ class ModelEntry:
     capabilities: tuple[str, ...]
     owned_by: str
     description: str | None = None
+    strategy: str | None = None  # None: the gateway's default (`routing.strategy`)
 
     def listing(self, created: int) -> dict[str, Any]:
         """The model as `GET /v1/models` shows it: OpenAI's four fields, then ours."""
@@ -93,6 +94,7 @@ class Catalog:
                 capabilities=tuple(model.capabilities),
                 owned_by=model.owned_by or deployments[0].provider,
                 description=model.description,
+                strategy=model.strategy,
             )
         return cls(entries)
 

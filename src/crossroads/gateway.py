@@ -12,7 +12,7 @@ request path.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import random
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -23,18 +23,25 @@ from typing import Any, Protocol
 import orjson
 from pydantic import ValidationError
 
-from crossroads.catalog import Catalog, Deployment
+from crossroads.catalog import Catalog
+from crossroads.config import RoutingConfig
 from crossroads.protocol.assembly import StreamAssembler
-from crossroads.protocol.chat import (
-    EXTENSION_FIELDS,
-    ChatCompletionRequest,
-    unimplemented_parameters,
+from crossroads.protocol.chat import ChatCompletionRequest, unimplemented_parameters
+from crossroads.protocol.errors import (
+    GatewayError,
+    bad_request,
+    client_closed,
+    unsupported_parameter,
 )
-from crossroads.protocol.errors import GatewayError, client_closed, unsupported_parameter
 from crossroads.protocol.validation import validation_error
-from crossroads.providers.base import Provider, UpstreamCall, UpstreamError, capability_gap
-from crossroads.providers.capabilities import ParameterPlan, plan_parameters
+from crossroads.providers.base import Provider, UpstreamError
 from crossroads.providers.errors import to_gateway_error
+from crossroads.routing.attempts import Attempts, OpenStream, RouteState, close_chunks
+from crossroads.routing.breaker import Breakers
+from crossroads.routing.fanout import Branch, error_choice, interleave, merge_responses
+from crossroads.routing.plan import RoutePlan, Strategies, plan_route
+from crossroads.routing.retry import Backoff
+from crossroads.routing.stats import LiveStats
 from crossroads.storage.records import LogRecord
 from crossroads.usage import completion_characters, enrich_usage, prompt_characters
 
@@ -57,21 +64,29 @@ class CallContext:
     received: float = field(default_factory=time.perf_counter)
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     log_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # Per-request overrides of routing.timeout / attempt_timeout (headers), in seconds.
+    timeout: float | None = None
+    attempt_timeout: float | None = None
 
 
 @dataclass(slots=True)
 class PreparedChat:
-    """A validated request bound to the deployment and provider that will serve it."""
+    """A validated request with its route: the deployments it may go to, in order."""
 
     context: CallContext
     request: ChatCompletionRequest
     body: dict[str, Any]
-    deployment: Deployment
-    provider: Provider
-    call: UpstreamCall
+    attempts: Attempts
     record: LogRecord
-    # Parameters the provider cannot honour, removed from the call and reported.
-    dropped: list[str] = field(default_factory=list)
+
+    # Fan-out (`model: "a,b"`): one route per model; `attempts` is then the first's.
+    branches: list[Branch] | None = None
+
+    @property
+    def dropped(self) -> list[str]:
+        """Parameters the serving provider cannot honour: removed from the call, reported."""
+        chosen = self.attempts.chosen
+        return chosen.parameters.dropped if chosen else []
 
 
 def sse(payload: dict[str, Any]) -> bytes:
@@ -82,15 +97,31 @@ SSE_DONE = b"data: [DONE]\n\n"
 
 
 class Gateway:
-    def __init__(self, catalog: Catalog, providers: dict[str, Provider], log: LogSink) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        providers: dict[str, Provider],
+        log: LogSink,
+        routing: RoutingConfig | None = None,
+    ) -> None:
         self.catalog = catalog
         self.providers = providers
         self.log = log
+        config = routing or RoutingConfig()
+        rng = random.Random()
+        stats = LiveStats(config.stats_window)
+        self.route_state = RouteState(
+            config=config,
+            stats=stats,
+            breakers=Breakers(config.breaker),
+            backoff=Backoff(config, rng),
+        )
+        self._strategies = Strategies(stats, rng)
 
     # --- preparation ------------------------------------------------------------------------
 
     def prepare(self, body: Any, context: CallContext) -> PreparedChat:
-        """Validate `body` and bind it to a deployment; raises `GatewayError` (logged)."""
+        """Validate `body` and plan its route; raises `GatewayError` (logged)."""
         record = self._new_record(body, context)
         try:
             if not isinstance(body, dict):
@@ -104,118 +135,71 @@ class Gateway:
             record.stream = bool(request.stream)
             if unsupported := unimplemented_parameters(request):
                 raise unsupported_parameter(unsupported[0])
-            entry = self.catalog.resolve(request.model)
-            deployment, provider, plan = self._choose(entry.name, entry.deployments, request, body)
-            self._check_provider(provider, request, entry.name)
+            branches = None
+            if len(request.model_names) > 1:
+                branches = self._branches(request, body, context)
+            else:
+                plan = self._plan(request, body)
         except GatewayError as exc:
             self._fail(record, exc)
             raise
-        record.model_served = entry.name
-        record.provider = deployment.provider
-        record.upstream_model = deployment.upstream_model
         record.session_id = request.session_id or context.session_header
-        removed = plan.removed
-        upstream_body = {
-            k: v for k, v in body.items() if k not in EXTENSION_FIELDS and k not in removed
-        }
-        upstream_body["model"] = deployment.upstream_model
-        if request.stream:
-            # Always ask for usage: cost is computed from it even when the caller did not ask.
-            upstream_body["stream_options"] = {**(body.get("stream_options") or {})}
-            upstream_body["stream_options"]["include_usage"] = True
-        call = UpstreamCall(body=upstream_body, api_key=request.openai_api_key)
+        if branches:
+            return PreparedChat(context, request, body, branches[0].attempts, record, branches)
         return PreparedChat(
-            context, request, body, deployment, provider, call, record, plan.dropped
+            context, request, body, self._attempts(plan, request, body, context), record
         )
 
-    def _choose(
+    def _attempts(
         self,
-        model: str,
-        deployments: tuple[Deployment, ...],
+        plan: RoutePlan,
         request: ChatCompletionRequest,
         body: dict[str, Any],
-    ) -> tuple[Deployment, Provider, ParameterPlan]:
-        """The first deployment whose provider can take this request.
-
-        A provider that cannot take a message part, or a caller's own OpenAI key, is never
-        chosen. With `provider.require_parameters` one that would drop a parameter is not
-        either; otherwise dropping is allowed and reported.
-        """
-        preferences = request.provider
-        require = bool(
-            preferences is not None
-            and not isinstance(preferences, str)
-            and preferences.require_parameters
-        )
-        refusals: list[GatewayError] = []
-        for deployment in deployments:
-            provider = self.providers[deployment.provider]
-            plan = plan_parameters(provider.capabilities, body)
-            problem = self._refusal(provider, request, model, plan if require else None)
-            if problem is None:
-                return deployment, provider, plan
-            refusals.append(problem)
-        if len(refusals) == 1:
-            raise refusals[0]
-        reasons = "; ".join(
-            f"{d.provider}: {r.message}" for d, r in zip(deployments, refusals, strict=True)
-        )
-        raise GatewayError(
-            400,
-            f"No deployment of model '{model}' can serve this request ({reasons}).",
-            param=refusals[0].param,
-            code="unsupported_parameter",
+        context: CallContext,
+    ) -> Attempts:
+        timeout = context.timeout or self.route_state.config.timeout
+        return Attempts(
+            state=self.route_state,
+            plan=plan,
+            request=request,
+            body=body,
+            deadline=time.monotonic() - (time.perf_counter() - context.received) + timeout,
+            attempt_timeout=context.attempt_timeout,
+            echo=bool(request.debug and request.debug.echo_upstream_body),
         )
 
-    @staticmethod
-    def _refusal(
-        provider: Provider,
-        request: ChatCompletionRequest,
-        model: str,
-        required: ParameterPlan | None,
-    ) -> GatewayError | None:
-        """Why `provider` must not get this request, or None when it may."""
-        where = f" by provider '{provider.name}', which serves model '{model}'"
-        if gap := capability_gap(provider.capabilities, request):
-            return unsupported_parameter(gap, where)
-        if request.openai_api_key is not None and provider.dialect != "openai":
-            return unsupported_parameter(
-                "openai_api_key",
-                f"{where} (dialect '{provider.dialect}'); a caller's own key is only used "
-                "with openai-dialect providers",
-            )
-        if required is not None and required.dropped:
-            names = ", ".join(required.dropped)
-            return GatewayError(
-                400,
-                f"Parameters not supported{where}: {names}. They are required because "
-                "`provider.require_parameters` is true; remove them or set it to false to "
-                "let them be dropped.",
-                param=required.dropped[0],
-                code="unsupported_parameter",
-            )
-        return None
+    def _plan(self, request: ChatCompletionRequest, body: dict[str, Any]) -> RoutePlan:
+        return plan_route(
+            request,
+            body,
+            catalog=self.catalog,
+            providers=self.providers,
+            strategies=self._strategies,
+            breakers=self.route_state.breakers,
+            default_strategy=self.route_state.config.strategy,
+        )
 
-    @staticmethod
-    def _check_provider(provider: Provider, request: ChatCompletionRequest, model: str) -> None:
-        """Refuse what the chosen provider cannot do now, before anything is sent to it."""
-        capabilities = provider.capabilities
-        if capabilities.max_n is not None and (request.n or 1) > capabilities.max_n:
-            raise GatewayError(
-                400,
-                f"Model '{model}' can produce at most {capabilities.max_n} choices per request "
-                f"(its parallel slots); got n={request.n}.",
-                param="n",
-                code="invalid_value",
+    def _branches(
+        self, request: ChatCompletionRequest, body: dict[str, Any], context: CallContext
+    ) -> list[Branch]:
+        """One route per model of a fan-out request; any model's planning error is the
+        request's (an unknown model name is the caller's to fix, not a partial failure)."""
+        if request.models:
+            raise bad_request(
+                "`models` (fallbacks) cannot be combined with a comma-separated `model` "
+                "(fan-out); send one or the other.",
+                param="models",
             )
-        if not provider.ready:
-            raise GatewayError(
-                503,
-                f"Model '{model}' is not ready: {provider.not_ready_reason}.",
-                type="upstream_error",
-                code="model_not_ready",
-                headers={"Retry-After": "1"},
-            )
+        branches: list[Branch] = []
+        offset = 0
+        for name in request.model_names:
+            own_body = {**body, "model": name}
+            own = request.model_copy(update={"model": name})
+            attempts = self._attempts(self._plan(own, own_body), own, own_body, context)
+            n = request.n or 1
+            branches.append(Branch(model=name, attempts=attempts, n=n, offset=offset))
+            offset += n
+        return branches
 
     def _new_record(self, body: Any, context: CallContext) -> LogRecord:
         is_dict = isinstance(body, dict)
@@ -242,12 +226,26 @@ class Gateway:
             tags=context.tags,
         )
 
-    def _fail(self, record: LogRecord, error: GatewayError) -> None:
+    def _fail(
+        self, record: LogRecord, error: GatewayError, attempts: Attempts | None = None
+    ) -> None:
+        if attempts is not None:
+            self._served_by(record, attempts)
         record.status_code = error.status
         record.error_code = error.code or error.type
         record.error_message = error.message
         record.latency_ms = self._elapsed_ms(record)
         self.log.submit(record)
+
+    @staticmethod
+    def _served_by(record: LogRecord, attempts: Attempts) -> None:
+        """The deployment that answered, or the last one tried when none did."""
+        candidate = attempts.chosen or attempts.last
+        if candidate is not None:
+            deployment = candidate.deployment
+            record.model_served = deployment.model
+            record.provider = deployment.provider
+            record.upstream_model = deployment.upstream_model
 
     def reject(self, error: GatewayError, context: CallContext, body: Any = None) -> None:
         """Log a request refused before it reached `prepare` (malformed JSON, size)."""
@@ -261,34 +259,35 @@ class Gateway:
     # --- non-streaming ----------------------------------------------------------------------
 
     async def complete(self, chat: PreparedChat) -> dict[str, Any]:
+        if chat.branches:
+            return await self._complete_fanout(chat, chat.branches)
+        attempts = chat.attempts
         try:
-            response = await chat.provider.complete(chat.call)
-        except UpstreamError as exc:
-            error = to_gateway_error(
-                exc, chat.deployment.provider, caller_key=chat.call.api_key is not None
-            )
-            self._fail(chat.record, error)
-            raise error from None
+            response = await attempts.complete()
         except GatewayError as exc:
-            self._fail(chat.record, exc)
+            self._fail(chat.record, exc, attempts)
             raise
         except asyncio.CancelledError:
-            self._fail(chat.record, client_closed())
+            self._fail(chat.record, client_closed(), attempts)
             raise
+        chosen = attempts.chosen
+        assert chosen is not None  # set by a successful attempt
+        deployment = chosen.deployment
         latency_ms = (time.perf_counter() - chat.context.received) * 1000
         choices = response.get("choices") or []
         usage = enrich_usage(
             response.get("usage"),
-            price=chat.deployment.price,
+            price=deployment.price,
             prompt_chars=prompt_characters(chat.body["messages"]),
             response_chars=completion_characters(choices),
             latency_ms=latency_ms,
         )
         response["usage"] = usage
-        response["provider"] = chat.deployment.provider
+        response["provider"] = deployment.provider
         if chat.dropped:
             response["dropped_params"] = chat.dropped
-        self._succeed(chat.record, response, usage, latency_ms)
+        response["routing"] = attempts.routing()
+        self._succeed(chat.record, response, usage, latency_ms, attempts=attempts)
         return response
 
     def _succeed(
@@ -298,7 +297,11 @@ class Gateway:
         usage: dict[str, Any],
         latency_ms: float,
         ttft_ms: float | None = None,
+        *,
+        attempts: Attempts | None,
     ) -> None:
+        if attempts is not None:
+            self._served_by(record, attempts)
         record.latency_ms = round(latency_ms, 3)
         record.ttft_ms = None if ttft_ms is None else round(ttft_ms, 3)
         record.response = response if record.request is not None else None
@@ -314,47 +317,47 @@ class Gateway:
     # --- streaming --------------------------------------------------------------------------
 
     async def stream(self, chat: PreparedChat) -> AsyncIterator[bytes]:
-        """Open the upstream stream; failures before the first chunk raise `GatewayError`.
+        """Open the upstream stream; failures before its first content raise `GatewayError`.
 
-        Returns the byte iterator to send as the SSE body. Waiting for the first chunk
-        before answering costs nothing (the caller would wait for it anyway) and lets an
-        upstream that fails up front produce a real HTTP error status.
+        Returns the byte iterator to send as the SSE body. Waiting for the first content
+        before answering costs nothing (the caller would wait for it anyway), lets a
+        deployment that fails up front be failed over unseen, and lets a request that fails
+        everywhere produce a real HTTP error status.
         """
-        chunks = chat.provider.stream(chat.call)
+        if chat.branches:
+            return await self._stream_fanout(chat, chat.branches)
+        attempts = chat.attempts
         try:
-            first = await anext(chunks)
-        except StopAsyncIteration:
-            first = None
-        except UpstreamError as exc:
-            await _close(chunks)
-            error = to_gateway_error(
-                exc, chat.deployment.provider, caller_key=chat.call.api_key is not None
-            )
-            self._fail(chat.record, error)
-            raise error from None
+            opened = await attempts.open_stream()
         except GatewayError as exc:
-            await _close(chunks)
-            self._fail(chat.record, exc)
+            self._fail(chat.record, exc, attempts)
             raise
-        return self._relay(chat, chunks, first)
+        except asyncio.CancelledError:
+            self._fail(chat.record, client_closed(), attempts)
+            raise
+        return self._relay(chat, opened.rest, opened.head)
 
     async def _relay(
         self,
         chat: PreparedChat,
         chunks: AsyncIterator[dict[str, Any]],
-        first: dict[str, Any] | None,
+        head: list[dict[str, Any]],
     ) -> AsyncIterator[bytes]:
+        attempts = chat.attempts
+        chosen = attempts.chosen
+        assert chosen is not None  # set once a stream produced content
+        deployment = chosen.deployment
+        provider = deployment.provider
         assembler = StreamAssembler()
         ttft_ms: float | None = None
         include_usage = bool(
             chat.request.stream_options and chat.request.stream_options.include_usage
         )
-        provider = chat.deployment.provider
         dropped = chat.dropped
         finished = False
+        pending = iter(head)
         try:
-            chunk = first
-            while chunk is not None:
+            while (chunk := next(pending, None) or await anext(chunks, None)) is not None:
                 had_content = assembler.saw_content
                 assembler.add(chunk)
                 if ttft_ms is None and assembler.saw_content and not had_content:
@@ -366,20 +369,21 @@ class Gateway:
                         # Said on the first chunk, where a client sees it before the answer.
                         chunk["dropped_params"], dropped = dropped, []
                     yield sse(chunk)
-                chunk = await anext(chunks, None)
             latency_ms = (time.perf_counter() - chat.context.received) * 1000
             completion = assembler.completion()
             usage = enrich_usage(
                 assembler.usage,
-                price=chat.deployment.price,
+                price=deployment.price,
                 prompt_chars=prompt_characters(chat.body["messages"]),
                 response_chars=completion_characters(completion["choices"]),
                 latency_ms=latency_ms,
             )
+            routing = attempts.routing()
             if include_usage:
                 final = assembler.chunk([], provider=provider, usage=usage)
                 if chat.dropped:
                     final["dropped_params"] = chat.dropped
+                final["routing"] = routing
                 yield sse(final)
             yield SSE_DONE
             finished = True
@@ -387,17 +391,25 @@ class Gateway:
             completion["provider"] = provider
             if chat.dropped:
                 completion["dropped_params"] = chat.dropped
-            self._succeed(chat.record, completion, usage, latency_ms, ttft_ms)
+            completion["routing"] = routing
+            attempts.record_outcome(chosen, True, latency_ms, completion, ttft_ms)
+            self._succeed(chat.record, completion, usage, latency_ms, ttft_ms, attempts=attempts)
         except (UpstreamError, GatewayError) as exc:
             error = (
                 exc
                 if isinstance(exc, GatewayError)
-                else to_gateway_error(exc, provider, caller_key=chat.call.api_key is not None)
+                else to_gateway_error(
+                    exc, provider, caller_key=chat.request.openai_api_key is not None
+                )
             )
             # After the first byte the status is already 200: end with an error event and
             # no [DONE], so no client mistakes a truncated answer for a complete one.
             yield sse(error.envelope())
             finished = True
+            if isinstance(exc, UpstreamError):
+                self.route_state.breakers.get(deployment.key).on_failure()
+                latency_ms = (time.perf_counter() - chat.context.received) * 1000
+                attempts.record_outcome(chosen, False, latency_ms, None, ttft_ms)
             self._fail_stream(chat, assembler, error, ttft_ms)
         except Exception as exc:  # a defect here must still end the stream visibly
             error = GatewayError(500, f"Internal error while relaying the stream: {exc!r}")
@@ -407,7 +419,7 @@ class Gateway:
         finally:
             if not finished:
                 # The client went away: stop the upstream generation and record it.
-                await _close(chunks)
+                await close_chunks(chunks)
                 self._fail_stream(chat, assembler, client_closed(), ttft_ms)
 
     def _fail_stream(
@@ -421,13 +433,184 @@ class Gateway:
         record.ttft_ms = None if ttft_ms is None else round(ttft_ms, 3)
         partial = assembler.completion()
         if record.request is not None:
+            partial["routing"] = chat.attempts.routing()
             record.response = partial  # the partial answer, for the record
         record.response_characters = completion_characters(partial["choices"])
-        self._fail(record, error)
+        self._fail(record, error, chat.attempts)
+
+    # --- fan-out ----------------------------------------------------------------------------
+
+    def _branch_usage(
+        self, chat: PreparedChat, branch: Branch, response: dict[str, Any], latency_ms: float
+    ) -> dict[str, Any]:
+        """Price one model's answer at its own deployment's prices."""
+        chosen = branch.attempts.chosen
+        assert chosen is not None  # the branch answered
+        usage = enrich_usage(
+            response.get("usage"),
+            price=chosen.deployment.price,
+            prompt_chars=prompt_characters(chat.body["messages"]),
+            response_chars=completion_characters(response.get("choices") or []),
+            latency_ms=latency_ms,
+        )
+        response["usage"] = usage
+        response["provider"] = chosen.deployment.provider
+        return usage
+
+    def _fanout_record(
+        self, record: LogRecord, branches: list[Branch], answered: list[bool]
+    ) -> None:
+        served = [b for b, ok in zip(branches, answered, strict=True) if ok]
+        record.model_served = ",".join(b.model for b in served) or None
+        chosen = [b.attempts.chosen for b in served if b.attempts.chosen]
+        record.provider = ",".join(c.provider.name for c in chosen) or None
+        record.upstream_model = ",".join(c.deployment.upstream_model for c in chosen) or None
+
+    async def _complete_fanout(self, chat: PreparedChat, branches: list[Branch]) -> dict[str, Any]:
+        try:
+            results = await asyncio.gather(
+                *(b.attempts.complete() for b in branches), return_exceptions=True
+            )
+        except asyncio.CancelledError:
+            self._fail(chat.record, client_closed(), chat.attempts)
+            raise
+        latency_ms = (time.perf_counter() - chat.context.received) * 1000
+        outcomes: list[dict[str, Any] | GatewayError] = []
+        usages: list[dict[str, Any] | None] = []
+        for branch, result in zip(branches, results, strict=True):
+            if isinstance(result, GatewayError):
+                outcomes.append(result)
+                usages.append(None)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                outcomes.append(result)
+                usages.append(self._branch_usage(chat, branch, result, latency_ms))
+        errors = [o for o in outcomes if isinstance(o, GatewayError)]
+        if len(errors) == len(branches):
+            self._fail(chat.record, errors[0], chat.attempts)
+            raise errors[0]
+        response = merge_responses(chat.request.model, branches, outcomes, usages, latency_ms)
+        self._fanout_record(chat.record, branches, [u is not None for u in usages])
+        self._succeed(chat.record, response, response["usage"], latency_ms, attempts=None)
+        return response
+
+    async def _stream_fanout(
+        self, chat: PreparedChat, branches: list[Branch]
+    ) -> AsyncIterator[bytes]:
+        try:
+            opened = await asyncio.gather(
+                *(b.attempts.open_stream() for b in branches), return_exceptions=True
+            )
+        except asyncio.CancelledError:
+            self._fail(chat.record, client_closed(), chat.attempts)
+            raise
+        for item in opened:
+            if isinstance(item, BaseException) and not isinstance(item, GatewayError):
+                raise item
+        failures = [o for o in opened if isinstance(o, GatewayError)]
+        if len(failures) == len(branches):
+            self._fail(chat.record, failures[0], chat.attempts)
+            raise failures[0]
+        streams = [o if isinstance(o, OpenStream) else None for o in opened]
+        errors = {i: o for i, o in enumerate(opened) if isinstance(o, GatewayError)}
+        return self._relay_fanout(chat, branches, streams, errors)
+
+    async def _relay_fanout(
+        self,
+        chat: PreparedChat,
+        branches: list[Branch],
+        streams: list[OpenStream | None],
+        errors: dict[int, GatewayError],
+    ) -> AsyncIterator[bytes]:
+        identity = {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:29]}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": chat.request.model,
+        }
+        assemblers = [StreamAssembler() for _ in branches]
+        ttft_ms: float | None = None
+        finished = False
+
+        def failed(i: int, error: GatewayError) -> bytes:
+            branch = branches[i]
+            choices = [
+                {**error_choice(branch.offset + k, branch.model, error), "delta": {}}
+                for k in range(branch.n)
+            ]
+            for choice in choices:
+                del choice["message"]
+            return sse({**identity, "choices": choices})
+
+        try:
+            for i, error in errors.items():
+                yield failed(i, error)
+            async for i, item in interleave(streams):
+                if item is None:
+                    continue
+                if isinstance(item, BaseException):
+                    error = _as_gateway_error(item, branches[i])
+                    errors[i] = error
+                    chosen = branches[i].attempts.chosen
+                    if chosen is not None and isinstance(item, UpstreamError):
+                        self.route_state.breakers.get(chosen.deployment.key).on_failure()
+                    yield failed(i, error)
+                    continue
+                assembler = assemblers[i]
+                assembler.add(item)
+                if ttft_ms is None and assembler.saw_content:
+                    ttft_ms = (time.perf_counter() - chat.context.received) * 1000
+                if choices := item.get("choices"):
+                    offset, model = branches[i].offset, branches[i].model
+                    shifted = [
+                        {**c, "index": offset + int(c.get("index") or 0), "model": model}
+                        for c in choices
+                    ]
+                    yield sse({**identity, "choices": shifted})
+            latency_ms = (time.perf_counter() - chat.context.received) * 1000
+            outcomes: list[dict[str, Any] | GatewayError] = []
+            usages: list[dict[str, Any] | None] = []
+            for i, branch in enumerate(branches):
+                if i in errors:
+                    outcomes.append(errors[i])
+                    usages.append(None)
+                    continue
+                completion = assemblers[i].completion()
+                completion["usage"] = assemblers[i].usage
+                usage = self._branch_usage(chat, branch, completion, latency_ms)
+                outcomes.append(completion)
+                usages.append(usage)
+            response = merge_responses(chat.request.model, branches, outcomes, usages, latency_ms)
+            if chat.request.stream_options and chat.request.stream_options.include_usage:
+                final = {
+                    **identity,
+                    "choices": [],
+                    "usage": response["usage"],
+                    "provider": response["provider"],
+                    "routing": response["routing"],
+                }
+                yield sse(final)
+            yield SSE_DONE
+            finished = True
+            self._fanout_record(chat.record, branches, [u is not None for u in usages])
+            if len(errors) == len(branches):
+                self._fail(chat.record, errors[min(errors)], None)
+            else:
+                self._succeed(
+                    chat.record, response, response["usage"], latency_ms, ttft_ms, attempts=None
+                )
+        finally:
+            if not finished:
+                chat.record.ttft_ms = None if ttft_ms is None else round(ttft_ms, 3)
+                self._fail(chat.record, client_closed(), None)
 
 
-async def _close(chunks: AsyncIterator[dict[str, Any]]) -> None:
-    aclose = getattr(chunks, "aclose", None)
-    if aclose is not None:
-        with contextlib.suppress(Exception):  # the upstream may be gone: best effort
-            await aclose()
+def _as_gateway_error(exc: BaseException, branch: Branch) -> GatewayError:
+    if isinstance(exc, GatewayError):
+        return exc
+    chosen = branch.attempts.chosen
+    provider = chosen.provider.name if chosen else branch.model
+    if isinstance(exc, UpstreamError):
+        return to_gateway_error(exc, provider)
+    return GatewayError(500, f"Internal error while relaying model '{branch.model}': {exc!r}")

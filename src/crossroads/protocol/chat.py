@@ -370,35 +370,25 @@ EXTENSION_FIELDS = frozenset(_FIELDS[_FIELDS.index("models") :]) - UPSTREAM_EXTE
 # request that sets one gets a 400 `unsupported_parameter` instead of a silent no-op; each
 # feature removes its names from here when it lands.
 _NOT_YET_SERVED = (
-    "models",
     "max_cost",
     "willingness_to_pay",
     "quality_risk_threshold",
-    "routing",
-    "route",
     "rag_tune",
     "integrity",
     "integrity_model",
     "plugins",
-    "debug",
 )
-# What `provider` (object form) may hold so far: the rest arrives with routing.
-_PROVIDER_FIELDS_SERVED = frozenset({"require_parameters"})
 
 
 def unimplemented_parameters(request: ChatCompletionRequest) -> list[str]:
     """Names of parameters the request sets that this gateway cannot honour yet, in order."""
     names = [name for name in _NOT_YET_SERVED if getattr(request, name) is not None]
     provider = request.provider
-    if isinstance(provider, str):
-        names.append("provider")
-    elif provider is not None:
-        names += [
-            f"provider.{name}"
-            for name in (*type(provider).model_fields, *(provider.model_extra or {}))
-            if name not in _PROVIDER_FIELDS_SERVED and getattr(provider, name, None) is not None
-        ]
-    if len(request.model_names) > 1 or request.model == "router":
+    if isinstance(provider, ProviderPreferences) and provider.model_extra:
+        # OpenRouter has more preferences (quantizations, data_collection, …) that no
+        # deployment here can be matched against: refused, not silently ignored.
+        names += [f"provider.{name}" for name in provider.model_extra]
+    if request.model == "router":
         names.insert(0, "model")
     if request.tools and any(tool.type == "retrieval" for tool in request.tools):
         names.append("tools")

@@ -52,6 +52,8 @@ class UpstreamCall:
     # A key that replaces the configured one for this call only (bring-your-own-key).
     api_key: str | None = None
     extra_headers: dict[str, str] = field(default_factory=dict)
+    # When set, the provider appends the exact body it sends upstream (in its dialect).
+    sent: list[dict[str, Any]] | None = None
 
 
 class UpstreamError(Exception):

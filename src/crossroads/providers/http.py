@@ -96,8 +96,15 @@ class HttpUpstream:
             await self._session.close()
             self._session = None
 
-    def post(self, url: str, body: Any, headers: Mapping[str, str]) -> Any:
-        """Start a POST (an async context manager yielding the response)."""
+    def post(
+        self, url: str, body: Any, headers: Mapping[str, str], sent: list[Any] | None = None
+    ) -> Any:
+        """Start a POST (an async context manager yielding the response).
+
+        `sent`, when given, receives the body exactly as sent (`debug.echo_upstream_body`).
+        """
+        if sent is not None:
+            sent.append(body)
         if self._session is None:
             raise UpstreamError(f"provider {self.name!r} is not started", failure="connection")
         return self._session.post(url, data=orjson.dumps(body), headers=headers)

@@ -96,7 +96,7 @@ class OpenAIProvider(HttpUpstream):
             for name, rewrite in self._rewrites.items():
                 if name in body:
                     rewrite(body, name)
-        return self.post(self._url, body, self._headers(call))
+        return self.post(self._url, body, self._headers(call), call.sent)
 
     async def complete(self, call: UpstreamCall) -> dict[str, Any]:
         try:

@@ -1,8 +1,9 @@
 """`create_app(config)`: the ASGI application and its lifespan.
 
-Every long-lived object — upstream HTTP pools, the database engine, the log writer — is
-created in the lifespan and closed there, in reverse order, so a test can build and tear
-down as many apps as it likes in one process and nothing lives at module level.
+Every long-lived object — upstream HTTP pools, the database engine, the log writer, the
+metrics registry — is created in the lifespan and closed there, in reverse order, so a
+test can build and tear down as many apps as it likes in one process and nothing lives at
+module level.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from crossroads.protocol.errors import GatewayError
 from crossroads.providers.registry import build_providers
 from crossroads.server import routes
 from crossroads.server.auth import KeyRing
+from crossroads.server.metrics import GatewayMetrics, MeteredSink
 from crossroads.server.openapi import build_openapi
 from crossroads.server.responses import error_response
 from crossroads.server.state import AppState
@@ -75,6 +77,7 @@ def create_app(config: Config) -> Starlette:
         await log_writer.start()
         providers = build_providers(config)
         catalog = Catalog.from_config(config)
+        metrics = GatewayMetrics(models=(entry.name for entry in catalog))
         state = AppState(
             config=config,
             catalog=catalog,
@@ -82,7 +85,8 @@ def create_app(config: Config) -> Starlette:
             providers=providers,
             log_store=log_store,
             log_writer=log_writer,
-            gateway=Gateway(catalog, providers, log_writer),
+            gateway=Gateway(catalog, providers, MeteredSink(log_writer, metrics), config.routing),
+            metrics=metrics,
             openapi_document=build_openapi(),
         )
         app.state.crossroads = state
@@ -105,8 +109,10 @@ def create_app(config: Config) -> Starlette:
             Route("/v1/models", routes.list_models, methods=["GET"]),
             Route("/v1/logs", routes.list_logs, methods=["GET"]),
             Route("/v1/logs/{log_id}", routes.get_log, methods=["GET"]),
+            Route("/v1/providers/stats", routes.provider_stats, methods=["GET"]),
             Route("/health", routes.health, methods=["GET"]),
             Route("/ready", routes.ready, methods=["GET"]),
+            Route("/metrics", routes.metrics, methods=["GET"]),
             Route("/openapi.json", routes.openapi, methods=["GET"]),
         ],
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},

@@ -151,5 +151,19 @@ def build_openapi() -> dict[str, Any]:
                     },
                 }
             },
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "summary": 'Prometheus metrics (needs a key with logs = "all")',
+                    "responses": {
+                        "200": {
+                            "description": "Prometheus text exposition format",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        "401": _ERRORS["401"],
+                        "403": _error("The key may not read every key's records"),
+                    },
+                }
+            },
         },
     }

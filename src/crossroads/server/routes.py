@@ -30,7 +30,9 @@ __all__ = [
     "health",
     "list_logs",
     "list_models",
+    "metrics",
     "openapi",
+    "provider_stats",
     "ready",
 ]
 
@@ -65,6 +67,24 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(parts)
 
 
+def _seconds_header(headers: Any, name: str) -> float | None:
+    """A positive number of seconds from header `name`, or None when it is absent."""
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds <= 3600 or seconds != seconds:
+        raise bad_request(
+            f"Header '{name}' must be a number of seconds between 0 and 3600, got {value!r}.",
+            param=name,
+            code="invalid_value",
+        )
+    return seconds
+
+
 def _too_large(limit: int) -> GatewayError:
     return GatewayError(
         413,
@@ -90,6 +110,8 @@ async def chat_completions(request: Request) -> Response:
     gateway = state.gateway
     body: Any = None
     try:
+        context.timeout = _seconds_header(headers, "x-crossroads-timeout")
+        context.attempt_timeout = _seconds_header(headers, "x-crossroads-attempt-timeout")
         raw = await _read_body(request, state.config.server.max_body_bytes)
         try:
             body = orjson.loads(raw)
@@ -154,6 +176,39 @@ async def list_models(request: Request) -> Response:
     return JSONResponse(_state(request).catalog.listing())
 
 
+async def provider_stats(request: Request) -> Response:
+    """Live stats per deployment over the sliding window, with its circuit breaker's state.
+
+    Every configured deployment is listed, measured or not, keyed `provider/upstream_model`.
+    """
+    try:
+        _authenticate(request)
+    except GatewayError as exc:
+        return error_response(exc)
+    state = _state(request)
+    route_state = state.gateway.route_state
+    deployments: dict[str, Any] = {}
+    for entry in state.catalog:
+        for deployment in entry.deployments:
+            row = deployments.get(deployment.key)
+            if row is None:
+                row = deployments[deployment.key] = {
+                    "provider": deployment.provider,
+                    "upstream_model": deployment.upstream_model,
+                    "models": [],
+                    **route_state.stats.get(deployment.key).snapshot(),
+                    "breaker": route_state.breakers.get(deployment.key).snapshot(),
+                }
+            row["models"].append(deployment.model)
+    return JSONResponse(
+        {
+            "object": "provider_stats",
+            "window_s": route_state.config.stats_window,
+            "deployments": deployments,
+        }
+    )
+
+
 async def health(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -162,6 +217,32 @@ async def ready(request: Request) -> Response:
     if reasons := _state(request).not_ready():
         return JSONResponse({"ready": False, "reasons": reasons}, status_code=503)
     return JSONResponse({"ready": True})
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics, with the same access as reading the whole request log.
+
+    Unlike /health and /ready, which say only whether the gateway is up, metrics name every
+    key and what it spent: they are an aggregate of the log, so they need what
+    `GET /v1/logs` needs to show every record. With keys configured that is a key with
+    `logs = "all"` (Prometheus sends one with `authorization: {credentials: ...}` in its
+    scrape config); in loopback-only mode, any client on this machine.
+    """
+    try:
+        key_id, read_all = _visible_key(request)
+    except GatewayError as exc:
+        return error_response(exc)
+    if not read_all:
+        return error_response(
+            GatewayError(
+                403,
+                f"Key '{key_id}' may not read metrics: they cover every key. "
+                'Use a key with logs = "all".',
+                code="permission_denied",
+            )
+        )
+    body, content_type = _state(request).metrics.render()
+    return Response(body, media_type=content_type)
 
 
 async def openapi(request: Request) -> Response:

@@ -10,6 +10,7 @@ from crossroads.config import Config
 from crossroads.gateway import Gateway
 from crossroads.providers.base import Provider
 from crossroads.server.auth import KeyRing
+from crossroads.server.metrics import GatewayMetrics
 from crossroads.storage.log_store import LogStore
 from crossroads.storage.writer import LogWriter
 
@@ -25,6 +26,7 @@ class AppState:
     log_store: LogStore
     log_writer: LogWriter
     gateway: Gateway
+    metrics: GatewayMetrics
     openapi_document: dict[str, Any]
     # "starting", "serving" or "shutting down": the lifespan's phase.
     phase: str = "starting"

@@ -50,7 +50,9 @@ class AnthropicProvider(HttpUpstream):
     async def complete(self, call: UpstreamCall) -> dict[str, Any]:
         request = map_request(call.body, default_max_tokens=self._config.default_max_tokens)
         try:
-            async with self.post(self._url, request.body, self._headers(call)) as response:
+            async with self.post(
+                self._url, request.body, self._headers(call), call.sent
+            ) as response:
                 body = await response.read()
                 if response.status >= 400:
                     raise upstream_error_from_body(response.status, body, response.headers)
@@ -71,7 +73,9 @@ class AnthropicProvider(HttpUpstream):
         )
         mapper = StreamMapper(request)
         try:
-            async with self.post(self._url, request.body, self._headers(call)) as response:
+            async with self.post(
+                self._url, request.body, self._headers(call), call.sent
+            ) as response:
                 if response.status >= 400:
                     body = await response.read()
                     raise upstream_error_from_body(response.status, body, response.headers)

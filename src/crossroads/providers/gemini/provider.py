@@ -51,7 +51,7 @@ class GeminiProvider(HttpUpstream):
         request = map_request(call.body, self._schemas)
         url = self._url(request.model, "generateContent")
         try:
-            async with self.post(url, request.body, self._headers(call)) as response:
+            async with self.post(url, request.body, self._headers(call), call.sent) as response:
                 body = await response.read()
                 if response.status >= 400:
                     raise upstream_error_from_body(response.status, body, response.headers)
@@ -71,7 +71,7 @@ class GeminiProvider(HttpUpstream):
         url = self._url(request.model, "streamGenerateContent") + "?alt=sse"
         mapper = StreamMapper(request)
         try:
-            async with self.post(url, request.body, self._headers(call)) as response:
+            async with self.post(url, request.body, self._headers(call), call.sent) as response:
                 if response.status >= 400:
                     body = await response.read()
                     raise upstream_error_from_body(response.status, body, response.headers)

@@ -160,6 +160,8 @@ class LlamaCppProvider:
 
     async def complete(self, call: UpstreamCall) -> dict[str, Any]:
         body = call.body
+        if call.sent is not None:
+            call.sent.append(body)
         if beams := _beam_settings(body):
             return await self._beam_search(beams, body)
         assembler = StreamAssembler()
@@ -171,6 +173,8 @@ class LlamaCppProvider:
 
     async def stream(self, call: UpstreamCall) -> AsyncIterator[dict[str, Any]]:
         body = call.body
+        if call.sent is not None:
+            call.sent.append(body)
         if beams := _beam_settings(body):
             async for chunk in _as_chunks(await self._beam_search(beams, body)):
                 yield chunk

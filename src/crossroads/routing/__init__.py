@@ -1,0 +1,1 @@
+"""Choosing among deployments: strategies, live stats, circuit breakers, retries."""
