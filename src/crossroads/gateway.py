@@ -195,7 +195,16 @@ class Gateway:
         for name in request.model_names:
             own_body = {**body, "model": name}
             own = request.model_copy(update={"model": name})
-            attempts = self._attempts(self._plan(own, own_body), own, own_body, context)
+            try:
+                plan = self._plan(own, own_body)
+                failure = None
+            except GatewayError as exc:
+                if exc.status < 500:
+                    raise
+                # Nothing can serve this model now: its choice is an error, the rest go on.
+                plan, failure = RoutePlan(strategy="fallback", candidates=[]), exc
+            attempts = self._attempts(plan, own, own_body, context)
+            attempts.failure = failure
             n = request.n or 1
             branches.append(Branch(model=name, attempts=attempts, n=n, offset=offset))
             offset += n

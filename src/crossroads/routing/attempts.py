@@ -68,6 +68,9 @@ class Attempts:
     bodies: list[dict[str, Any]] = field(default_factory=list)
     chosen: Candidate | None = None
     last: Candidate | None = None  # the candidate of the latest attempt, for the log
+    # Set when planning already found no deployment able to serve now (a fan-out branch
+    # whose circuits are all open): every call raises it.
+    failure: GatewayError | None = None
 
     # --- the two ways to call --------------------------------------------------------------
 
@@ -123,6 +126,8 @@ class Attempts:
         stream: bool,
     ) -> T:
         config = self.state.config
+        if self.failure is not None:
+            raise self.failure
         last_error: GatewayError | None = None
         for candidate in self.plan.candidates:
             breaker = self.state.breakers.get(candidate.deployment.key)
