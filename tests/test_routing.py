@@ -210,6 +210,11 @@ def test_when_every_deployment_fails_the_last_error_is_returned(
         f"{routed.url}/v1/logs/{log_id}", headers={"Authorization": f"Bearer {API_KEY}"}
     ).json()
     assert record["provider"] == "beta" and record["status_code"] == 502
+    tried = [(a["deployment"], a["status"]) for a in record["response"]["routing"]["attempts"]]
+    # alpha first (its circuit may open on the way, after failures in earlier tests), then
+    # beta and its retry.
+    assert tried[0] == ("alpha/error=503", 503)
+    assert tried[-2:] == [("beta/error=502", 502), ("beta/error=502", 502)]
 
 
 def test_an_attempt_timeout_fails_over_to_the_next_deployment(sdk: OpenAI) -> None:

@@ -235,6 +235,8 @@ class Gateway:
     ) -> None:
         if attempts is not None:
             self._served_by(record, attempts)
+            if record.request is not None and record.response is None and attempts.log:
+                record.response = {"routing": attempts.routing()}  # every attempt, for the record
         record.status_code = error.status
         record.error_code = error.code or error.type
         record.error_message = error.message
