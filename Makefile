@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint format bench-overhead bench-local bench-translation clean
+.PHONY: serve test lint format bench-overhead bench-local bench-translation bench-chaos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ bench-local: $(STAMP)
 
 bench-translation: $(STAMP)
 	$(BIN)/python benchmarks/translation.py
+
+bench-chaos: $(STAMP)
+	$(BIN)/python benchmarks/chaos.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -419,6 +419,18 @@ async def test_stream_error_event(http: httpx.AsyncClient) -> None:
     }
 
 
+async def test_rate_sends_stream_errors_to_a_share(http: httpx.AsyncClient) -> None:
+    fake = FakeAnthropic(api_key=KEY, seed=5)
+    await fake.start()
+    try:
+        async with httpx.AsyncClient(base_url=fake.base_url, headers=HEADERS) as client:
+            ends = [(await stream(client, "stream_error+rate=50"))[-1]["type"] for _ in range(60)]
+    finally:
+        await fake.stop()
+    assert set(ends) == {"error", "message_stop"}
+    assert 15 <= ends.count("error") <= 45
+
+
 async def read_raw(response: httpx.Response, into: list[bytes]) -> None:
     async for data in response.aiter_raw():
         into.append(data)

@@ -340,6 +340,25 @@ async def test_error_with_retry_after(http: httpx.AsyncClient) -> None:
     ]
 
 
+async def test_rate_fails_a_share_reproducibly() -> None:
+    async def statuses(seed: int) -> list[int]:
+        fake = FakeGemini(api_key=KEY, seed=seed)
+        await fake.start()
+        try:
+            headers = {"x-goog-api-key": KEY}
+            async with httpx.AsyncClient(base_url=fake.base_url, headers=headers) as client:
+                return [
+                    (await generate(client, "error=503+rate=30")).status_code for _ in range(200)
+                ]
+        finally:
+            await fake.stop()
+
+    first = await statuses(11)
+    assert set(first) == {200, 503}
+    assert 40 <= first.count(503) <= 80
+    assert await statuses(11) == first
+
+
 async def test_delay(http: httpx.AsyncClient) -> None:
     started = time.monotonic()
     assert (await generate(http, "delay=200")).status_code == 200

@@ -106,7 +106,10 @@ def test_parse_behaviour() -> None:
     assert b.no_usage
     assert b.cached == 4
     assert parse_behaviour("echo+chunks=3+chunk_delay=5+drop_after=0").drop_after == 0
-    for bad in ("", "nope", "echo+", "delay=x", "error=200", "chunks=0", "malformed=1", "echo=1"):
+    assert parse_behaviour("error=503+rate=30").rate == 30
+    assert parse_behaviour("fixed").rate == 100
+    bad_ones = ("", "nope", "echo+", "delay=x", "error=200", "chunks=0", "malformed=1", "echo=1")
+    for bad in (*bad_ones, "rate=101", "rate=-1", "rate=x"):
         with pytest.raises(BehaviourError):
             parse_behaviour(bad)
     assert count_words("  one two\nthree ") == 3
@@ -365,6 +368,76 @@ async def test_drop_after(fake: FakeOpenAI, http: httpx.AsyncClient, sdk: AsyncO
     assert len(fake.requests) == 3
 
 
+# --- rate: faults on a share of requests ---------------------------------------------------------
+
+
+async def failed_requests(seed: int, model: str, count: int = 200) -> list[int]:
+    """Which of `count` sequential requests to a fake seeded with `seed` got a 503."""
+    fake = FakeOpenAI(seed=seed)
+    await fake.start()
+    try:
+        async with httpx.AsyncClient(base_url=fake.base_url, timeout=10) as http:
+            statuses = [(await post(http, {"model": model})).status_code for _ in range(count)]
+    finally:
+        await fake.stop()
+    assert set(statuses) <= {200, 503}
+    return [k for k, status in enumerate(statuses) if status == 503]
+
+
+async def test_rate_faults_a_share_reproducibly() -> None:
+    failed = await failed_requests(7, "error=503+rate=30")
+    assert 40 <= len(failed) <= 80
+    assert await failed_requests(7, "error=503+rate=30") == failed
+    assert await failed_requests(8, "error=503+rate=30") != failed
+
+
+async def test_rate_drops_some_streams() -> None:
+    fake = FakeOpenAI(seed=3)
+    await fake.start()
+    dropped = 0
+    try:
+        async with httpx.AsyncClient(base_url=fake.base_url, timeout=10) as http:
+            body = {"model": "drop_after=2+rate=10", "messages": USER, "stream": True}
+            for _ in range(100):
+                parts: list[bytes] = []
+                async with http.stream("POST", "/chat/completions", json=body) as response:
+                    try:
+                        await read_raw(response, parts)
+                    except httpx.RemoteProtocolError:
+                        dropped += 1
+                        assert len(events(b"".join(parts))) == 3  # role + two content chunks
+                    else:
+                        assert (
+                            "".join(
+                                c["choices"][0]["delta"].get("content") or ""
+                                for c in chunks_of(b"".join(parts))
+                            )
+                            == DEFAULT_REPLY
+                        )
+    finally:
+        await fake.stop()
+    assert 0 < dropped < 100
+
+
+async def test_rate_zero_never_faults_and_hundred_always(http: httpx.AsyncClient) -> None:
+    for _ in range(20):
+        assert (await post(http, {"model": "error=500+rate=0"})).status_code == 200
+        assert (await post(http, {"model": "error=500+rate=100"})).status_code == 500
+        response = await post(http, {"model": "malformed+rate=0"})
+        assert response.json()["choices"][0]["message"]["content"] == DEFAULT_REPLY
+
+
+def test_rate_spares_only_the_faults() -> None:
+    fake = FakeOpenAI(seed=1)
+    spec = "reply=Hi+delay=5+chunks=2+error=503+retry_after=1+malformed+drop_after=1+stream_error"
+    assert fake.behaviour_for(f"{spec}+rate=100") == parse_behaviour(f"{spec}+rate=100")
+    spared = fake.behaviour_for(f"{spec}+rate=0")
+    faults = (spared.error, spared.retry_after, spared.malformed, spared.drop_after)
+    assert faults == (None, None, False, None)
+    assert not spared.stream_error
+    assert (spared.reply, spared.delay, spared.chunks) == ("Hi", 5, 2)
+
+
 # --- streaming -----------------------------------------------------------------------------------
 
 
@@ -560,7 +633,7 @@ def test_running_in_thread() -> None:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs SIGTERM")
 def test_command_line() -> None:
-    command = [sys.executable, "-m", "crossroads.testing.fake_openai", "--port", "0"]
+    command = [sys.executable, "-m", "crossroads.testing.fake_openai", "--port", "0", "--seed", "7"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as process:
         assert process.stdout is not None

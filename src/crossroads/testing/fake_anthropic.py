@@ -60,7 +60,6 @@ from crossroads.testing.fake_base import (
     count_words,
     cut_reply,
     json_response,
-    parse_behaviour,
     split_reply,
 )
 
@@ -202,7 +201,7 @@ class FakeAnthropic(FakeUpstream):
         if (problem := request_error(body)) is not None:
             return _error(400, problem)
         try:
-            behaviour = parse_behaviour(request.headers.get("x-fake-behaviour") or body["model"])
+            behaviour = self.behaviour_for(request.headers.get("x-fake-behaviour") or body["model"])
         except BehaviourError as exc:
             return _error(400, f"Unknown or invalid fake behaviour directive '{exc.args[0]}'.")
         if behaviour.delay:

@@ -23,6 +23,10 @@ Behaviour strings are `+`-separated directives, e.g. `echo`, `fixed+delay=200`,
                       non-streaming: close the connection without answering
     stream_error      streams: after the first content event, send the dialect's in-stream
                       error event (Anthropic: `overloaded_error`)
+    rate=<pct>        the faults above (error, malformed, drop_after, stream_error) strike
+                      only pct% (0-100) of requests, drawn at random per request from the
+                      fake's own generator (`seed=` / `--seed` makes a run repeatable when
+                      requests arrive in the same order); the rest are answered normally
     chunk_delay=<ms>  wait between streamed events
     chunks=<n>        stream the reply as n pieces of near-equal length (default: one per word)
     no_usage          report no usage
@@ -40,7 +44,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import itertools
+import random
 import re
 import signal
 import threading
@@ -67,7 +73,17 @@ __all__ = [
 DEFAULT_REPLY = "Hello from the fake upstream."
 _WORD = re.compile(r"\s*\S+")
 _INT_DIRECTIVES = frozenset(
-    {"delay", "error", "drop_after", "chunk_delay", "chunks", "cached", "cache_write", "tools"}
+    {
+        "delay",
+        "error",
+        "drop_after",
+        "chunk_delay",
+        "chunks",
+        "cached",
+        "cache_write",
+        "tools",
+        "rate",
+    }
 )
 _TEXT_DIRECTIVES = frozenset({"reply", "args", "think"})
 _FLAGS = frozenset({"malformed", "no_usage", "stream_error", "blocked", "prompt_blocked"})
@@ -109,6 +125,13 @@ class Behaviour:
     cache_write: int = 0
     blocked: bool = False
     prompt_blocked: bool = False
+    rate: int = 100  # percent of requests the faults apply to
+
+    def without_faults(self) -> Behaviour:
+        """The same behaviour with its faults (error, malformed, drop_after, stream_error) off."""
+        return dataclasses.replace(
+            self, error=None, retry_after=None, malformed=False, drop_after=None, stream_error=False
+        )
 
 
 def parse_behaviour(spec: str) -> Behaviour:
@@ -130,8 +153,10 @@ def parse_behaviour(spec: str) -> Behaviour:
             behaviour.retry_after = value
         elif has_value and name in _INT_DIRECTIVES and value.isascii() and value.isdigit():
             number = int(value)
-            if (name == "error" and not 400 <= number <= 599) or (
-                name in ("chunks", "tools") and not number
+            if (
+                (name == "error" and not 400 <= number <= 599)
+                or (name in ("chunks", "tools") and not number)
+                or (name == "rate" and number > 100)
             ):
                 raise BehaviourError(directive)
             setattr(behaviour, name, number)
@@ -206,11 +231,14 @@ class FakeUpstream:
         api_key: str | None = None,
         *,
         record: bool = True,
+        seed: int | None = None,
     ) -> None:
         self.host = host
         self.api_key = api_key
         # Benchmarks turn recording off so a long run does not grow without bound.
         self.record = record
+        # Owned by this fake, not the module-level generator, so a seed reproduces a run.
+        self.random = random.Random(seed)
         self.requests: list[RecordedRequest] = []
         self._port = port
         self._runner: web.AppRunner | None = None
@@ -297,6 +325,16 @@ class FakeUpstream:
         """Answer one request in the dialect's wire format."""
         raise NotImplementedError
 
+    def behaviour_for(self, spec: str) -> Behaviour:
+        """This request's behaviour: `spec` parsed, its faults dropped unless `rate=` draws them.
+
+        Raises `BehaviourError` like `parse_behaviour`.
+        """
+        behaviour = parse_behaviour(spec)
+        if behaviour.rate < 100 and self.random.randrange(100) >= behaviour.rate:
+            return behaviour.without_faults()
+        return behaviour
+
     @classmethod
     def command_line(
         cls, argv: list[str] | None, *, description: str, default_port: int, key_help: str
@@ -316,8 +354,11 @@ class FakeUpstream:
             action="store_true",
             help="do not keep received requests (for benchmarks)",
         )
+        parser.add_argument(
+            "--seed", type=int, default=None, help="seed the draws of `rate=` (repeatable runs)"
+        )
         args = parser.parse_args(argv)
-        fake = cls(args.host, args.port, args.api_key, record=not args.no_record)
+        fake = cls(args.host, args.port, args.api_key, record=not args.no_record, seed=args.seed)
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(fake._serve_until_signalled())
 

@@ -348,7 +348,7 @@ class FakeGemini(FakeUpstream):
         if problem is not None:
             return _error(400, problem)
         try:
-            behaviour = parse_behaviour(record["headers"].get("x-fake-behaviour") or model)
+            behaviour = self.behaviour_for(record["headers"].get("x-fake-behaviour") or model)
         except BehaviourError as exc:
             return _error(400, f"Unknown or invalid fake behaviour directive '{exc.args[0]}'.")
         if behaviour.delay:

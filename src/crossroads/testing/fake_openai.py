@@ -130,7 +130,7 @@ class FakeOpenAI(FakeUpstream):
             return _error(400, "'n' must be an integer from 1 to 128.", param="n")
         model = str(body.get("model") or "fixed")
         try:
-            behaviour = parse_behaviour(request.headers.get("x-fake-behaviour") or model)
+            behaviour = self.behaviour_for(request.headers.get("x-fake-behaviour") or model)
         except BehaviourError as exc:
             reason = f"Unknown or invalid fake behaviour directive '{exc.args[0]}'."
             return _error(400, reason, param="model", code="invalid_fake_behaviour")
