@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
+import sqlalchemy as sa
 from openai import OpenAI
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crossroads.config import Config, parse_config
 from crossroads.providers.llamacpp.engine import EngineSettings, LlamaEngine
 from crossroads.providers.llamacpp.provider import default_model_path
 from crossroads.providers.llamacpp.templates import GEMMA3
 from crossroads.server import create_app
+from crossroads.storage.database import create_engine
 from crossroads.testing.fake_anthropic import FakeAnthropic
 from crossroads.testing.fake_gemini import FakeGemini
 from crossroads.testing.fake_openai import FakeOpenAI
 from crossroads.testing.server import ServedApp, serve_in_thread
 
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 API_KEY = "sk-test-0123456789abcdef"
 OTHER_KEY = "sk-other-0123456789abcdef"
 
@@ -137,6 +144,33 @@ def gateway(
 def client(gateway: ServedApp) -> Iterator[OpenAI]:
     with OpenAI(base_url=f"{gateway.url}/v1", api_key=API_KEY, max_retries=0) as sdk:
         yield sdk
+
+
+async def postgres_engine(prefix: str) -> AsyncIterator[AsyncEngine]:
+    """An engine whose connections use a fresh schema, dropped afterwards.
+
+    Fails when PostgreSQL is unreachable and CI is set; skips (saying why) otherwise.
+    """
+    admin = create_engine(PG_URL, connect_args={"timeout": 5})
+    try:
+        async with admin.connect() as connection:
+            await connection.execute(sa.text("SELECT 1"))
+    except (OSError, TimeoutError, sa_exc.DBAPIError) as error:
+        await admin.dispose()
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL at {PG_URL} is unreachable and CI is set: {error}")
+        pytest.skip(f"PostgreSQL at {PG_URL} is unreachable (set CI to make this fail)")
+    schema = f"{prefix}_{uuid.uuid4().hex}"
+    async with admin.begin() as connection:
+        await connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    engine = create_engine(PG_URL, connect_args={"server_settings": {"search_path": schema}})
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+        async with admin.begin() as connection:
+            await connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await admin.dispose()
 
 
 def flush_log(served: ServedApp) -> None:

@@ -75,26 +75,28 @@ def test_without_keys_loopback_clients_need_no_key(
         assert reply.choices[0].message.content
 
 
-def test_loopback_only_mode_refuses_other_hosts() -> None:
+async def test_loopback_only_mode_refuses_other_hosts() -> None:
     ring = KeyRing([])
-    assert ring.authenticate(None, "127.0.0.1") is None
-    assert ring.authenticate(None, "::1") is None
+    assert ring.open
+    assert (await ring.authenticate(None, "127.0.0.1")).key_id is None
+    assert (await ring.authenticate("Bearer whatever", "::1")).key_id is None
     with pytest.raises(GatewayError, match="serves only clients on its own machine") as caught:
-        ring.authenticate(None, "10.1.2.3")
+        await ring.authenticate(None, "10.1.2.3")
     assert getattr(caught.value, "status", None) == 403
 
 
-def test_key_checks() -> None:
+async def test_key_checks() -> None:
     from crossroads.config import KeyConfig
 
     ring = KeyRing(
         [KeyConfig(name="a", key="sk-aaaaaaaaaaaa"), KeyConfig(name="b", key="sk-bbbbbbbbbbbb")]
     )
-    assert ring.authenticate("Bearer sk-bbbbbbbbbbbb", "10.0.0.1") == "b"
-    assert ring.authenticate("bearer  sk-aaaaaaaaaaaa", "10.0.0.1") == "a"
+    b = await ring.authenticate("Bearer sk-bbbbbbbbbbbb", "10.0.0.1")
+    assert (b.key_id, b.name, b.virtual_key) == ("b", "b", None)
+    assert (await ring.authenticate("bearer  sk-aaaaaaaaaaaa", "10.0.0.1")).key_id == "a"
     for header in (None, "", "Basic abc", "Bearer", "Bearer sk-cccccccccccc"):
         with pytest.raises(GatewayError) as caught:
-            ring.authenticate(header, "127.0.0.1")
+            await ring.authenticate(header, "127.0.0.1")
         assert getattr(caught.value, "status", None) == 401
 
 

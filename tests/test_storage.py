@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
-import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -29,8 +27,8 @@ from crossroads.storage.log_store import LogStore
 from crossroads.storage.records import LogRecord
 from crossroads.storage.schema import metadata, request_log
 from crossroads.storage.writer import LogWriter
+from tests.conftest import PG_URL, postgres_engine
 
-PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
 
@@ -79,30 +77,6 @@ async def _eventually(predicate: Callable[[], bool], seconds: float = 5.0) -> No
     raise AssertionError(f"condition not met within {seconds}s")
 
 
-async def _pg_engine() -> AsyncIterator[AsyncEngine]:
-    """An engine whose connections use a fresh schema, dropped afterwards."""
-    admin = create_engine(PG_URL, connect_args={"timeout": 5})
-    try:
-        async with admin.connect() as connection:
-            await connection.execute(sa.text("SELECT 1"))
-    except (OSError, TimeoutError, sa_exc.DBAPIError) as error:
-        await admin.dispose()
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL at {PG_URL} is unreachable and CI is set: {error}")
-        pytest.skip(f"PostgreSQL at {PG_URL} is unreachable (set CI to make this fail)")
-    schema = f"test_storage_{uuid.uuid4().hex}"
-    async with admin.begin() as connection:
-        await connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    engine = create_engine(PG_URL, connect_args={"server_settings": {"search_path": schema}})
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-        async with admin.begin() as connection:
-            await connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        await admin.dispose()
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     if request.param == "sqlite":
@@ -110,7 +84,7 @@ async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         yield sqlite
         await sqlite.dispose()
     else:
-        async for pg in _pg_engine():
+        async for pg in postgres_engine("test_storage"):
             yield pg
 
 
@@ -147,7 +121,7 @@ async def test_migrations_create_what_the_schema_describes(store: LogStore) -> N
     async with store.engine.connect() as connection:
         assert await connection.run_sync(_schema_diff) == []
         version = await connection.scalar(sa.text("SELECT version_num FROM alembic_version"))
-    assert version == "0001"
+    assert version == "0002"
     await store.open()  # idempotent
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,11 +15,12 @@ import aiohttp
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from crossroads.config import Config, ConfigError, default_config, find_config_file, load_config
 from crossroads.providers.capabilities import Capabilities
-from crossroads.server.auth import is_loopback
+from crossroads.server.auth import MASTER_KEY_ENV, is_loopback, loopback_only, master_key_from_env
 from crossroads.storage.log_store import StatusFilter, parse_status_filter
 from crossroads.storage.records import LogRecord
 
@@ -36,6 +38,11 @@ providers_app = typer.Typer(
     help="Provider presets, dialects and their capability matrices.", no_args_is_help=True
 )
 app.add_typer(providers_app, name="providers")
+keys_app = typer.Typer(
+    help=f"Virtual keys, through a running gateway's admin API (needs ${MASTER_KEY_ENV}).",
+    no_args_is_help=True,
+)
+app.add_typer(keys_app, name="keys")
 
 ConfigOption = Annotated[
     Path | None,
@@ -88,17 +95,18 @@ def _run(config: Config, host: str | None, port: int | None) -> None:
     logging.getLogger("crossroads").setLevel(logging.INFO)
     bind_host = host or config.server.host
     bind_port = config.server.port if port is None else port
-    if config.serves_loopback_only and not is_loopback(bind_host):
+    open_to_loopback = loopback_only(config.keys, master_key_from_env())
+    if open_to_loopback and not is_loopback(bind_host):
         _err.print(
             f"[red]Refusing to bind {bind_host}: no API keys are configured, so the gateway "
-            "would be open to anyone who can reach it. Add [[keys]] to the config, or bind "
-            "127.0.0.1.[/red]"
+            "would be open to anyone who can reach it. Add [[keys]] to the config, set "
+            f"{MASTER_KEY_ENV} to use virtual keys, or bind 127.0.0.1.[/red]"
         )
         raise typer.Exit(2)
     _err.print(
         f"Crossroads on http://{bind_host}:{bind_port}/v1 — models: "
         + (", ".join(config.models) or "none")
-        + ("" if config.keys else " — no keys configured: loopback clients only")
+        + (" — no keys configured: loopback clients only" if open_to_loopback else "")
     )
     uvicorn.run(
         create_app(config),
@@ -148,12 +156,8 @@ async def _chat(url: str, api_key: str | None, body: dict[str, Any]) -> int:
             ) as resp,
         ):
             if resp.status >= 400:
-                payload = await resp.read()
-                try:
-                    message = orjson.loads(payload)["error"]["message"]
-                except (orjson.JSONDecodeError, KeyError, TypeError):
-                    message = payload.decode(errors="replace")
-                _err.print(f"[red]HTTP {resp.status}: {message}[/red]")
+                message = _error_message(await resp.read())
+                _err.print(f"[red]HTTP {resp.status}: {escape(message)}[/red]")
                 return 1
             if not body["stream"]:
                 result = orjson.loads(await resp.read())
@@ -178,6 +182,14 @@ async def _chat(url: str, api_key: str | None, body: dict[str, Any]) -> int:
     except aiohttp.ClientError as exc:
         _err.print(f"[red]Cannot reach the gateway at {url}: {exc}[/red]")
         return 1
+
+
+def _error_message(payload: bytes) -> str:
+    """The message of an error envelope, or the body as text when it is not one."""
+    try:
+        return str(orjson.loads(payload)["error"]["message"])
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return payload.decode(errors="replace")
 
 
 def _print_usage(usage: dict[str, Any] | None, provider: str | None) -> None:
@@ -382,6 +394,269 @@ def config_check(config: ConfigOption = None) -> None:
         f"{path}: OK — {len(loaded.providers)} provider(s), {len(loaded.models)} model(s), "
         f"{deployments} deployment(s), {len(loaded.keys)} key(s)"
     )
+
+
+# --- virtual keys ---------------------------------------------------------------------------
+
+UrlOption = Annotated[str, typer.Option(help="Gateway base URL (the admin API is under /admin).")]
+MasterKeyOption = Annotated[
+    str | None,
+    typer.Option(envvar=MASTER_KEY_ENV, help="The gateway's master key.", show_default=False),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+NameOption = Annotated[str | None, typer.Option(help="A name to tell the key by.")]
+TeamOption = Annotated[str | None, typer.Option(help="The team or owner it belongs to.")]
+ModelsOption = Annotated[
+    str | None, typer.Option(help="Comma-separated models it may use (default: all).")
+]
+BudgetOption = Annotated[float | None, typer.Option(help="Budget in USD.")]
+PeriodOption = Annotated[
+    str | None, typer.Option(help="Budget reset period: daily, weekly or monthly.")
+]
+RpmOption = Annotated[int | None, typer.Option(help="Requests per minute.")]
+TpmOption = Annotated[int | None, typer.Option(help="Tokens per minute.")]
+ParallelOption = Annotated[int | None, typer.Option(help="Requests in flight at once.")]
+ExpiresOption = Annotated[
+    str | None,
+    typer.Option(help="Expiry: an ISO 8601 time, or a duration from now such as 30d, 12h, 2w."),
+]
+MetadataOption = Annotated[
+    str | None, typer.Option(help='A JSON object, e.g. \'{"env": "prod"}\'.')
+]
+
+_DURATION = re.compile(r"^(\d+)([mhdw])$")
+_DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def _expiry(text: str) -> str:
+    """ISO 8601 for the server; a duration (`30d`) counts from now."""
+    if match := _DURATION.match(text.strip()):
+        delta = timedelta(**{_DURATION_UNITS[match[2]]: int(match[1])})
+        return (datetime.now(UTC) + delta).isoformat()
+    return text
+
+
+def _key_settings(
+    name: str | None,
+    team: str | None,
+    models: str | None,
+    max_budget: float | None,
+    budget_period: str | None,
+    rpm_limit: int | None,
+    tpm_limit: int | None,
+    max_parallel_requests: int | None,
+    expires_at: str | None,
+    metadata: str | None,
+) -> dict[str, Any]:
+    """The options given, as admin API fields; the gateway validates their values."""
+    settings: dict[str, Any] = {
+        "name": name,
+        "team": team,
+        "models": None if models is None else [m.strip() for m in models.split(",")],
+        "max_budget": max_budget,
+        "budget_period": budget_period,
+        "rpm_limit": rpm_limit,
+        "tpm_limit": tpm_limit,
+        "max_parallel_requests": max_parallel_requests,
+        "expires_at": None if expires_at is None else _expiry(expires_at),
+    }
+    if metadata is not None:
+        try:
+            settings["metadata"] = orjson.loads(metadata)
+        except orjson.JSONDecodeError as exc:
+            _err.print(f"[red]--metadata is not JSON: {exc}[/red]")
+            raise typer.Exit(2) from None
+    return {field: value for field, value in settings.items() if value is not None}
+
+
+def _admin_call(
+    url: str,
+    master_key: str | None,
+    method: str,
+    path: str,
+    *,
+    body: dict[str, Any] | None = None,
+    params: dict[str, str] | None = None,
+) -> Any:
+    """Call the admin API; print its error and exit 1 when it refuses."""
+    if not master_key:
+        _err.print(f"[red]No master key: set {MASTER_KEY_ENV} or pass --master-key.[/red]")
+        raise typer.Exit(2)
+
+    async def call() -> tuple[int, bytes]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                method,
+                f"{url.rstrip('/')}{path}",
+                data=None if body is None else orjson.dumps(body),
+                params=params,
+                headers={
+                    "Authorization": f"Bearer {master_key}",
+                    "Content-Type": "application/json",
+                },
+            ) as resp,
+        ):
+            return resp.status, await resp.read()
+
+    try:
+        status, payload = asyncio.run(call())
+    except aiohttp.ClientError as exc:
+        _err.print(f"[red]Cannot reach the gateway at {url}: {escape(str(exc))}[/red]")
+        raise typer.Exit(1) from None
+    if status >= 400:
+        _err.print(f"[red]HTTP {status}: {escape(_error_message(payload))}[/red]")
+        raise typer.Exit(1)
+    return orjson.loads(payload)
+
+
+def _print_keys(keys: list[dict[str, Any]]) -> None:
+    table = Table(pad_edge=False)
+    for column in ("id", "name", "team", "status", "models", "budget $", "rpm", "tpm"):
+        table.add_column(column, no_wrap=column != "models")
+    for column in ("parallel", "expires", "key"):
+        table.add_column(column, no_wrap=True)
+    for k in keys:
+        budget = "" if k["max_budget"] is None else f"{k['max_budget']:g}"
+        if budget and k["budget_period"]:
+            budget += f"/{k['budget_period']}"
+        table.add_row(
+            k["id"],
+            k["name"] or "",
+            k["team"] or "",
+            k["status"],
+            "all" if k["models"] is None else ", ".join(k["models"]),
+            budget,
+            *("" if k[f] is None else str(k[f]) for f in ("rpm_limit", "tpm_limit")),
+            "" if k["max_parallel_requests"] is None else str(k["max_parallel_requests"]),
+            (k["expires_at"] or "")[:19],
+            k["key_prefix"],
+            style="dim" if k["status"] != "active" else None,
+        )
+    Console().print(table)
+
+
+def _print_json(value: Any) -> None:
+    print(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
+
+
+@keys_app.command("create")
+def keys_create(
+    name: NameOption = None,
+    team: TeamOption = None,
+    models: ModelsOption = None,
+    max_budget: BudgetOption = None,
+    budget_period: PeriodOption = None,
+    rpm_limit: RpmOption = None,
+    tpm_limit: TpmOption = None,
+    max_parallel_requests: ParallelOption = None,
+    expires_at: ExpiresOption = None,
+    metadata: MetadataOption = None,
+    url: UrlOption = "http://127.0.0.1:8000",
+    master_key: MasterKeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a virtual key and print its secret — the only time it is shown."""
+    settings = _key_settings(
+        name,
+        team,
+        models,
+        max_budget,
+        budget_period,
+        rpm_limit,
+        tpm_limit,
+        max_parallel_requests,
+        expires_at,
+        metadata,
+    )
+    created = _admin_call(url, master_key, "POST", "/admin/keys", body=settings)
+    if as_json:
+        _print_json(created)
+        return
+    _print_keys([created])
+    print(created["key"])
+    _err.print("[yellow]The key above is shown only now: store it somewhere safe.[/yellow]")
+
+
+@keys_app.command("list")
+def keys_list(
+    team: Annotated[str | None, typer.Option(help="Only this team's keys.")] = None,
+    include_revoked: Annotated[
+        bool, typer.Option("--all", "-a", help="Include revoked keys.")
+    ] = False,
+    url: UrlOption = "http://127.0.0.1:8000",
+    master_key: MasterKeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List virtual keys, oldest first (their secrets are never shown again)."""
+    params = {"include_revoked": "true" if include_revoked else "false"}
+    if team is not None:
+        params["team"] = team
+    listing = _admin_call(url, master_key, "GET", "/admin/keys", params=params)
+    if as_json:
+        _print_json(listing["data"])
+    else:
+        _print_keys(listing["data"])
+
+
+@keys_app.command("update")
+def keys_update(
+    key_id: Annotated[str, typer.Argument(help="The key's id (key_…).")],
+    name: NameOption = None,
+    team: TeamOption = None,
+    models: ModelsOption = None,
+    max_budget: BudgetOption = None,
+    budget_period: PeriodOption = None,
+    rpm_limit: RpmOption = None,
+    tpm_limit: TpmOption = None,
+    max_parallel_requests: ParallelOption = None,
+    expires_at: ExpiresOption = None,
+    metadata: MetadataOption = None,
+    unset: Annotated[
+        list[str] | None,
+        typer.Option(help="Clear a field (no limit, all models, no expiry); repeatable."),
+    ] = None,
+    url: UrlOption = "http://127.0.0.1:8000",
+    master_key: MasterKeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change some of a key's settings; the others stay as they are."""
+    changes = _key_settings(
+        name,
+        team,
+        models,
+        max_budget,
+        budget_period,
+        rpm_limit,
+        tpm_limit,
+        max_parallel_requests,
+        expires_at,
+        metadata,
+    )
+    changes |= {field.strip(): None for field in unset or ()}
+    if not changes:
+        _err.print("[red]Nothing to update: give at least one option.[/red]")
+        raise typer.Exit(2)
+    updated = _admin_call(url, master_key, "PATCH", f"/admin/keys/{key_id}", body=changes)
+    if as_json:
+        _print_json(updated)
+    else:
+        _print_keys([updated])
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (key_…).")],
+    url: UrlOption = "http://127.0.0.1:8000",
+    master_key: MasterKeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Revoke a key for good. Every replica refuses it within a few seconds, this one at once."""
+    revoked = _admin_call(url, master_key, "DELETE", f"/admin/keys/{key_id}")
+    if as_json:
+        _print_json(revoked)
+    else:
+        _print_keys([revoked])
 
 
 def main() -> None:

@@ -101,6 +101,23 @@ class StorageConfig(_Strict):
     # None means SQLite under the user's data directory.
     database_url: str | None = None
     flush_interval: float = Field(1.0, gt=0, le=60)
+    # Shared counters (rate limits, parallel requests, budgets): None keeps them in process
+    # memory; "redis://host:6379/0" shares them between replicas.
+    state_url: str | None = None
+    # Log retention: records older than this many days, and beyond this many rows (oldest
+    # first), are deleted by a background pruner every `prune_interval` seconds.
+    retention_days: float | None = Field(None, gt=0)
+    retention_rows: int | None = Field(None, ge=1)
+    prune_interval: float = Field(300.0, gt=0)
+
+    @field_validator("state_url")
+    @classmethod
+    def _state_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(
+            ("redis://", "rediss://", "unix://", "memory://")
+        ):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL (or memory://)")
+        return value
 
 
 class KeyConfig(_Strict):
@@ -110,6 +127,14 @@ class KeyConfig(_Strict):
     key: Annotated[str, Field(min_length=1)]
     # Which request-log records this key may read through /v1/logs.
     logs: Literal["own", "all"] = "own"
+
+    @field_validator("name")
+    @classmethod
+    def _not_a_virtual_key_id(cls, name: str) -> str:
+        # Names and virtual key ids share the request log's key_id; they must never meet.
+        if name.startswith("key_"):
+            raise ValueError("must not start with 'key_' (reserved for virtual key ids)")
+        return name
 
 
 SupportLevel = Literal["native", "translated", "unsupported"]

@@ -12,19 +12,22 @@ request path.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from crossroads.access import check_model_allowed
 from crossroads.catalog import Catalog
 from crossroads.config import RoutingConfig
 from crossroads.gateway_fanout import FanOutRelay
+from crossroads.limits import KeyLimits, Ticket, budget_period_start
 from crossroads.protocol.assembly import StreamAssembler
 from crossroads.protocol.chat import ChatCompletionRequest, unimplemented_parameters
 from crossroads.protocol.errors import (
@@ -43,10 +46,28 @@ from crossroads.routing.fanout import Branch
 from crossroads.routing.plan import RoutePlan, Strategies, plan_route
 from crossroads.routing.retry import Backoff
 from crossroads.routing.stats import LiveStats
+from crossroads.state import StateError
+from crossroads.storage.key_store import VirtualKey
 from crossroads.storage.records import LogRecord
-from crossroads.usage import completion_characters, enrich_usage, prompt_characters
+from crossroads.usage import (
+    completion_characters,
+    enrich_usage,
+    estimate_tokens,
+    prompt_characters,
+)
 
-__all__ = ["CallContext", "Gateway", "LogSink", "PreparedChat"]
+__all__ = ["CallContext", "Gateway", "LogSink", "PreparedChat", "SpentSource"]
+
+logger = logging.getLogger("crossroads.gateway")
+
+# Answer length assumed for tpm when the request sets no limit (corrected after the call).
+_EXPECTED_ANSWER_TOKENS = 256
+# Answer length assumed for the budget reservation when neither the request nor the model
+# says how long an answer can be.
+_DEFAULT_ANSWER_CAP = 4096
+
+# USD already spent by a key in the budget period starting at the given time (None: ever).
+SpentSource = Callable[[str, datetime | None], Awaitable[float]]
 
 _SECRET_FIELDS = ("openai_api_key",)
 
@@ -65,9 +86,13 @@ class CallContext:
     received: float = field(default_factory=time.perf_counter)
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     log_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # The caller's virtual key (models, limits, budget); None for config keys and loopback.
+    virtual_key: VirtualKey | None = None
     # Per-request overrides of routing.timeout / attempt_timeout (headers), in seconds.
     timeout: float | None = None
     attempt_timeout: float | None = None
+    # x-ratelimit-* headers for the response, once the key's limits admitted the request.
+    limit_headers: dict[str, str] | None = None
 
 
 @dataclass(slots=True)
@@ -97,10 +122,17 @@ class Gateway:
         providers: dict[str, Provider],
         log: LogSink,
         routing: RoutingConfig | None = None,
+        limits: KeyLimits | None = None,
+        spent: SpentSource | None = None,
     ) -> None:
         self.catalog = catalog
         self.providers = providers
         self.log = log
+        self.limits = limits
+        self._spent = spent
+        self._tickets: dict[str, Ticket] = {}  # by log id, until the request settles
+        self._settling: set[asyncio.Task[None]] = set()
+        self._restored: set[tuple[str, datetime | None]] = set()
         config = routing or RoutingConfig()
         rng = random.Random()
         stats = LiveStats(config.stats_window)
@@ -130,6 +162,9 @@ class Gateway:
             record.stream = bool(request.stream)
             if unsupported := unimplemented_parameters(request):
                 raise unsupported_parameter(unsupported[0])
+            check_model_allowed(
+                context.virtual_key, [*request.model_names, *(request.models or ())]
+            )
             branches = None
             if len(request.model_names) > 1:
                 branches = self._branches(request, body, context)
@@ -241,6 +276,7 @@ class Gateway:
         record.error_code = error.code or error.type
         record.error_message = error.message
         record.latency_ms = self._elapsed_ms(record)
+        self._settle(record)
         self.log.submit(record)
 
     @staticmethod
@@ -262,9 +298,96 @@ class Gateway:
         started = record.created_at.timestamp()
         return round((time.time() - started) * 1000, 3)
 
+    # --- key limits --------------------------------------------------------------------------
+
+    async def _admit(self, chat: PreparedChat) -> None:
+        """Count the request against its virtual key's limits (429 when over), before any
+        upstream call; the ticket is settled when the request's record is."""
+        key = chat.context.virtual_key
+        if key is None or self.limits is None or not key.has_limits:
+            return
+        try:
+            if key.max_budget is not None:
+                await self._restore_spent(key)
+            tokens, cost = self._estimate(chat)
+            ticket = await self.limits.admit(key, tokens=tokens, cost=cost)
+        except GatewayError as exc:
+            self._fail(chat.record, exc)
+            raise
+        except StateError as exc:
+            error = GatewayError(
+                503,
+                f"The gateway cannot check this key's limits right now: {exc}",
+                type="api_error",
+                code="limits_unavailable",
+                headers={"Retry-After": "1"},
+            )
+            self._fail(chat.record, error)
+            raise error from None
+        chat.context.limit_headers = ticket.headers
+        self._tickets[chat.record.id] = ticket
+
+    async def _restore_spent(self, key: VirtualKey) -> None:
+        """Once per key and period in this process: spend from the durable log, so a
+        restart (or lost counters) cannot reset a budget."""
+        period = budget_period_start(key.budget_period)
+        if self._spent is None or (key.id, period) in self._restored:
+            return
+        assert self.limits is not None
+        await self.limits.restore(key, await self._spent(key.id, period), period)
+        self._restored.add((key.id, period))
+
+    def _estimate(self, chat: PreparedChat) -> tuple[int, float]:
+        """Tokens (for tpm) and the most the request can cost (for the budget reservation).
+
+        The cost bound prices the prompt (≈ 4 characters a token) and the longest answer
+        allowed — `max_completion_tokens`/`max_tokens`, else the model's context window,
+        else 4096 tokens — at the dearest candidate deployment, once per fan-out model.
+        """
+        request = chat.request
+        prompt = estimate_tokens(prompt_characters(chat.body["messages"]))
+        asked = request.max_completion_tokens or request.max_tokens
+        n = request.n or 1
+        tokens = prompt + n * (asked or _EXPECTED_ANSWER_TOKENS)
+        routes = [b.attempts for b in chat.branches] if chat.branches else [chat.attempts]
+        cost = 0.0
+        for attempts in routes:
+            dearest = 0.0
+            for candidate in attempts.plan.candidates:
+                deployment = candidate.deployment
+                entry = self.catalog.get(deployment.model)
+                window = entry.context_window if entry else None
+                answer = n * (asked or window or _DEFAULT_ANSWER_CAP)
+                price = deployment.price
+                dearest = max(dearest, (prompt * price.input + answer * price.output) / 1e6)
+            cost += dearest
+        return tokens, cost
+
+    def _settle(self, record: LogRecord) -> None:
+        """Settle the request's ticket with what it used, off the request path."""
+        ticket = self._tickets.pop(record.id, None)
+        if ticket is None or self.limits is None:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self.limits.settle(ticket, tokens=record.total_tokens, cost=record.cost)
+        )
+        self._settling.add(task)
+        task.add_done_callback(self._settled)
+
+    def _settled(self, task: asyncio.Task[None]) -> None:
+        self._settling.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            logger.warning("could not settle a request's key limits: %s", exc)
+
+    async def drain(self) -> None:
+        """Wait for settlements in flight (shutdown)."""
+        if self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
+
     # --- non-streaming ----------------------------------------------------------------------
 
     async def complete(self, chat: PreparedChat) -> dict[str, Any]:
+        await self._admit(chat)
         if chat.branches:
             return await self._fanout.complete(chat, chat.branches)
         attempts = chat.attempts
@@ -318,6 +441,7 @@ class Gateway:
         record.prompt_characters = usage.get("prompt_characters")
         record.response_characters = usage.get("response_characters")
         record.cost = usage.get("cost")
+        self._settle(record)
         self.log.submit(record)
 
     # --- streaming --------------------------------------------------------------------------
@@ -330,6 +454,7 @@ class Gateway:
         deployment that fails up front be failed over unseen, and lets a request that fails
         everywhere produce a real HTTP error status.
         """
+        await self._admit(chat)
         if chat.branches:
             return await self._fanout.stream(chat, chat.branches)
         attempts = chat.attempts

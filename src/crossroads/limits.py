@@ -147,6 +147,12 @@ class KeyLimits:
                 raise _over_budget(ticket, held, key.budget_period)
             ticket.reservation = held
 
+    async def restore(self, key: LimitedKey, spent: float, period: datetime | None) -> None:
+        """Raise the budget counter to `spent` USD (from the durable log) if it is lower."""
+        await self._state.restore_spent(
+            f"budget:{key.id}", usd_to_nanos(spent), period_start=period
+        )
+
     async def settle(self, ticket: Ticket, *, tokens: int | None, cost: float | None) -> None:
         """Replace estimates with what the request used; free its slot. Idempotent."""
         if ticket.settled:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -21,16 +22,22 @@ from starlette.routing import Route
 from crossroads.catalog import Catalog
 from crossroads.config import Config
 from crossroads.gateway import Gateway
+from crossroads.limits import KeyLimits
 from crossroads.protocol.errors import GatewayError
 from crossroads.providers.registry import build_providers
-from crossroads.server import routes
-from crossroads.server.auth import KeyRing
+from crossroads.server import admin, routes
+from crossroads.server.auth import KeyRing, master_key_from_env
+from crossroads.server.key_cache import KeyCache
 from crossroads.server.metrics import GatewayMetrics, MeteredSink
 from crossroads.server.openapi import build_openapi
 from crossroads.server.responses import error_response
 from crossroads.server.state import AppState
+from crossroads.state import build_state
 from crossroads.storage.database import create_engine, default_database_url
+from crossroads.storage.key_store import KeyStore
 from crossroads.storage.log_store import LogStore
+from crossroads.storage.retention import LogPruner
+from crossroads.storage.usage_store import usage_totals
 from crossroads.storage.writer import LogWriter
 
 __all__ = ["create_app"]
@@ -72,33 +79,65 @@ def create_app(config: Config) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         engine = create_engine(config.storage.database_url or default_database_url())
         log_store = LogStore(engine)
-        await log_store.open()
+        await log_store.open()  # migrates every table, virtual keys' too
+        key_store = KeyStore(engine)
+        key_cache = KeyCache(key_store)
         log_writer = LogWriter(log_store, flush_interval=config.storage.flush_interval)
         await log_writer.start()
         providers = build_providers(config)
         catalog = Catalog.from_config(config)
         metrics = GatewayMetrics(models=(entry.name for entry in catalog))
+        counters = build_state(config.storage.state_url)
+        pruner = LogPruner(
+            engine,
+            max_age=(
+                timedelta(days=config.storage.retention_days)
+                if config.storage.retention_days
+                else None
+            ),
+            max_rows=config.storage.retention_rows,
+            interval=config.storage.prune_interval,
+        )
+
+        async def spent(key_id: str, since: datetime | None) -> float:
+            rows = await usage_totals(engine, group_by="key", start=since, key_id=key_id)
+            return float(sum(row["cost"] for row in rows))
+
+        gateway = Gateway(
+            catalog,
+            providers,
+            MeteredSink(log_writer, metrics),
+            config.routing,
+            limits=KeyLimits(counters, lease_s=config.routing.timeout),
+            spent=spent,
+        )
         state = AppState(
             config=config,
             catalog=catalog,
-            keys=KeyRing(config.keys),
+            keys=KeyRing(config.keys, master_key=master_key_from_env(), virtual_keys=key_cache),
             providers=providers,
             log_store=log_store,
             log_writer=log_writer,
-            gateway=Gateway(catalog, providers, MeteredSink(log_writer, metrics), config.routing),
+            gateway=gateway,
             metrics=metrics,
             openapi_document=build_openapi(),
+            key_store=key_store,
+            key_cache=key_cache,
         )
         app.state.crossroads = state
         try:
             for provider in providers.values():
                 await provider.start()
+            pruner.start()
             state.phase = "serving"
             yield
         finally:
             state.phase = "shutting down"
+            await pruner.aclose()
             for provider in providers.values():
                 await provider.aclose()
+            await gateway.drain()
+            await counters.aclose()
             await log_writer.close()
             await log_store.close()
 
@@ -114,6 +153,7 @@ def create_app(config: Config) -> Starlette:
             Route("/ready", routes.ready, methods=["GET"]),
             Route("/metrics", routes.metrics, methods=["GET"]),
             Route("/openapi.json", routes.openapi, methods=["GET"]),
+            *admin.key_routes(),
         ],
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         lifespan=lifespan,

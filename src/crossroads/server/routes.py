@@ -19,6 +19,7 @@ from starlette.responses import Response, StreamingResponse
 
 from crossroads.gateway import CallContext
 from crossroads.protocol.errors import GatewayError, bad_request, client_closed
+from crossroads.server.auth import Caller
 from crossroads.server.responses import JSONResponse, error_response
 from crossroads.server.state import AppState
 from crossroads.storage.log_store import StatusFilter, parse_status_filter
@@ -46,9 +47,9 @@ def _state(request: Request) -> AppState:
     return state
 
 
-def _authenticate(request: Request) -> str | None:
+async def _authenticate(request: Request) -> Caller:
     client = request.client
-    return _state(request).keys.authenticate(
+    return await _state(request).keys.authenticate(
         request.headers.get("authorization"), client.host if client else None
     )
 
@@ -98,12 +99,13 @@ async def chat_completions(request: Request) -> Response:
     state = _state(request)
     headers = request.headers
     try:
-        key_id = _authenticate(request)
+        caller = await _authenticate(request)
     except GatewayError as exc:
         return error_response(exc)
     tags = headers.get("x-crossroads-tags")
     context = CallContext(
-        key_id=key_id,
+        key_id=caller.key_id,
+        virtual_key=caller.virtual_key,
         session_header=headers.get("x-session-id") or None,
         tags=[t.strip() for t in tags.split(",") if t.strip()] if tags else None,
     )
@@ -131,11 +133,10 @@ async def chat_completions(request: Request) -> Response:
             return StreamingResponse(
                 chunks,
                 media_type="text/event-stream",
-                headers={**_STREAM_HEADERS, **log_header},
+                headers={**_STREAM_HEADERS, **log_header, **(context.limit_headers or {})},
             )
-        return JSONResponse(
-            await _unless_disconnected(request, gateway.complete(chat)), headers=log_header
-        )
+        answer = await _unless_disconnected(request, gateway.complete(chat))
+        return JSONResponse(answer, headers={**log_header, **(context.limit_headers or {})})
     except GatewayError as exc:
         response = error_response(exc)
         response.headers.update(log_header)
@@ -170,7 +171,7 @@ async def _disconnected(request: Request) -> None:
 
 async def list_models(request: Request) -> Response:
     try:
-        _authenticate(request)
+        await _authenticate(request)
     except GatewayError as exc:
         return error_response(exc)
     return JSONResponse(_state(request).catalog.listing())
@@ -182,7 +183,7 @@ async def provider_stats(request: Request) -> Response:
     Every configured deployment is listed, measured or not, keyed `provider/upstream_model`.
     """
     try:
-        _authenticate(request)
+        await _authenticate(request)
     except GatewayError as exc:
         return error_response(exc)
     state = _state(request)
@@ -229,7 +230,7 @@ async def metrics(request: Request) -> Response:
     scrape config); in loopback-only mode, any client on this machine.
     """
     try:
-        key_id, read_all = _visible_key(request)
+        key_id, read_all = await _visible_key(request)
     except GatewayError as exc:
         return error_response(exc)
     if not read_all:
@@ -292,15 +293,15 @@ def record_json(record: LogRecord) -> dict[str, Any]:
     return data
 
 
-def _visible_key(request: Request) -> tuple[str | None, bool]:
-    """The caller's key name, and whether it may read every key's records."""
-    key_id = _authenticate(request)
+async def _visible_key(request: Request) -> tuple[str | None, bool]:
+    """The caller's key_id, and whether it may read every key's records."""
+    key_id = (await _authenticate(request)).key_id
     return key_id, _state(request).may_read_all_logs(key_id)
 
 
 async def list_logs(request: Request) -> Response:
     try:
-        key_id, read_all = _visible_key(request)
+        key_id, read_all = await _visible_key(request)
         params = request.query_params
         metadata = {
             name.removeprefix("metadata."): value
@@ -336,7 +337,7 @@ async def list_logs(request: Request) -> Response:
 
 async def get_log(request: Request) -> Response:
     try:
-        key_id, read_all = _visible_key(request)
+        key_id, read_all = await _visible_key(request)
     except GatewayError as exc:
         return error_response(exc)
     log_id = request.path_params["log_id"]

@@ -10,7 +10,9 @@ from crossroads.config import Config
 from crossroads.gateway import Gateway
 from crossroads.providers.base import Provider
 from crossroads.server.auth import KeyRing
+from crossroads.server.key_cache import KeyCache
 from crossroads.server.metrics import GatewayMetrics
+from crossroads.storage.key_store import KeyStore
 from crossroads.storage.log_store import LogStore
 from crossroads.storage.writer import LogWriter
 
@@ -28,6 +30,8 @@ class AppState:
     gateway: Gateway
     metrics: GatewayMetrics
     openapi_document: dict[str, Any]
+    key_store: KeyStore
+    key_cache: KeyCache
     # "starting", "serving" or "shutting down": the lifespan's phase.
     phase: str = "starting"
     _readers: frozenset[str] = field(default_factory=frozenset)

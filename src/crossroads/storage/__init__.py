@@ -1,1 +1,1 @@
-"""The only place SQL happens: the request log (and later keys, usage and collections)."""
+"""The only place SQL happens: the request log and virtual keys (later usage, collections)."""

@@ -1,8 +1,9 @@
-"""The request-log table, described once in SQLAlchemy Core.
+"""The gateway's tables (the request log, virtual keys), described once in SQLAlchemy Core.
 
-`LogStore` builds its statements from this description, and the test-suite compares it
-with what the Alembic migrations create, so the two cannot drift apart unnoticed. The
-migrations stay the source of truth for the database itself: nothing here creates tables.
+`LogStore` and `KeyStore` build their statements from this description, and the test-suite
+compares it with what the Alembic migrations create, so the two cannot drift apart
+unnoticed. The migrations stay the source of truth for the database itself: nothing here
+creates tables.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-__all__ = ["NAMING_CONVENTION", "UTCDateTime", "metadata", "request_log"]
+__all__ = ["NAMING_CONVENTION", "UTCDateTime", "metadata", "request_log", "virtual_keys"]
 
 NAMING_CONVENTION: dict[str, str] = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -88,4 +89,27 @@ request_log = sa.Table(
     sa.Index(None, "session_id"),
     sa.Index(None, "status_code"),
     sa.Index(None, "key_id", "created_at"),
+)
+
+virtual_keys = sa.Table(
+    "virtual_keys",
+    metadata,
+    sa.Column("id", sa.Text(), primary_key=True),
+    sa.Column("name", sa.Text(), nullable=True),
+    sa.Column("team", sa.Text(), nullable=True),
+    sa.Column("models", _json(), nullable=True),  # None: every model
+    sa.Column("max_budget", sa.Float(), nullable=True),  # USD
+    sa.Column("budget_period", sa.Text(), nullable=True),  # daily | weekly | monthly
+    sa.Column("rpm_limit", sa.Integer(), nullable=True),
+    sa.Column("tpm_limit", sa.Integer(), nullable=True),
+    sa.Column("max_parallel_requests", sa.Integer(), nullable=True),
+    sa.Column("expires_at", UTCDateTime(), nullable=True),
+    sa.Column("metadata", _json(), nullable=False),
+    sa.Column("key_hash", sa.Text(), nullable=False),  # SHA-256 hex of the secret
+    sa.Column("key_prefix", sa.Text(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("revoked_at", UTCDateTime(), nullable=True),
+    sa.Index(None, "key_hash", unique=True),
+    sa.Index(None, "team"),
 )

@@ -1,0 +1,247 @@
+"""The admin API: create, list, read, update and revoke virtual keys with the master key.
+
+Handlers are thin like the API's: check the master key, validate the body with pydantic
+(strictly: unknown fields, wrong types and out-of-range values are a 400 naming the field,
+before anything is written), make one `KeyStore` call, answer. The secret is in the answer
+to `POST /admin/keys` and nowhere else; records show `key_prefix` instead, never the
+digest. Changes made here are dropped from this replica's `KeyCache` at once; other
+replicas see them within its TTL.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import orjson
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+from sqlalchemy import exc as sa_exc
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from crossroads.protocol.errors import GatewayError, bad_request
+from crossroads.protocol.validation import body_path, validation_error
+from crossroads.server.responses import JSONResponse, error_response
+from crossroads.server.state import AppState
+from crossroads.storage.key_store import BudgetPeriod, VirtualKey
+
+__all__ = ["KeySettings", "key_json", "key_routes"]
+
+_log = logging.getLogger("crossroads.admin")
+
+_MAX_BODY = 64 * 1024
+_INT_MAX = 2**31 - 1  # the columns are 32-bit on PostgreSQL
+
+
+def _iso8601(value: Any) -> Any:
+    """ISO 8601 text only (not Unix seconds); a time without an offset is UTC."""
+    if value is None or isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 time such as '2030-01-31T00:00:00Z'")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not an ISO 8601 time such as '2030-01-31T00:00:00Z'"
+        ) from None
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if moment <= datetime.now(UTC):
+        raise ValueError(f"{value!r} is in the past; a key's expiry must be in the future")
+    return moment.astimezone(UTC)
+
+
+_Text = Annotated[str, Field(min_length=1, max_length=256)]
+_Limit = Annotated[int, Field(ge=1, le=_INT_MAX)]
+
+
+class KeySettings(BaseModel):
+    """What `POST` and `PATCH /admin/keys…` accept; every field is optional.
+
+    In a PATCH only the fields present change, and null clears one (no limit, all models).
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: _Text | None = None
+    team: _Text | None = None
+    # Public model names the key may use; null (the default) means every model.
+    models: Annotated[list[_Text], Field(max_length=1000)] | None = None
+    max_budget: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None  # USD
+    budget_period: BudgetPeriod | None = None  # the budget resets each period; null: never
+    rpm_limit: _Limit | None = None
+    tpm_limit: _Limit | None = None
+    max_parallel_requests: _Limit | None = None
+    expires_at: Annotated[datetime, BeforeValidator(_iso8601)] | None = None
+    metadata: dict[str, Any] | None = None
+
+    @field_validator("models")
+    @classmethod
+    def _some_models(cls, models: list[str] | None) -> list[str] | None:
+        if models == []:
+            raise ValueError("must name at least one model; null means every model")
+        return models
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def key_json(record: VirtualKey) -> dict[str, Any]:
+    """A key as the admin API shows it: every setting, never the secret or its digest."""
+    return {
+        "object": "virtual_key",
+        "id": record.id,
+        "name": record.name,
+        "team": record.team,
+        "models": None if record.models is None else list(record.models),
+        "max_budget": record.max_budget,
+        "budget_period": record.budget_period,
+        "rpm_limit": record.rpm_limit,
+        "tpm_limit": record.tpm_limit,
+        "max_parallel_requests": record.max_parallel_requests,
+        "expires_at": _iso(record.expires_at),
+        "metadata": record.metadata,
+        "key_prefix": record.key_prefix,
+        "status": record.status(),
+        "created_at": _iso(record.created_at),
+        "updated_at": _iso(record.updated_at),
+        "revoked_at": _iso(record.revoked_at),
+    }
+
+
+async def _settings(request: Request) -> KeySettings:
+    raw = await request.body()
+    if len(raw) > _MAX_BODY:
+        raise GatewayError(
+            413, f"Admin request bodies are limited to {_MAX_BODY} bytes.", code="request_too_large"
+        )
+    try:
+        body = orjson.loads(raw) if raw.strip() else {}
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(
+            f"The request body is not valid JSON ({exc.msg} at position {exc.pos}).",
+            code="invalid_json",
+        ) from None
+    if not isinstance(body, dict):
+        raise bad_request("The request body must be a JSON object.", code="invalid_value")
+    try:
+        return KeySettings.model_validate(body)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            if error["type"] == "extra_forbidden":
+                field = body_path(error["loc"], body)
+                known = ", ".join(KeySettings.model_fields)
+                raise bad_request(
+                    f"Unrecognized field: '{field}'. A key has: {known}.",
+                    param=field,
+                    code="unknown_parameter",
+                ) from None
+        raise validation_error(exc, body) from None
+
+
+def _not_found(key_id: str) -> GatewayError:
+    return GatewayError(
+        404, f"No virtual key with id '{key_id}'.", param="id", code="key_not_found"
+    )
+
+
+def _flag(request: Request, name: str) -> bool:
+    value = request.query_params.get(name, "false").lower()
+    if value not in {"true", "false", "1", "0"}:
+        raise bad_request(f"'{name}' must be true or false, got {value!r}.", param=name)
+    return value in {"true", "1"}
+
+
+Handler = Callable[[Request, AppState], Awaitable[Response]]
+
+
+def _admin(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Check the master key, run `handler`, and turn its failures into the envelope."""
+
+    async def endpoint(request: Request) -> Response:
+        state: AppState = request.app.state.crossroads
+        try:
+            state.keys.authenticate_admin(request.headers.get("authorization"))
+            return await handler(request, state)
+        except GatewayError as exc:
+            return error_response(exc)
+        except (sa_exc.SQLAlchemyError, OSError):
+            _log.exception("admin API: %s %s failed in storage", request.method, request.url.path)
+            return error_response(
+                GatewayError(
+                    503,
+                    "The key store is unavailable; nothing was changed. Retry shortly.",
+                    code="key_store_unavailable",
+                )
+            )
+
+    endpoint.__name__ = handler.__name__
+    endpoint.__doc__ = handler.__doc__
+    return endpoint
+
+
+async def create_key(request: Request, state: AppState) -> Response:
+    """Make a key; the answer holds its secret in `key`, which is never shown again."""
+    settings = await _settings(request)
+    record, secret = await state.key_store.create(**settings.model_dump())
+    return JSONResponse({**key_json(record), "key": secret})
+
+
+async def list_keys(request: Request, state: AppState) -> Response:
+    """Keys oldest first; `team` filters, `include_revoked=true` adds revoked ones."""
+    records = await state.key_store.list(
+        team=request.query_params.get("team") or None,
+        include_revoked=_flag(request, "include_revoked"),
+    )
+    return JSONResponse({"object": "list", "data": [key_json(r) for r in records]})
+
+
+async def get_key(request: Request, state: AppState) -> Response:
+    key_id = request.path_params["key_id"]
+    record = await state.key_store.get(key_id)
+    if record is None:
+        raise _not_found(key_id)
+    return JSONResponse(key_json(record))
+
+
+async def update_key(request: Request, state: AppState) -> Response:
+    """Change the fields sent; null clears a field."""
+    key_id = request.path_params["key_id"]
+    settings = await _settings(request)
+    record = await state.key_store.update(key_id, settings.model_dump(exclude_unset=True))
+    if record is None:
+        raise _not_found(key_id)
+    state.key_cache.forget(record.key_hash)
+    return JSONResponse(key_json(record))
+
+
+async def revoke_key(request: Request, state: AppState) -> Response:
+    """Revoke for good (idempotent); the record stays, for the log and usage history."""
+    key_id = request.path_params["key_id"]
+    record = await state.key_store.revoke(key_id)
+    if record is None:
+        raise _not_found(key_id)
+    state.key_cache.forget(record.key_hash)
+    return JSONResponse(key_json(record))
+
+
+def key_routes() -> list[Route]:
+    """The admin API's routes, for the app's route table."""
+    return [
+        Route("/admin/keys", _admin(create_key), methods=["POST"]),
+        Route("/admin/keys", _admin(list_keys), methods=["GET"]),
+        Route("/admin/keys/{key_id}", _admin(get_key), methods=["GET"]),
+        Route("/admin/keys/{key_id}", _admin(update_key), methods=["PATCH"]),
+        Route("/admin/keys/{key_id}", _admin(revoke_key), methods=["DELETE"]),
+    ]

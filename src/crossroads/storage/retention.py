@@ -1,0 +1,117 @@
+"""Log retention: the request log never grows without bound.
+
+A background task deletes records older than `max_age` and, beyond the newest
+`max_rows`, the oldest ones. Deletes run in batches of a few thousand rows, each its own
+short transaction, so a large backlog never holds a long lock against the log writer.
+The index on `created_at` serves both the cut-off lookup and the deletes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from crossroads.storage.schema import request_log
+
+__all__ = ["LogPruner"]
+
+logger = logging.getLogger("crossroads.retention")
+
+_BATCH = 5000
+
+
+class LogPruner:
+    """Deletes what retention no longer keeps; `start()` runs it every `interval` seconds."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        max_age: timedelta | None,
+        max_rows: int | None,
+        interval: float = 300.0,
+    ) -> None:
+        self._engine = engine
+        self._max_age = max_age
+        self._max_rows = max_rows
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self._max_age is not None or self._max_rows is not None
+
+    def start(self) -> None:
+        if self.enabled and self._task is None:
+            self._task = asyncio.create_task(self._run(), name="log-pruner")
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                deleted = await self.prune()
+                if deleted:
+                    logger.info("log retention deleted %d records", deleted)
+            except Exception:  # a failed pass is retried next interval; serving goes on
+                logger.exception("log retention pass failed")
+            await asyncio.sleep(self._interval)
+
+    async def prune(self, now: datetime | None = None) -> int:
+        """One retention pass; returns how many records it deleted."""
+        deleted = 0
+        if self._max_age is not None:
+            cutoff = (now or datetime.now(UTC)) - self._max_age
+            deleted += await self._delete_before(cutoff)
+        if self._max_rows is not None:
+            deleted += await self._trim_to(self._max_rows)
+        return deleted
+
+    async def _delete_before(self, cutoff: datetime) -> int:
+        c = request_log.c
+        oldest = sa.select(c.id).where(c.created_at < cutoff).order_by(c.created_at)
+        return await self._delete_batches(oldest)
+
+    async def _trim_to(self, keep: int) -> int:
+        c = request_log.c
+        async with self._engine.connect() as connection:
+            count = sa.select(sa.func.count()).select_from(request_log)
+            total = (await connection.execute(count)).scalar_one()
+        excess = int(total) - keep
+        if excess <= 0:
+            return 0
+        deleted = 0
+        while excess > 0:
+            batch = min(excess, _BATCH)
+            oldest = sa.select(c.id).order_by(c.created_at, c.id).limit(batch)
+            async with self._engine.begin() as connection:
+                result = await connection.execute(
+                    sa.delete(request_log).where(c.id.in_(oldest.scalar_subquery()))
+                )
+            if not result.rowcount:
+                break
+            deleted += result.rowcount
+            excess -= result.rowcount
+        return deleted
+
+    async def _delete_batches(self, oldest: sa.Select[tuple[str]]) -> int:
+        c = request_log.c
+        deleted = 0
+        while True:
+            async with self._engine.begin() as connection:
+                result = await connection.execute(
+                    sa.delete(request_log).where(c.id.in_(oldest.limit(_BATCH).scalar_subquery()))
+                )
+            deleted += result.rowcount
+            if result.rowcount < _BATCH:
+                return deleted

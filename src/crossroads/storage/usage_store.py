@@ -1,0 +1,85 @@
+"""Usage and billing history, summed from the request log.
+
+Every request the gateway served or refused is one row of `request_log`, with its tokens
+and cost already priced, so usage needs no table of its own: it is a grouped sum over the
+log, and it survives restarts because the log does. Only rows with a cost count as billed
+(a request refused before it reached an upstream has none). Groups: `day` (UTC calendar
+day), `model` (the public model that answered), `key`, `provider`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from crossroads.storage.schema import request_log
+
+__all__ = ["GROUPS", "GroupBy", "usage_totals"]
+
+GroupBy = Literal["day", "model", "key", "provider"]
+GROUPS: tuple[GroupBy, ...] = ("day", "model", "key", "provider")
+
+
+def _group_column(group_by: GroupBy, dialect: str) -> sa.ColumnElement[Any]:
+    c = request_log.c
+    if group_by == "model":
+        return sa.func.coalesce(c.model_served, c.model_requested)
+    if group_by == "key":
+        return c.key_id
+    if group_by == "provider":
+        return c.provider
+    if dialect == "postgresql":
+        # The column is timestamptz: the day is taken in UTC, whatever the session's zone.
+        return sa.func.to_char(sa.func.timezone("UTC", c.created_at), "YYYY-MM-DD")
+    return sa.func.substr(sa.cast(c.created_at, sa.Text()), 1, 10)  # naive UTC text
+
+
+async def usage_totals(
+    engine: AsyncEngine,
+    *,
+    group_by: GroupBy,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    key_id: str | None = None,
+) -> list[dict[str, Any]]:
+    """One row per group: requests, errors, token counts and cost over `[start, end)`."""
+    c = request_log.c
+    group = _group_column(group_by, engine.dialect.name).label("group")
+    billed = c.cost.is_not(None)
+    statement = sa.select(
+        group,
+        sa.func.count().label("requests"),
+        sa.func.count().filter(c.status_code >= 400).label("errors"),
+        sa.func.coalesce(sa.func.sum(c.prompt_tokens).filter(billed), 0).label("prompt_tokens"),
+        sa.func.coalesce(sa.func.sum(c.completion_tokens).filter(billed), 0).label(
+            "completion_tokens"
+        ),
+        sa.func.coalesce(sa.func.sum(c.total_tokens).filter(billed), 0).label("total_tokens"),
+        sa.func.coalesce(sa.func.sum(c.cached_tokens).filter(billed), 0).label("cached_tokens"),
+        sa.func.coalesce(sa.func.sum(c.cost), 0).label("cost"),
+    ).group_by(group)
+    if start is not None:
+        statement = statement.where(c.created_at >= start)
+    if end is not None:
+        statement = statement.where(c.created_at < end)
+    if key_id is not None:
+        statement = statement.where(c.key_id == key_id)
+    statement = statement.order_by(group)
+    async with engine.connect() as connection:
+        rows = (await connection.execute(statement)).mappings().all()
+    return [
+        {
+            group_by: row["group"],
+            "requests": int(row["requests"]),
+            "errors": int(row["errors"]),
+            "prompt_tokens": int(row["prompt_tokens"]),
+            "completion_tokens": int(row["completion_tokens"]),
+            "total_tokens": int(row["total_tokens"]),
+            "cached_tokens": int(row["cached_tokens"]),
+            "cost": round(float(row["cost"]), 12),
+        }
+        for row in rows
+    ]
