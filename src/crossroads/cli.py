@@ -257,6 +257,76 @@ async def _logs(
         await store.close()
 
 
+@app.command()
+def usage(
+    config: ConfigOption = None,
+    group_by: Annotated[
+        str, typer.Option("--group-by", help="day, model, key or provider.")
+    ] = "day",
+    start: Annotated[str | None, typer.Option(help="From (ISO 8601 date or time, UTC).")] = None,
+    end: Annotated[str | None, typer.Option(help="Until, exclusive (ISO 8601, UTC).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Usage and cost summed from the request log (reads the configured database directly)."""
+    from crossroads.storage.usage_store import GROUPS
+
+    if group_by not in GROUPS:
+        _err.print(f"[red]--group-by must be one of {', '.join(GROUPS)}[/red]")
+        raise typer.Exit(2)
+    try:
+        since, until = (_utc(datetime.fromisoformat(t)) if t else None for t in (start, end))
+    except ValueError as exc:
+        _err.print(f"[red]--start/--end: {exc}[/red]")
+        raise typer.Exit(2) from None
+    loaded, _ = _load(config)
+    url = (loaded.storage.database_url if loaded else None) or None
+    rows = asyncio.run(_usage(url, group_by, since, until))
+    if as_json:
+        print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return
+    table = Table(group_by, "requests", "errors", "prompt", "completion", "cached", "cost USD")
+    for row in rows:
+        table.add_row(
+            str(row[group_by]),
+            str(row["requests"]),
+            str(row["errors"]),
+            str(row["prompt_tokens"]),
+            str(row["completion_tokens"]),
+            str(row["cached_tokens"]),
+            f"{row['cost']:.6f}",
+        )
+    table.add_row(
+        "total",
+        str(sum(r["requests"] for r in rows)),
+        str(sum(r["errors"] for r in rows)),
+        str(sum(r["prompt_tokens"] for r in rows)),
+        str(sum(r["completion_tokens"] for r in rows)),
+        str(sum(r["cached_tokens"] for r in rows)),
+        f"{sum(r['cost'] for r in rows):.6f}",
+        style="bold",
+    )
+    Console().print(table)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+async def _usage(
+    url: str | None, group_by: str, start: datetime | None, end: datetime | None
+) -> list[dict[str, Any]]:
+    from crossroads.storage.database import create_engine, default_database_url
+    from crossroads.storage.log_store import LogStore
+    from crossroads.storage.usage_store import usage_totals
+
+    store = LogStore(create_engine(url or default_database_url()))
+    await store.open()
+    try:
+        return await usage_totals(store.engine, group_by=group_by, start=start, end=end)  # type: ignore[arg-type]
+    finally:
+        await store.close()
+
+
 def _log_table(records: list[LogRecord], header: bool = True) -> Table:
     table = Table(show_header=header, pad_edge=False)
     for column in (

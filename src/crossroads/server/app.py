@@ -149,6 +149,7 @@ def create_app(config: Config) -> Starlette:
             Route("/v1/logs", routes.list_logs, methods=["GET"]),
             Route("/v1/logs/{log_id}", routes.get_log, methods=["GET"]),
             Route("/v1/providers/stats", routes.provider_stats, methods=["GET"]),
+            Route("/v1/usage", routes.usage, methods=["GET"]),
             Route("/health", routes.health, methods=["GET"]),
             Route("/ready", routes.ready, methods=["GET"]),
             Route("/metrics", routes.metrics, methods=["GET"]),

@@ -24,6 +24,7 @@ from crossroads.server.responses import JSONResponse, error_response
 from crossroads.server.state import AppState
 from crossroads.storage.log_store import StatusFilter, parse_status_filter
 from crossroads.storage.records import LogRecord
+from crossroads.storage.usage_store import GROUPS, usage_totals
 
 __all__ = [
     "chat_completions",
@@ -35,6 +36,7 @@ __all__ = [
     "openapi",
     "provider_stats",
     "ready",
+    "usage",
 ]
 
 T = TypeVar("T")
@@ -331,6 +333,46 @@ async def list_logs(request: Request) -> Response:
             "data": [record_json(r) for r in page],
             "has_more": len(records) > limit,
             "next_before": page[-1].id if len(records) > limit else None,
+        }
+    )
+
+
+async def usage(request: Request) -> Response:
+    """`GET /v1/usage?start=&end=&group_by=day|model|key|provider`: requests, tokens and
+    cost summed from the request log. A key that may not read every record sees its own."""
+    try:
+        key_id, read_all = await _visible_key(request)
+        params = request.query_params
+        group_by = params.get("group_by") or "day"
+        if group_by not in GROUPS:
+            raise bad_request(
+                f"'group_by' must be one of {', '.join(GROUPS)}; got {group_by!r}.",
+                param="group_by",
+            )
+        start = _parse_time("start", params.get("start"))
+        end = _parse_time("end", params.get("end"))
+        rows = await usage_totals(
+            _state(request).log_store.engine,
+            group_by=group_by,
+            start=start,
+            end=end,
+            key_id=None if read_all else key_id,
+        )
+    except GatewayError as exc:
+        return error_response(exc)
+    total = {
+        name: sum(row[name] for row in rows)
+        for name in ("requests", "errors", "prompt_tokens", "completion_tokens", "total_tokens")
+    }
+    total["cost"] = round(sum(row["cost"] for row in rows), 12)
+    return JSONResponse(
+        {
+            "object": "usage",
+            "group_by": group_by,
+            "start": start.isoformat() if start else None,
+            "end": end.isoformat() if end else None,
+            "data": rows,
+            "total": total,
         }
     )
 
