@@ -49,6 +49,7 @@ def sdk(served: ServedApp, key: str) -> OpenAI:
 
 def test_a_model_outside_the_keys_list_is_403(served: ServedApp) -> None:
     client = sdk(served, new_key(served, models=["echo"]))
+    assert [m.id for m in client.models.list()] == ["echo"]
     assert client.chat.completions.create(model="echo", messages=HELLO).choices  # type: ignore[arg-type]
     for model, extra in (("fixed", {}), ("echo", {"models": ["fixed"]}), ("echo,fixed", {})):
         with pytest.raises(openai.PermissionDeniedError) as caught:

@@ -172,11 +172,17 @@ async def _disconnected(request: Request) -> None:
 
 
 async def list_models(request: Request) -> Response:
+    """The configured models; a virtual key with a `models` list sees only those."""
     try:
-        await _authenticate(request)
+        caller = await _authenticate(request)
     except GatewayError as exc:
         return error_response(exc)
-    return JSONResponse(_state(request).catalog.listing())
+    listing = _state(request).catalog.listing()
+    key = caller.virtual_key
+    if key is not None and key.models is not None:
+        allowed = set(key.models)
+        listing["data"] = [m for m in listing["data"] if m["id"] in allowed]
+    return JSONResponse(listing)
 
 
 async def provider_stats(request: Request) -> Response:
