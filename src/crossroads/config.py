@@ -302,6 +302,9 @@ class RoutingConfig(_Strict):
     attempt_timeout: float | None = Field(None, gt=0)  # seconds per attempt (None: none)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     stats_window: float = Field(300.0, gt=0)  # seconds of history behind live stats
+    # With a shared state (storage.state_url), how often breaker states and live stats are
+    # exchanged with the other replicas, in seconds.
+    sync_interval: float = Field(1.0, gt=0, le=60)
 
 
 class ModelConfig(_Strict):

@@ -45,6 +45,9 @@ class CircuitBreaker:
         self._probes = 0  # half-open probes in flight
         self._events: deque[tuple[float, bool]] = deque()  # (when, failed), closed only
         self._errors = 0  # failed events in `_events`
+        # When (on `clock`) the circuit last closed after having been open: a replica that
+        # saw the deployment recover later than another saw it fail does not re-open.
+        self.recovered_at: float | None = None
 
     @property
     def state(self) -> BreakerState:
@@ -132,7 +135,20 @@ class CircuitBreaker:
         self._opened_at = self._clock()
         self._probes = 0
 
+    def force_open(self, remaining: float) -> None:
+        """Open now for `remaining` seconds: another replica opened this circuit."""
+        if self._state != "open":
+            self._open()
+        self._opened_at = self._clock() - max(self.policy.cooldown - remaining, 0.0)
+
+    @property
+    def remaining_cooldown(self) -> float:
+        """Seconds until an open circuit turns half-open (0 unless open)."""
+        return self._remaining_cooldown() if self._state == "open" else 0.0
+
     def _close(self) -> None:
+        if self._state != "closed":
+            self.recovered_at = self._clock()
         self._state = "closed"
         self._opened_at = None
         self._consecutive = 0
@@ -168,6 +184,9 @@ class Breakers:
         if breaker is None:
             breaker = self._by_key[key] = CircuitBreaker(self.policy, self._clock)
         return breaker
+
+    def keys(self) -> list[str]:
+        return list(self._by_key)
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """Every known breaker's snapshot, by key."""

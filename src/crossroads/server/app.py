@@ -25,6 +25,7 @@ from crossroads.gateway import Gateway
 from crossroads.limits import KeyLimits
 from crossroads.protocol.errors import GatewayError
 from crossroads.providers.registry import build_providers
+from crossroads.routing.shared import SharedRouting
 from crossroads.server import admin, routes
 from crossroads.server.auth import KeyRing, master_key_from_env
 from crossroads.server.key_cache import KeyCache
@@ -111,6 +112,15 @@ def create_app(config: Config) -> Starlette:
             limits=KeyLimits(counters, lease_s=config.routing.timeout),
             spent=spent,
         )
+        shared = None
+        if config.storage.state_url and not config.storage.state_url.startswith("memory://"):
+            shared = SharedRouting(
+                config.storage.state_url,
+                breakers=gateway.route_state.breakers,
+                stats=gateway.route_state.stats,
+                deployments=lambda: [d.key for entry in catalog for d in entry.deployments],
+                interval=config.routing.sync_interval,
+            )
         state = AppState(
             config=config,
             catalog=catalog,
@@ -123,17 +133,22 @@ def create_app(config: Config) -> Starlette:
             openapi_document=build_openapi(),
             key_store=key_store,
             key_cache=key_cache,
+            shared=shared,
         )
         app.state.crossroads = state
         try:
             for provider in providers.values():
                 await provider.start()
             pruner.start()
+            if shared is not None:
+                shared.start()
             state.phase = "serving"
             yield
         finally:
             state.phase = "shutting down"
             await pruner.aclose()
+            if shared is not None:
+                await shared.aclose()
             for provider in providers.values():
                 await provider.aclose()
             await gateway.drain()

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -188,7 +189,8 @@ async def list_models(request: Request) -> Response:
 async def provider_stats(request: Request) -> Response:
     """Live stats per deployment over the sliding window, with its circuit breaker's state.
 
-    Every configured deployment is listed, measured or not, keyed `provider/upstream_model`.
+    Every configured deployment is listed, measured or not, keyed `provider/upstream_model`;
+    with a shared state, `cluster` adds every replica's snapshot and the totals.
     """
     try:
         await _authenticate(request)
@@ -209,6 +211,13 @@ async def provider_stats(request: Request) -> Response:
                     "breaker": route_state.breakers.get(deployment.key).snapshot(),
                 }
             row["models"].append(deployment.model)
+    if state.shared is not None:
+        try:
+            cluster = await state.shared.cluster_stats(deployments)
+        except (RedisError, OSError) as exc:
+            cluster = {key: {"error": f"shared state unreachable: {exc}"} for key in deployments}
+        for key, row in deployments.items():
+            row["cluster"] = cluster[key]
     return JSONResponse(
         {
             "object": "provider_stats",

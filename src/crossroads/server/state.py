@@ -9,6 +9,7 @@ from crossroads.catalog import Catalog
 from crossroads.config import Config
 from crossroads.gateway import Gateway
 from crossroads.providers.base import Provider
+from crossroads.routing.shared import SharedRouting
 from crossroads.server.auth import KeyRing
 from crossroads.server.key_cache import KeyCache
 from crossroads.server.metrics import GatewayMetrics
@@ -32,6 +33,8 @@ class AppState:
     openapi_document: dict[str, Any]
     key_store: KeyStore
     key_cache: KeyCache
+    # Breakers and stats exchanged with other replicas (a shared state_url), else None.
+    shared: SharedRouting | None = None
     # "starting", "serving" or "shutting down": the lifespan's phase.
     phase: str = "starting"
     _readers: frozenset[str] = field(default_factory=frozenset)
