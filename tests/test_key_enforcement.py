@@ -162,3 +162,40 @@ def test_usage_history_sums_what_was_served(served: ServedApp) -> None:
         headers={"Authorization": f"Bearer {API_KEY}"},
     )
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "group_by"
+
+
+def test_a_key_revoked_mid_stream(served: ServedApp) -> None:
+    """The stream already admitted finishes and is logged and charged as usual; every later
+    request with the key is refused."""
+    key = new_key(served)
+    client = sdk(served, key)
+    listed = httpx.get(
+        f"{served.url}/admin/keys", headers={"Authorization": f"Bearer {MASTER}"}
+    ).json()
+    key_id = next(k["id"] for k in listed["data"] if k["key_prefix"][:10] == key[:10])
+    stream = client.chat.completions.create(
+        model="slow-stream",
+        messages=HELLO,  # type: ignore[arg-type]
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = [next(stream)]
+    revoked = httpx.delete(
+        f"{served.url}/admin/keys/{key_id}", headers={"Authorization": f"Bearer {MASTER}"}
+    )
+    assert revoked.status_code == 200
+    chunks += list(stream)
+    assert chunks[-1].usage is not None
+    with pytest.raises(openai.AuthenticationError) as caught:
+        client.chat.completions.create(model="echo", messages=HELLO)  # type: ignore[arg-type]
+    assert caught.value.code == "key_revoked"  # type: ignore[attr-defined]
+    flush_log(served)
+    usage = httpx.get(
+        f"{served.url}/v1/usage",
+        params={"group_by": "key"},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    ).json()
+    row = next(r for r in usage["data"] if r["key"] == key_id)
+    # The stream only: a refused key is stopped at authentication, before anything is logged.
+    assert row["requests"] == 1 and row["errors"] == 0
+    assert row["cost"] == pytest.approx(chunks[-1].usage.model_extra["cost"], abs=1e-12)

@@ -199,6 +199,7 @@ def test_rpm_holds_across_replicas(replicas: list[Replica]) -> None:
     statuses = [r.status_code for r in responses]
     assert statuses.count(200) == 60
     assert statuses.count(429) == 140
+    print(f"rpm 60 over 3 replicas, 200 concurrent: {statuses.count(200)} served")
     refused = next(r for r in responses if r.status_code == 429)
     assert refused.json()["error"]["code"] == "rpm_limit_exceeded"
     assert int(refused.headers["retry-after"]) >= 1
@@ -229,6 +230,11 @@ def test_a_budget_holds_across_replicas_and_usage_reconciles(
     ).json()
     assert usage["total"]["cost"] == pytest.approx(sum(costs), abs=1e-12)
     assert usage["total"]["requests"] == 150
+    print(
+        f"budget $0.50 over 3 replicas: {len(served)} served, {len(refused)} refused; "
+        f"clients ${sum(costs):.9f}, log ${sum(billed):.9f}, /v1/usage "
+        f"${usage['total']['cost']:.9f}; overspend bound ${estimate:.6f}"
+    )
 
 
 def test_sigterm_under_load_loses_no_log_record(replicas: list[Replica], database: str) -> None:
