@@ -134,6 +134,29 @@ def build_openapi() -> dict[str, Any]:
                     },
                 }
             },
+            "/v1/usage": {
+                "get": {
+                    "operationId": "getUsage",
+                    "summary": "Requests, tokens and cost summed from the request log",
+                    "parameters": [
+                        {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+                        for n in ("start", "end", "group_by")
+                    ],
+                    "responses": {
+                        "200": {"description": "Usage rows per group, and totals"},
+                        "400": _ERRORS["400"],
+                        "401": _ERRORS["401"],
+                    },
+                }
+            },
+            "/v1/providers/stats": {
+                "get": {
+                    "operationId": "getProviderStats",
+                    "summary": "Live stats and circuit-breaker state per deployment",
+                    "responses": {"200": {"description": "Per deployment, over the window"}},
+                }
+            },
+            **_admin_paths(),
             "/health": {
                 "get": {
                     "operationId": "health",
@@ -164,6 +187,62 @@ def build_openapi() -> dict[str, Any]:
                         "403": _error("The key may not read every key's records"),
                     },
                 }
+            },
+        },
+    }
+
+
+def _admin_paths() -> dict[str, Any]:
+    """The admin API (virtual keys), authenticated by the master key."""
+    key_id = {"name": "key_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    body = {
+        "required": True,
+        "content": {"application/json": {"schema": {"type": "object"}}},
+        "description": "name, team, models, max_budget, budget_period, rpm_limit, tpm_limit, "
+        "max_parallel_requests, expires_at, metadata",
+    }
+    missing = {"404": _error("No such key")}
+    refused = {"400": _ERRORS["400"], "401": _ERRORS["401"], "403": _error("Admin API disabled")}
+    return {
+        "/admin/keys": {
+            "post": {
+                "operationId": "createKey",
+                "summary": "Create a virtual key (the secret is in this response only)",
+                "requestBody": body,
+                "responses": {"200": {"description": "The key, with its secret"}, **refused},
+            },
+            "get": {
+                "operationId": "listKeys",
+                "parameters": [
+                    {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+                    for n in ("team", "include_revoked")
+                ],
+                "responses": {"200": {"description": "Keys, without secrets"}, **refused},
+            },
+        },
+        "/admin/keys/{key_id}": {
+            "get": {
+                "operationId": "getKey",
+                "parameters": [key_id],
+                "responses": {"200": {"description": "The key"}, **missing},
+            },
+            "patch": {
+                "operationId": "updateKey",
+                "parameters": [key_id],
+                "requestBody": body,
+                "responses": {
+                    "200": {"description": "The key"},
+                    "404": _error("No such key"),
+                    **refused,
+                },
+            },
+            "delete": {
+                "operationId": "revokeKey",
+                "parameters": [key_id],
+                "responses": {
+                    "200": {"description": "The revoked key"},
+                    "404": _error("No such key"),
+                },
             },
         },
     }
