@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint format bench-overhead bench-local bench-translation bench-chaos clean
+.PHONY: serve test lint format bench-overhead bench-local bench-translation bench-chaos bench-gateway clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ bench-translation: $(STAMP)
 
 bench-chaos: $(STAMP)
 	$(BIN)/python benchmarks/chaos.py
+
+bench-gateway: $(STAMP)
+	$(BIN)/python benchmarks/gateway/run.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

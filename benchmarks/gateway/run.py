@@ -1,0 +1,309 @@
+"""What a gateway costs on the request path, side by side with a plain proxy and no proxy.
+
+One target at a time (see `targets.py`) sits between the load and a mock OpenAI upstream
+(`mock_upstream.py`, about 90k requests/s on one core, far above any gateway): the target is
+pinned to CPU 0, the mock, `wrk` and this script to CPU 1, so a target's throughput is what
+one core of it can do. Targets: `direct` (the mock itself: the floor), `nginx` (a keep-alive
+reverse proxy: the physical limit of a proxy here) and `crossroads` as users run it (auth on,
+SQLite request log on, usage and cost computed, one worker).
+
+Non-streaming load is `wrk` at concurrency 1, 16 and 64, each run repeated and reported as the
+median: requests/s, latency p50/p99 and what the target adds over `direct` at the same
+concurrency, CPU-seconds per 1,000 requests of the target's processes (utime + stime from
+/proc) and their peak RSS (VmHWM). Streaming is a small aiohttp client: sequential streams of
+20 chunks that the mock spaces `--chunk-gap-ms` apart; it reports time to first chunk (and
+what the target adds to it) and inter-chunk gaps. Chunk timing counts as preserved when the
+median gap stays near the mock's and almost no chunks arrive back to back, which is what a
+buffering proxy produces.
+
+    make bench-gateway            # or: .venv/bin/python benchmarks/gateway/run.py
+
+It installs `wrk` and `nginx-light` with apt-get when they are missing, and matplotlib into the
+running virtualenv when it is missing; matplotlib is a benchmark-only tool, not a dependency
+of the package. Results go to `benchmarks/results/gateway.json` and `gateway.png`.
+
+Still to add, each as a `Target` subclass in `targets.py`:
+- the LiteLLM proxy, a pinned version in its own virtualenv under the work directory (never
+  in the project's), retries and callbacks off, no database;
+- Portkey's open-source gateway, a pinned version installed from npm into the work directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from mock_upstream import CHUNKS
+from targets import KEY, MODEL, TARGETS, Target, wait_ready
+
+from crossroads.testing.server import free_port
+
+HERE = Path(__file__).parent
+RESULTS = HERE.parent / "results"
+LOAD_CPU = 1
+BODY = {"model": MODEL, "messages": [{"role": "user", "content": "How fast is this gateway?"}]}
+HEADERS = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def ensure_tools() -> None:
+    missing = [package for binary, package in (("wrk", "wrk"), ("nginx", "nginx-light"))
+               if shutil.which(binary) is None]  # fmt: skip
+    if missing:
+        print(f"installing {' '.join(missing)}: apt-get install -y {' '.join(missing)}")
+        if subprocess.run(["apt-get", "install", "-y", *missing]).returncode != 0:
+            subprocess.run(["apt-get", "update"], check=True)
+            subprocess.run(["apt-get", "install", "-y", *missing], check=True)
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print(f"installing matplotlib into {sys.prefix} (benchmark-only, not a dependency)")
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "matplotlib"])
+
+
+def process_tree(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+    tree, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        tree.append(current)
+        pending.extend(children.get(current, []))
+    return tree
+
+
+def cpu_seconds(pid: int) -> float:
+    total = 0
+    for member in process_tree(pid):
+        fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLOCK_TICKS
+
+
+def peak_rss_mib(pid: int) -> float:
+    total = 0
+    for member in process_tree(pid):
+        status = Path(f"/proc/{member}/status").read_text()
+        match = re.search(r"VmHWM:\s+(\d+) kB", status)
+        total += int(match.group(1)) if match else 0
+    return total / 1024
+
+
+def wrk(target: Target, script: Path, concurrency: int, duration: int) -> dict[str, float]:
+    threads = 1 if concurrency == 1 else 2
+    before = cpu_seconds(target.pid)
+    output = subprocess.run(
+        ["taskset", "-c", str(LOAD_CPU), "wrk", f"-t{threads}", f"-c{concurrency}",
+         f"-d{duration}s", "--latency", "-s", str(script), target.url],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    cpu = cpu_seconds(target.pid) - before
+    if "Non-2xx" in output or "Socket errors" in output:
+        raise RuntimeError(f"{target.name}: errors under load\n{output}")
+    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    latency = {
+        q: float(value) * UNITS[unit]
+        for q, value, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
+    }
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
+        "p50_ms": latency["50"],
+        "p99_ms": latency["99"],
+        "cpu_s_per_1k": cpu / requests * 1000,
+    }
+
+
+async def one_stream(session: aiohttp.ClientSession, url: str) -> tuple[float, list[float]]:
+    body = {**BODY, "stream": True}
+    arrivals: list[float] = []
+    started = time.perf_counter()
+    async with session.post(url, json=body, headers=HEADERS) as response:
+        response.raise_for_status()
+        async for line in response.content:
+            if line.startswith(b"data:") and b'"content"' in line:
+                arrivals.append(time.perf_counter())
+    if len(arrivals) < CHUNKS:
+        raise RuntimeError(f"{url}: {len(arrivals)} content chunks, expected {CHUNKS}")
+    gaps = [(b - a) * 1000 for a, b in itertools.pairwise(arrivals)]
+    return (arrivals[0] - started) * 1000, gaps
+
+
+async def streams(url: str, count: int, warmup: int, gap_ms: float) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(warmup):
+            await one_stream(session, url)
+        ttfts, gaps = [], []
+        for _ in range(count):
+            ttft, stream_gaps = await one_stream(session, url)
+            ttfts.append(ttft)
+            gaps.extend(stream_gaps)
+    back_to_back = sum(gap < gap_ms / 5 for gap in gaps) / len(gaps)
+    median_gap = statistics.median(gaps)
+    return {
+        "ttft_p50_ms": statistics.median(ttfts),
+        "gap_p50_ms": median_gap,
+        "gap_p99_ms": percentile(gaps, 99),
+        "back_to_back_share": back_to_back,
+        "timing_preserved": abs(median_gap - gap_ms) < gap_ms * 0.3 and back_to_back < 0.02,
+    }
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def measure(target: Target, script: Path, args: argparse.Namespace) -> dict[str, Any]:
+    wrk(target, script, 16, args.warmup)
+    result: dict[str, Any] = {"load": {}}
+    for concurrency in args.concurrency:
+        runs = [wrk(target, script, concurrency, args.duration) for _ in range(args.repeats)]
+        result["load"][concurrency] = {
+            key: statistics.median(run[key] for run in runs) for key in runs[0]
+        }
+        row = result["load"][concurrency]
+        print(f"  c{concurrency:<3} {row['rps']:>9.0f} req/s  p50 {row['p50_ms']:.3f} ms  "
+              f"p99 {row['p99_ms']:.3f} ms  {row['cpu_s_per_1k']:.4f} CPU-s/1k")  # fmt: skip
+    result["stream"] = asyncio.run(streams(target.url, args.streams, 3, args.chunk_gap_ms))
+    result["peak_rss_mib"] = peak_rss_mib(target.pid)
+    return result
+
+
+def add_overheads(results: dict[str, dict[str, Any]]) -> None:
+    direct = results["direct"]
+    for result in results.values():
+        for concurrency, row in result["load"].items():
+            base = direct["load"][concurrency]
+            row["added_p50_ms"] = row["p50_ms"] - base["p50_ms"]
+            row["added_p99_ms"] = row["p99_ms"] - base["p99_ms"]
+        stream = result["stream"]
+        stream["ttft_added_ms"] = stream["ttft_p50_ms"] - direct["stream"]["ttft_p50_ms"]
+
+
+def print_table(results: dict[str, dict[str, Any]]) -> None:
+    header = (f"{'target':<12}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+              f"{'+p50 ms':>9}{'+p99 ms':>9}{'CPU-s/1k':>10}{'RSS MiB':>9}")  # fmt: skip
+    print("\n" + header + "\n" + "-" * len(header))
+    for name, result in results.items():
+        for concurrency, row in result["load"].items():
+            print(f"{name:<12}{concurrency:>5}{row['rps']:>10.0f}{row['p50_ms']:>9.3f}"
+                  f"{row['p99_ms']:>9.3f}{row['added_p50_ms']:>9.3f}{row['added_p99_ms']:>9.3f}"
+                  f"{row['cpu_s_per_1k']:>10.4f}{result['peak_rss_mib']:>9.1f}")  # fmt: skip
+    header = (f"{'streaming':<12}{'TTFT ms':>9}{'+TTFT ms':>10}{'gap p50':>9}{'gap p99':>9}"
+              f"{'back-to-back':>14}{'preserved':>11}")  # fmt: skip
+    print("\n" + header + "\n" + "-" * len(header))
+    for name, result in results.items():
+        s = result["stream"]
+        preserved = "yes" if s["timing_preserved"] else "NO"
+        print(f"{name:<12}{s['ttft_p50_ms']:>9.3f}{s['ttft_added_ms']:>10.3f}"
+              f"{s['gap_p50_ms']:>9.3f}{s['gap_p99_ms']:>9.3f}"
+              f"{s['back_to_back_share']:>14.1%}{preserved:>11}")  # fmt: skip
+
+
+def draw(results: dict[str, dict[str, Any]], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not importable: no chart")
+        return
+    names = list(results)
+    concurrencies = list(results[names[0]]["load"])
+    figure, (throughput, latency) = plt.subplots(1, 2, figsize=(12, 4.5))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        xs = [c + (i - (len(names) - 1) / 2) * width for c in range(len(concurrencies))]
+        load = results[name]["load"]
+        throughput.bar(xs, [load[c]["rps"] for c in concurrencies], width, label=name)
+        if name != "direct":
+            latency.bar(xs, [load[c]["added_p50_ms"] for c in concurrencies], width, label=name)
+    for axis, title in ((throughput, "requests/s (log)"), (latency, "added p50 latency, ms")):
+        axis.set_xticks(range(len(concurrencies)), [f"c{c}" for c in concurrencies])
+        axis.set_title(title)
+        axis.legend()
+    throughput.set_yscale("log")
+    figure.suptitle("Gateway on one pinned core, mock upstream")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    print(f"wrote {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
+    parser.add_argument("--warmup", type=int, default=3, help="seconds of wrk before measuring")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per point; medians kept")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--streams", type=int, default=30, help="measured streams per target")
+    parser.add_argument("--chunk-gap-ms", type=float, default=5.0)
+    parser.add_argument("--targets", nargs="+", default=[t.name for t in TARGETS])
+    args = parser.parse_args()
+    ensure_tools()
+
+    workdir = Path(tempfile.mkdtemp(prefix="crossroads-bench-gateway-"))
+    script = workdir / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(json.dumps(BODY))}\n"
+        + "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in HEADERS.items())
+    )
+    subprocess.run(["taskset", "-p", "-c", str(LOAD_CPU), str(os.getpid())],
+                   check=True, capture_output=True)  # fmt: skip
+    upstream_port = free_port()
+    mock = subprocess.Popen(
+        ["taskset", "-c", str(LOAD_CPU), sys.executable, str(HERE / "mock_upstream.py"),
+         "--port", str(upstream_port), "--chunk-gap-ms", str(args.chunk_gap_ms)],
+    )  # fmt: skip
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        wait_ready(upstream_port, "/v1/models", mock)
+        for target_class in TARGETS:
+            if target_class.name not in args.targets and target_class.name != "direct":
+                continue
+            target = target_class(workdir, upstream_port, mock.pid)
+            print(f"{target.name}:")
+            target.start()
+            try:
+                results[target.name] = measure(target, script, args)
+            finally:
+                target.stop()
+    finally:
+        mock.terminate()
+        mock.wait(timeout=10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    add_overheads(results)
+    print_table(results)
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / "gateway.json"
+    settings = {k: v for k, v in vars(args).items() if k != "targets"}
+    out.write_text(json.dumps({"settings": settings, "targets": results}, indent=2) + "\n")
+    print(f"wrote {out}")
+    draw(results, RESULTS / "gateway.png")
+
+
+if __name__ == "__main__":
+    main()
