@@ -20,10 +20,11 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Literal
 
-from crossroads.protocol.chat import EXTENSION_FIELDS
+from crossroads.protocol.chat import ENGINE_PARAMETERS, EXTENSION_FIELDS
 
 __all__ = [
     "MATRIX_PARAMETERS",
+    "OPENAI_PARAMETERS",
     "Capabilities",
     "ParameterPlan",
     "Support",
@@ -32,8 +33,8 @@ __all__ = [
 
 Support = Literal["native", "translated", "unsupported"]
 
-# The parameters a matrix speaks about, in the order `crossroads providers list` shows them.
-MATRIX_PARAMETERS = (
+# OpenAI's own request parameters (beyond messages, model and streaming), in its order.
+OPENAI_PARAMETERS = (
     "temperature",
     "top_p",
     "max_tokens",
@@ -56,24 +57,14 @@ MATRIX_PARAMETERS = (
     "metadata",
     "store",
     "reasoning_effort",
-    "reasoning",
     "service_tier",
     "audio",
     "modalities",
     "prediction",
     "web_search_options",
-    "top_k",
-    "min_p",
-    "use_beam_search",
-    "beam_size",
-    "best_of",
-    "length_penalty",
-    "early_stopping",
-    "guided_json",
-    "guided_regex",
-    "guided_choice",
-    "guided_grammar",
 )
+# The parameters a matrix speaks about, in the order `crossroads providers matrix` shows them.
+MATRIX_PARAMETERS = (*OPENAI_PARAMETERS, "reasoning", *ENGINE_PARAMETERS)
 
 # Body fields that are the request itself rather than options on it.
 _STRUCTURAL = frozenset({"messages", "model", "stream", "stream_options"})

@@ -15,7 +15,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from crossroads.providers.capabilities import Capabilities, matrix
+from crossroads.providers.capabilities import (
+    MATRIX_PARAMETERS,
+    OPENAI_PARAMETERS,
+    Capabilities,
+    matrix,
+)
 
 __all__ = ["GENERIC_OPENAI", "PRESETS", "Preset", "Rewrite"]
 
@@ -67,36 +72,7 @@ class Preset:
     needs_key: bool = True
 
 
-# OpenAI's own parameters, honoured natively by OpenAI itself.
-_OPENAI = (
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "max_completion_tokens",
-    "stop",
-    "n",
-    "seed",
-    "presence_penalty",
-    "frequency_penalty",
-    "logit_bias",
-    "logprobs",
-    "top_logprobs",
-    "response_format",
-    "tools",
-    "tool_choice",
-    "parallel_tool_calls",
-    "functions",
-    "function_call",
-    "user",
-    "metadata",
-    "store",
-    "reasoning_effort",
-    "service_tier",
-    "audio",
-    "modalities",
-    "prediction",
-    "web_search_options",
-)
+_OPENAI = OPENAI_PARAMETERS  # honoured natively by OpenAI itself
 # The core every OpenAI-compatible server implements.
 _CORE = (
     "temperature",
@@ -111,9 +87,7 @@ _CORE = (
     "tool_choice",
 )
 _OPENAI_ONLY = ("audio", "modalities", "prediction", "web_search_options", "service_tier")
-_BEAM = ("use_beam_search", "beam_size", "best_of", "length_penalty", "early_stopping")
 _GUIDED = ("guided_json", "guided_regex", "guided_choice", "guided_grammar")
-_EXTENSIONS = ("top_k", "min_p", *_BEAM, *_GUIDED, "reasoning")
 _GATEWAY_ONLY = ("metadata", "store")  # kept in the request log, not sent
 
 _TO_MAX_TOKENS = {"max_completion_tokens": _rename("max_tokens")}
@@ -129,7 +103,7 @@ def _caps(
     notes: str = "",
 ) -> Capabilities:
     listed = set(native) | set(translated)
-    rest = tuple(p for p in (*_OPENAI, *_EXTENSIONS) if p not in listed)
+    rest = tuple(p for p in MATRIX_PARAMETERS if p not in listed)
     return Capabilities(
         parameters=matrix(native=native, translated=translated, unsupported=(*unsupported, *rest)),
         unknown="unsupported" if unknown == "unsupported" else "native",

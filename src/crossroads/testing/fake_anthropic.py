@@ -36,7 +36,6 @@ stop with "tool_use", anything else with "end_turn". `max_tokens: 0` answers no 
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
@@ -56,7 +55,6 @@ from crossroads.testing.fake_base import (
     BehaviourError,
     FakeUpstream,
     RecordedRequest,
-    close_connection,
     count_words,
     cut_reply,
     json_response,
@@ -204,19 +202,16 @@ class FakeAnthropic(FakeUpstream):
             behaviour = self.behaviour_for(request.headers.get("x-fake-behaviour") or body["model"])
         except BehaviourError as exc:
             return _error(400, f"Unknown or invalid fake behaviour directive '{exc.args[0]}'.")
-        if behaviour.delay:
-            await asyncio.sleep(behaviour.delay / 1000)
-        if behaviour.error is not None:
-            response = _error(behaviour.error, f"fake upstream error {behaviour.error}")
-            if behaviour.retry_after is not None:
-                response.headers["retry-after"] = behaviour.retry_after
-            return response
         stream = body.get("stream") is True
-        if behaviour.drop_after is not None and not stream:
-            close_connection(request)
-            return web.Response()
-        if behaviour.malformed and not stream:
-            return web.Response(body=_MALFORMED, content_type="application/json")
+        early = await self.early_answer(
+            request,
+            behaviour,
+            stream=stream,
+            error=lambda: _directed_error(behaviour),
+            malformed=_MALFORMED,
+        )
+        if early is not None:
+            return early
         try:
             blocks, stop_reason, stop_sequence = _answer(body, behaviour)
         except Invalid as exc:
@@ -295,6 +290,15 @@ async def _stream(request: web.Request, behaviour: Behaviour, message: _Json) ->
         events = events[: deltas[0] + 1 if deltas else 1]
         events.append(_event({"type": "error", "error": overloaded}))
     return await FakeUpstream.write_events(request, events, behaviour)
+
+
+def _directed_error(behaviour: Behaviour) -> web.Response:
+    """The `error=` directive's answer, with `retry_after=` as a header."""
+    assert behaviour.error is not None
+    response = _error(behaviour.error, f"fake upstream error {behaviour.error}")
+    if behaviour.retry_after is not None:
+        response.headers["retry-after"] = behaviour.retry_after
+    return response
 
 
 def main(argv: list[str] | None = None) -> None:

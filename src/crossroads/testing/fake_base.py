@@ -50,7 +50,7 @@ import random
 import re
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -334,6 +334,29 @@ class FakeUpstream:
         if behaviour.rate < 100 and self.random.randrange(100) >= behaviour.rate:
             return behaviour.without_faults()
         return behaviour
+
+    @staticmethod
+    async def early_answer(
+        request: web.Request,
+        behaviour: Behaviour,
+        *,
+        stream: bool,
+        error: Callable[[], web.Response],
+        malformed: bytes,
+    ) -> web.StreamResponse | None:
+        """The answer every dialect gives before its own work: after `delay`, the directed
+        `error`, a dropped connection or a malformed body (the last two when not streaming,
+        where they are sent in the stream instead). None: go on and answer normally."""
+        if behaviour.delay:
+            await asyncio.sleep(behaviour.delay / 1000)
+        if behaviour.error is not None:
+            return error()
+        if behaviour.drop_after is not None and not stream:
+            close_connection(request)
+            return web.Response()
+        if behaviour.malformed and not stream:
+            return web.Response(body=malformed, content_type="application/json")
+        return None
 
     @classmethod
     def command_line(

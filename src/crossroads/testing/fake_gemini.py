@@ -43,7 +43,6 @@ log-probability -0.1 per answer word, `logprobs` top candidates per step).
 
 from __future__ import annotations
 
-import asyncio
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -58,7 +57,6 @@ from crossroads.testing.fake_base import (
     BehaviourError,
     FakeUpstream,
     RecordedRequest,
-    close_connection,
     count_words,
     cut_reply,
     json_response,
@@ -351,15 +349,15 @@ class FakeGemini(FakeUpstream):
             behaviour = self.behaviour_for(record["headers"].get("x-fake-behaviour") or model)
         except BehaviourError as exc:
             return _error(400, f"Unknown or invalid fake behaviour directive '{exc.args[0]}'.")
-        if behaviour.delay:
-            await asyncio.sleep(behaviour.delay / 1000)
-        if behaviour.error is not None:
-            return _directed_error(behaviour)
-        if behaviour.drop_after is not None and not stream:
-            close_connection(request)
-            return web.Response()
-        if behaviour.malformed and not stream:
-            return web.Response(body=_MALFORMED, content_type="application/json")
+        early = await self.early_answer(
+            request,
+            behaviour,
+            stream=stream,
+            error=lambda: _directed_error(behaviour),
+            malformed=_MALFORMED,
+        )
+        if early is not None:
+            return early
         try:
             answer = _answer(body, behaviour)
         except ValueError as exc:

@@ -25,7 +25,6 @@ Token counting is deterministic, so tests can compute expected cost:
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from typing import Any
@@ -39,7 +38,6 @@ from crossroads.testing.fake_base import (
     BehaviourError,
     FakeUpstream,
     RecordedRequest,
-    close_connection,
     count_words,
     cut_reply,
     json_response,
@@ -134,19 +132,16 @@ class FakeOpenAI(FakeUpstream):
         except BehaviourError as exc:
             reason = f"Unknown or invalid fake behaviour directive '{exc.args[0]}'."
             return _error(400, reason, param="model", code="invalid_fake_behaviour")
-        if behaviour.delay:
-            await asyncio.sleep(behaviour.delay / 1000)
-        if behaviour.error is not None:
-            response = _error(behaviour.error, f"fake upstream error {behaviour.error}")
-            if behaviour.retry_after is not None:
-                response.headers["Retry-After"] = behaviour.retry_after
-            return response
         stream = body.get("stream") is True
-        if behaviour.drop_after is not None and not stream:
-            close_connection(request)
-            return web.Response()
-        if behaviour.malformed and not stream:
-            return web.Response(body=_MALFORMED, content_type="application/json")
+        early = await self.early_answer(
+            request,
+            behaviour,
+            stream=stream,
+            error=lambda: _directed_error(behaviour),
+            malformed=_MALFORMED,
+        )
+        if early is not None:
+            return early
 
         tool: str | None = None
         if behaviour.mode == "tool":
@@ -229,6 +224,15 @@ async def _stream(
                 events.append(b"data: " + orjson.dumps(last) + b"\n\n")
             events.append(_DONE)
     return await FakeUpstream.write_events(request, events, behaviour)
+
+
+def _directed_error(behaviour: Behaviour) -> web.Response:
+    """The `error=` directive's answer, with `retry_after=` as a header."""
+    assert behaviour.error is not None
+    response = _error(behaviour.error, f"fake upstream error {behaviour.error}")
+    if behaviour.retry_after is not None:
+        response.headers["Retry-After"] = behaviour.retry_after
+    return response
 
 
 def main(argv: list[str] | None = None) -> None:

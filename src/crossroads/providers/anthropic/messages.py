@@ -20,9 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import orjson
-
 from crossroads.protocol.errors import bad_request
+from crossroads.providers.content import data_url, message_texts, tool_arguments
 
 __all__ = ["map_messages"]
 
@@ -37,7 +36,7 @@ def map_messages(messages: Iterable[Mapping[str, Any]]) -> tuple[str | None, lis
         path = f"messages[{i}]"
         role = message.get("role")
         if role in ("system", "developer"):
-            system.extend(_texts(message.get("content"), path))
+            system.extend(message_texts(message.get("content"), path))
             continue
         if role == "user":
             author, blocks = "user", _user_blocks(message.get("content"), path)
@@ -85,28 +84,9 @@ def _settle(turn: dict[str, Any]) -> None:
         turn["content"] = blocks[0]["text"]
 
 
-def _texts(content: Any, path: str) -> list[str]:
-    """The non-empty texts of a text-only content (a string, or text and refusal parts)."""
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [content] if content else []
-    texts = []
-    for j, part in enumerate(content):
-        kind = part.get("type")
-        if kind not in ("text", "refusal"):
-            raise bad_request(
-                f"A {kind!r} part cannot appear here; only text can.",
-                param=f"{path}.content[{j}]",
-            )
-        if text := part.get(kind):
-            texts.append(text)
-    return texts
-
-
 def _user_blocks(content: Any, path: str) -> list[dict[str, Any]]:
     if content is None or isinstance(content, str):
-        return [{"type": "text", "text": text} for text in _texts(content, path)]
+        return [{"type": "text", "text": text} for text in message_texts(content, path)]
     blocks: list[dict[str, Any]] = []
     for j, part in enumerate(content):
         kind = part.get("type")
@@ -129,13 +109,7 @@ def _user_blocks(content: Any, path: str) -> list[dict[str, Any]]:
 
 def _image(url: str, param: str) -> dict[str, Any]:
     if url.startswith("data:"):
-        header, comma, data = url[5:].partition(",")
-        media_type, _, encoding = header.partition(";")
-        if not comma or encoding != "base64":
-            raise bad_request(
-                "An image data URL must be base64-encoded: data:<media type>;base64,<data>.",
-                param=param,
-            )
+        media_type, data = data_url(url, param)
         if media_type not in _IMAGE_MEDIA_TYPES:
             raise bad_request(
                 f"Anthropic accepts images of type {', '.join(sorted(_IMAGE_MEDIA_TYPES))}; "
@@ -156,7 +130,7 @@ def _assistant_blocks(message: Mapping[str, Any], path: str) -> list[dict[str, A
             param=f"{path}.function_call",
         )
     blocks: list[dict[str, Any]] = [
-        {"type": "text", "text": text} for text in _texts(message.get("content"), path)
+        {"type": "text", "text": text} for text in message_texts(message.get("content"), path)
     ]
     for j, call in enumerate(message.get("tool_calls") or ()):
         function = call.get("function") or {}
@@ -166,28 +140,14 @@ def _assistant_blocks(message: Mapping[str, Any], path: str) -> list[dict[str, A
                 "type": "tool_use",
                 "id": call.get("id"),
                 "name": function.get("name"),
-                "input": _arguments(function.get("arguments"), where),
+                "input": tool_arguments(function.get("arguments"), where, "Anthropic"),
             }
         )
     return blocks
 
 
-def _arguments(raw: Any, param: str) -> dict[str, Any]:
-    try:
-        args = orjson.loads(raw or "{}")
-    except orjson.JSONDecodeError:
-        args = None
-    if not isinstance(args, dict):
-        raise bad_request(
-            "Tool call arguments must be a JSON object (Anthropic stores a tool call's input "
-            f"as one), got {str(raw)[:100]!r}.",
-            param=param,
-        )
-    return args
-
-
 def _tool_result(message: Mapping[str, Any], path: str) -> dict[str, Any]:
     block: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.get("tool_call_id")}
-    if content := "".join(_texts(message.get("content"), path)):
+    if content := "".join(message_texts(message.get("content"), path)):
         block["content"] = content
     return block

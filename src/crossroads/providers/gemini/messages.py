@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from crossroads.protocol.errors import bad_request
+from crossroads.providers.content import data_url, message_texts, tool_arguments
 
 __all__ = ["map_contents"]
 
@@ -45,7 +46,7 @@ def map_contents(
         path = f"messages[{i}]"
         role = message.get("role")
         if role in ("system", "developer"):
-            system.extend({"text": text} for text in _texts(message.get("content"), path))
+            system.extend({"text": text} for text in message_texts(message.get("content"), path))
             continue
         if role == "user":
             author, parts = "user", _user_parts(message.get("content"), path)
@@ -54,7 +55,7 @@ def map_contents(
         elif role == "tool":
             author, parts = "user", [_tool_result(message, path, names)]
         elif role == "function":
-            response = _result("".join(_texts(message.get("content"), path)))
+            response = _result("".join(message_texts(message.get("content"), path)))
             author, parts = (
                 "user",
                 [{"functionResponse": {"name": message.get("name"), "response": response}}],
@@ -70,28 +71,9 @@ def map_contents(
     return system, contents
 
 
-def _texts(content: Any, path: str) -> list[str]:
-    """The non-empty texts of a text-only content (a string, or text and refusal parts)."""
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [content] if content else []
-    texts = []
-    for j, part in enumerate(content):
-        kind = part.get("type")
-        if kind not in ("text", "refusal"):
-            raise bad_request(
-                f"A {kind!r} part cannot appear here; only text can.",
-                param=f"{path}.content[{j}]",
-            )
-        if text := part.get(kind):
-            texts.append(text)
-    return texts
-
-
 def _user_parts(content: Any, path: str) -> list[dict[str, Any]]:
     if content is None or isinstance(content, str):
-        return [{"text": text} for text in _texts(content, path)]
+        return [{"text": text} for text in message_texts(content, path)]
     parts: list[dict[str, Any]] = []
     for j, part in enumerate(content):
         kind = part.get("type")
@@ -118,13 +100,8 @@ def _user_parts(content: Any, path: str) -> list[dict[str, Any]]:
 
 def _image(url: str, param: str) -> dict[str, Any]:
     if url.startswith("data:"):
-        header, comma, data = url[5:].partition(",")
-        if not comma or not header.endswith(";base64"):
-            raise bad_request(
-                "An image data URL must be base64-encoded: data:<mime type>;base64,<data>.",
-                param=param,
-            )
-        mime = header.split(";", 1)[0] or "image/jpeg"
+        media_type, data = data_url(url, param)
+        mime = media_type or "image/jpeg"
         return {"inlineData": {"mimeType": mime, "data": data}}
     if url.startswith(("https://", "http://")):
         name = urlsplit(url).path.rsplit("/", 1)[-1].lower()
@@ -137,11 +114,15 @@ def _image(url: str, param: str) -> dict[str, Any]:
 def _assistant_parts(
     message: Mapping[str, Any], path: str, names: dict[str, str]
 ) -> list[dict[str, Any]]:
-    parts: list[dict[str, Any]] = [{"text": text} for text in _texts(message.get("content"), path)]
+    parts: list[dict[str, Any]] = [
+        {"text": text} for text in message_texts(message.get("content"), path)
+    ]
     for j, call in enumerate(message.get("tool_calls") or ()):
         function = call.get("function") or {}
         name: str = function.get("name") or ""
-        args = _arguments(function.get("arguments"), f"{path}.tool_calls[{j}].function.arguments")
+        args = tool_arguments(
+            function.get("arguments"), f"{path}.tool_calls[{j}].function.arguments", "Gemini"
+        )
         part: dict[str, Any] = {"functionCall": {"name": name, "args": args, "id": call.get("id")}}
         # The signature Gemini 3 requires back on its function calls (see translate.py).
         extra = call.get("extra_content") or {}
@@ -150,23 +131,9 @@ def _assistant_parts(
         names[call.get("id")] = name
         parts.append(part)
     if legacy := message.get("function_call"):
-        args = _arguments(legacy.get("arguments"), f"{path}.function_call.arguments")
+        args = tool_arguments(legacy.get("arguments"), f"{path}.function_call.arguments", "Gemini")
         parts.append({"functionCall": {"name": legacy.get("name"), "args": args}})
     return parts
-
-
-def _arguments(raw: Any, param: str) -> dict[str, Any]:
-    try:
-        args = orjson.loads(raw or "{}")
-    except orjson.JSONDecodeError:
-        args = None
-    if not isinstance(args, dict):
-        raise bad_request(
-            "Tool call arguments must be a JSON object (Gemini stores them as one), "
-            f"got {str(raw)[:100]!r}.",
-            param=param,
-        )
-    return args
 
 
 def _tool_result(message: Mapping[str, Any], path: str, names: Mapping[str, str]) -> dict[str, Any]:
@@ -179,7 +146,7 @@ def _tool_result(message: Mapping[str, Any], path: str, names: Mapping[str, str]
             "the call before its result.",
             param=f"{path}.tool_call_id",
         )
-    content = "".join(_texts(message.get("content"), path))
+    content = "".join(message_texts(message.get("content"), path))
     return {"functionResponse": {"name": name, "response": _result(content), "id": call_id}}
 
 

@@ -3,35 +3,13 @@
 from __future__ import annotations
 
 from crossroads.protocol.chat import ENGINE_PARAMETERS
-from crossroads.providers.capabilities import Capabilities, matrix
+from crossroads.providers.capabilities import OPENAI_PARAMETERS, Capabilities, matrix
 
 __all__ = ["LLAMACPP_CAPABILITIES"]
 
 
 # What the embedded engine honours: OpenAI's sampling and format parameters and every
 # decoding extension. `user`, `metadata` and `store` are the gateway's own business.
-_NATIVE = (
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "max_completion_tokens",
-    "stop",
-    "n",
-    "seed",
-    "presence_penalty",
-    "frequency_penalty",
-    "logit_bias",
-    "logprobs",
-    "top_logprobs",
-    "response_format",
-    "tools",
-    "tool_choice",
-    "parallel_tool_calls",
-    "user",
-    "metadata",
-    "store",
-    *ENGINE_PARAMETERS,
-)
 _UNSUPPORTED = (
     "reasoning_effort",
     "reasoning",
@@ -43,6 +21,7 @@ _UNSUPPORTED = (
     "prediction",
     "web_search_options",
 )
+_NATIVE = (*(p for p in OPENAI_PARAMETERS if p not in _UNSUPPORTED), *ENGINE_PARAMETERS)
 
 
 LLAMACPP_CAPABILITIES = Capabilities(
