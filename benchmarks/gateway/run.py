@@ -3,29 +3,34 @@
 One target at a time (see `targets.py`) sits between the load and a mock OpenAI upstream
 (`mock_upstream.py`, about 90k requests/s on one core, far above any gateway): the target is
 pinned to CPU 0, the mock, `wrk` and this script to CPU 1, so a target's throughput is what
-one core of it can do. Targets: `direct` (the mock itself: the floor), `nginx` (a keep-alive
-reverse proxy: the physical limit of a proxy here) and `crossroads` as users run it (auth on,
-SQLite request log on, usage and cost computed, one worker).
+one core of it can do. Targets, in order: `direct` (the mock itself: the floor), `nginx` (a
+keep-alive reverse proxy: the physical limit of a proxy here), `crossroads` as users run it
+(auth on, SQLite request log on, usage and cost computed, one worker), the `litellm` proxy
+(pinned, own virtualenv, auth by master key, retries and callbacks off, no database, one
+worker) and Portkey's open-source gateway `portkey` (pinned, from npm, on node; no client
+auth, routed by its `x-portkey-*` request headers). `--targets` picks a subset; `direct` is
+always measured, as the others' overheads are taken against it.
 
 Non-streaming load is `wrk` at concurrency 1, 16 and 64, each run repeated and reported as the
 median: requests/s, latency p50/p99 and what the target adds over `direct` at the same
 concurrency, CPU-seconds per 1,000 requests of the target's processes (utime + stime from
-/proc) and their peak RSS (VmHWM). Streaming is a small aiohttp client: sequential streams of
-20 chunks that the mock spaces `--chunk-gap-ms` apart; it reports time to first chunk (and
-what the target adds to it) and inter-chunk gaps. Chunk timing counts as preserved when the
-median gap stays near the mock's and almost no chunks arrive back to back, which is what a
-buffering proxy produces.
+/proc) and their peak RSS (VmHWM). wrk's request timeout is 30 s, not its default 2 s, which a
+gateway doing tens of requests/s exceeds at c64 just by queueing. Streaming is a small aiohttp
+client: sequential streams of 20 chunks that the mock spaces `--chunk-gap-ms` apart; it
+reports time to first chunk (and what the target adds to it) and inter-chunk gaps. Chunk
+timing counts as preserved when the median gap stays near the mock's and almost no chunks
+arrive back to back, which is what a buffering proxy produces. Both clients send each target's
+own extra headers, and before any load each target must answer a few plain and streamed
+requests with the mock's own reply (which also warms it up).
 
     make bench-gateway            # or: .venv/bin/python benchmarks/gateway/run.py
+    .venv/bin/python benchmarks/gateway/run.py --targets litellm portkey --duration 3
 
 It installs `wrk` and `nginx-light` with apt-get when they are missing, and matplotlib into the
 running virtualenv when it is missing; matplotlib is a benchmark-only tool, not a dependency
-of the package. Results go to `benchmarks/results/gateway.json` and `gateway.png`.
-
-Still to add, each as a `Target` subclass in `targets.py`:
-- the LiteLLM proxy, a pinned version in its own virtualenv under the work directory (never
-  in the project's), retries and callbacks off, no database;
-- Portkey's open-source gateway, a pinned version installed from npm into the work directory.
+of the package. LiteLLM and Portkey install themselves on first use into
+`benchmarks/gateway/.tools/` (git-ignored; LiteLLM takes about two minutes and 750 MB) and are
+reused afterwards. Results go to `benchmarks/results/gateway.json` and `gateway.png`.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ BODY = {"model": MODEL, "messages": [{"role": "user", "content": "How fast is th
 HEADERS = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+MOCK_REPLY = "The mock answers at once."  # the mock's completion text, as gateways pass it on
 
 
 def ensure_tools() -> None:
@@ -110,18 +116,30 @@ def peak_rss_mib(pid: int) -> float:
     return total / 1024
 
 
+def write_script(path: Path, headers: dict[str, str]) -> Path:
+    """wrk's Lua script: POST the chat body with the common and the target's own headers."""
+    path.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(json.dumps(BODY))}\n"
+        + "".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}\n" for k, v in headers.items())
+    )
+    return path
+
+
 def wrk(target: Target, script: Path, concurrency: int, duration: int) -> dict[str, float]:
     threads = 1 if concurrency == 1 else 2
     before = cpu_seconds(target.pid)
     output = subprocess.run(
         ["taskset", "-c", str(LOAD_CPU), "wrk", f"-t{threads}", f"-c{concurrency}",
-         f"-d{duration}s", "--latency", "-s", str(script), target.url],
+         f"-d{duration}s", "--timeout", "30s", "--latency", "-s", str(script), target.url],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     cpu = cpu_seconds(target.pid) - before
     if "Non-2xx" in output or "Socket errors" in output:
         raise RuntimeError(f"{target.name}: errors under load\n{output}")
     requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    if requests == 0:
+        raise RuntimeError(f"{target.name}: no request completed under load\n{output}")
     latency = {
         q: float(value) * UNITS[unit]
         for q, value, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
@@ -134,11 +152,13 @@ def wrk(target: Target, script: Path, concurrency: int, duration: int) -> dict[s
     }
 
 
-async def one_stream(session: aiohttp.ClientSession, url: str) -> tuple[float, list[float]]:
+async def one_stream(
+    session: aiohttp.ClientSession, url: str, headers: dict[str, str]
+) -> tuple[float, list[float]]:
     body = {**BODY, "stream": True}
     arrivals: list[float] = []
     started = time.perf_counter()
-    async with session.post(url, json=body, headers=HEADERS) as response:
+    async with session.post(url, json=body, headers=headers) as response:
         response.raise_for_status()
         async for line in response.content:
             if line.startswith(b"data:") and b'"content"' in line:
@@ -149,13 +169,15 @@ async def one_stream(session: aiohttp.ClientSession, url: str) -> tuple[float, l
     return (arrivals[0] - started) * 1000, gaps
 
 
-async def streams(url: str, count: int, warmup: int, gap_ms: float) -> dict[str, Any]:
+async def streams(
+    url: str, headers: dict[str, str], count: int, warmup: int, gap_ms: float
+) -> dict[str, Any]:
     async with aiohttp.ClientSession() as session:
         for _ in range(warmup):
-            await one_stream(session, url)
+            await one_stream(session, url, headers)
         ttfts, gaps = [], []
         for _ in range(count):
-            ttft, stream_gaps = await one_stream(session, url)
+            ttft, stream_gaps = await one_stream(session, url, headers)
             ttfts.append(ttft)
             gaps.extend(stream_gaps)
     back_to_back = sum(gap < gap_ms / 5 for gap in gaps) / len(gaps)
@@ -169,12 +191,28 @@ async def streams(url: str, count: int, warmup: int, gap_ms: float) -> dict[str,
     }
 
 
+async def check(url: str, headers: dict[str, str], count: int) -> None:
+    """Sequential requests that must get the mock's own answer: a gateway that fails or
+    answers by itself stops the run here, and a cold one (lazy imports, first upstream
+    connections: LiteLLM's first request takes over a second) is warm before `wrk` starts."""
+    async with aiohttp.ClientSession() as session:
+        for _ in range(count):
+            async with session.post(url, json=BODY, headers=headers) as response:
+                text = await response.text()
+                if response.status != 200 or MOCK_REPLY not in text:
+                    raise RuntimeError(f"{url}: {response.status}, not the mock's reply: {text}")
+            await one_stream(session, url, headers)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-def measure(target: Target, script: Path, args: argparse.Namespace) -> dict[str, Any]:
+def measure(target: Target, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    headers = {**HEADERS, **target.headers}
+    script = write_script(workdir / f"{target.name}.lua", headers)
+    asyncio.run(check(target.url, headers, 5))
     wrk(target, script, 16, args.warmup)
     result: dict[str, Any] = {"load": {}}
     for concurrency in args.concurrency:
@@ -185,7 +223,7 @@ def measure(target: Target, script: Path, args: argparse.Namespace) -> dict[str,
         row = result["load"][concurrency]
         print(f"  c{concurrency:<3} {row['rps']:>9.0f} req/s  p50 {row['p50_ms']:.3f} ms  "
               f"p99 {row['p99_ms']:.3f} ms  {row['cpu_s_per_1k']:.4f} CPU-s/1k")  # fmt: skip
-    result["stream"] = asyncio.run(streams(target.url, args.streams, 3, args.chunk_gap_ms))
+    result["stream"] = asyncio.run(streams(target.url, headers, args.streams, 3, args.chunk_gap_ms))
     result["peak_rss_mib"] = peak_rss_mib(target.pid)
     return result
 
@@ -259,17 +297,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--streams", type=int, default=30, help="measured streams per target")
     parser.add_argument("--chunk-gap-ms", type=float, default=5.0)
-    parser.add_argument("--targets", nargs="+", default=[t.name for t in TARGETS])
+    names = [t.name for t in TARGETS]
+    parser.add_argument("--targets", nargs="+", choices=names, default=names,
+                        help="targets to measure (direct always runs: the baseline)")  # fmt: skip
     args = parser.parse_args()
     ensure_tools()
 
     workdir = Path(tempfile.mkdtemp(prefix="crossroads-bench-gateway-"))
-    script = workdir / "post.lua"
-    script.write_text(
-        'wrk.method = "POST"\n'
-        f"wrk.body = {json.dumps(json.dumps(BODY))}\n"
-        + "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in HEADERS.items())
-    )
     subprocess.run(["taskset", "-p", "-c", str(LOAD_CPU), str(os.getpid())],
                    check=True, capture_output=True)  # fmt: skip
     upstream_port = free_port()
@@ -287,7 +321,7 @@ def main() -> None:
             print(f"{target.name}:")
             target.start()
             try:
-                results[target.name] = measure(target, script, args)
+                results[target.name] = measure(target, workdir, args)
             finally:
                 target.stop()
     finally:
