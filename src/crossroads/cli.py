@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import re
 import sys
@@ -20,6 +21,7 @@ from rich.table import Table
 
 from crossroads.config import Config, ConfigError, default_config, find_config_file, load_config
 from crossroads.providers.capabilities import Capabilities
+from crossroads.router.cli import router_app
 from crossroads.server.auth import MASTER_KEY_ENV, is_loopback, loopback_only, master_key_from_env
 from crossroads.storage.log_store import StatusFilter, parse_status_filter
 from crossroads.storage.records import LogRecord
@@ -43,6 +45,7 @@ keys_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(keys_app, name="keys")
+app.add_typer(router_app, name="router")
 
 ConfigOption = Annotated[
     Path | None,
@@ -108,8 +111,13 @@ def _run(config: Config, host: str | None, port: int | None) -> None:
         + (", ".join(config.models) or "none")
         + (" — no keys configured: loopback clients only" if open_to_loopback else "")
     )
+    app = create_app(config)
+    # Everything imported so far lives as long as the process: moved out of the collector's
+    # view, the full collections that per-request garbage triggers have far less to walk.
+    gc.collect()
+    gc.freeze()
     uvicorn.run(
-        create_app(config),
+        app,
         host=bind_host,
         port=bind_port,
         loop="uvloop" if sys.platform != "win32" else "asyncio",

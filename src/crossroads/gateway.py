@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -85,7 +85,7 @@ class CallContext:
     tags: list[str] | None = None
     received: float = field(default_factory=time.perf_counter)
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    log_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    log_id: str = field(default_factory=lambda: os.urandom(16).hex())  # as uuid4().hex, cheaper
     # The caller's virtual key (models, limits, budget); None for config keys and loopback.
     virtual_key: VirtualKey | None = None
     # Per-request overrides of routing.timeout / attempt_timeout (headers), in seconds.

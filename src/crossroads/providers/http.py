@@ -89,6 +89,9 @@ class HttpUpstream:
                 total=None, sock_connect=settings.connect_timeout, sock_read=settings.read_timeout
             ),
             skip_auto_headers=("User-Agent",),
+            # Upstream APIs authenticate by header; a cookie jar would only cost time on
+            # every request and response.
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
 
     async def aclose(self) -> None:

@@ -7,16 +7,18 @@ engine configured the same way.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+import orjson
 import platformdirs
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-__all__ = ["create_engine", "default_database_url", "normalise_url"]
+__all__ = ["create_engine", "default_database_url", "json_text", "normalise_url"]
 
 _ASYNC_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -56,6 +58,18 @@ def _configure_sqlite(dbapi_connection: Any, _record: ConnectionPoolEntry) -> No
         cursor.close()
 
 
+def json_text(value: Any) -> str:
+    """JSON columns' serialiser: orjson, several times faster than the standard library's.
+
+    Logged bodies were parsed by orjson, so they serialise back; anything it refuses (an
+    integer beyond 64 bits, a non-string key) falls back to the standard library.
+    """
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return json.dumps(value)
+
+
 def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
     """An async engine for `url`; extra keyword arguments go to `create_async_engine`.
 
@@ -69,6 +83,7 @@ def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
             path.parent.mkdir(parents=True, exist_ok=True)
     else:
         kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("json_serializer", json_text)
     engine = create_async_engine(parsed, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _configure_sqlite)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from crossroads.storage.database import json_text
 from crossroads.storage.migrate import upgrade
 from crossroads.storage.records import LogRecord
 from crossroads.storage.schema import request_log
@@ -46,6 +47,27 @@ _COLUMNS: tuple[sa.Column[Any], ...] = tuple(request_log.c[name] for name in _FI
 
 def _to_row(record: LogRecord) -> dict[str, Any]:
     return {name: getattr(record, name) for name in _FIELDS}
+
+
+# SQLite takes rows as plain tuples, converted here the way SQLAlchemy's types would
+# (JSON text with SQL NULL for None, naive-UTC timestamps in SQLAlchemy's text format).
+# Its per-row, per-column bind processing was about a sixth of a proxied request's CPU.
+_QUOTED = ", ".join('"' + name + '"' for name in _FIELDS)
+_SQLITE_INSERT = f"INSERT INTO request_log ({_QUOTED}) VALUES ({', '.join('?' * len(_FIELDS))})"
+_JSON_INDEXES = tuple(i for i, c in enumerate(_COLUMNS) if isinstance(c.type, sa.JSON))
+_CREATED_AT = _FIELDS.index("created_at")
+
+
+def _sqlite_values(record: LogRecord) -> tuple[Any, ...]:
+    values = [getattr(record, name) for name in _FIELDS]
+    for i in _JSON_INDEXES:
+        if values[i] is not None:
+            values[i] = json_text(values[i])
+    created = record.created_at
+    if created.tzinfo is not None:
+        created = created.astimezone(UTC).replace(tzinfo=None)
+    values[_CREATED_AT] = f"{created:%Y-%m-%d %H:%M:%S.%f}"
+    return tuple(values)
 
 
 def _to_record(row: RowMapping) -> LogRecord:
@@ -85,9 +107,12 @@ class LogStore:
         """Insert `records` in one transaction (a single executemany insert)."""
         if not records:
             return
-        rows = [_to_row(record) for record in records]
         async with self._engine.begin() as connection:
-            await connection.execute(request_log.insert(), rows)
+            if connection.dialect.name == "sqlite":
+                rows = [_sqlite_values(record) for record in records]
+                await connection.exec_driver_sql(_SQLITE_INSERT, rows)
+            else:
+                await connection.execute(request_log.insert(), [_to_row(r) for r in records])
 
     async def get(self, id: str) -> LogRecord | None:
         statement = sa.select(*_COLUMNS).where(request_log.c.id == id)
