@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint format bench-overhead bench-local bench-translation bench-chaos bench-gateway clean
+.PHONY: serve test lint format bench-overhead bench-local bench-translation bench-chaos bench-gateway bench-router clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ bench-chaos: $(STAMP)
 
 bench-gateway: $(STAMP)
 	$(BIN)/python benchmarks/gateway/run.py
+
+bench-router: $(STAMP)
+	$(BIN)/python benchmarks/router/run.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,176 @@
+"""`crossroads router …`: train a quality router from labelled data, and judge one.
+
+Both commands take RouteLLM-layout CSV files or directories and JSON Lines rows (see
+`crossroads.router.data`). Bad files and artifacts end in one red line naming what to fix and
+exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from crossroads.router.data import RouterDataError, read_rows, score_table
+from crossroads.router.decision import ModelPrice
+from crossroads.router.evaluation import EvalReport, evaluate_router
+from crossroads.router.predictor import QualityRouter, RouterArtifactError, train
+
+__all__ = ["router_app"]
+
+router_app = typer.Typer(
+    help="Train and evaluate the learned quality/cost router (model: router).",
+    no_args_is_help=True,
+)
+_err = Console(stderr=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    _err.print(f"[red]{escape(message)}[/red]", soft_wrap=True)
+    return typer.Exit(2)
+
+
+@router_app.command("train")
+def train_command(
+    data: Annotated[
+        list[Path],
+        typer.Option(
+            "--data",
+            help="A RouteLLM-layout CSV, a JSONL file of {prompt, model, score} rows, or a "
+            "directory of them; repeat for several.",
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the router (.npz).")],
+    models: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated models to learn (default: every model in the data)."),
+    ] = None,
+) -> None:
+    """Learn, per model, how well it answers a prompt, and save the router as one file."""
+    started = time.perf_counter()
+    try:
+        rows = read_rows(data)
+        chosen = [m.strip() for m in models.split(",")] if models else None
+        router = train(rows, models=chosen)
+    except (RouterDataError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        router.save(out)
+    except OSError as exc:
+        raise _fail(f"cannot write the router to {out}: {exc.strerror or exc}") from None
+    table = Table("model", "rows", "mean score", "completion tokens (median)")
+    summary = router.summary
+    for model in router.models:
+        tokens = router.completion_tokens[model].get("*")
+        table.add_row(
+            model,
+            str(summary["rows_per_model"][model]),
+            f"{summary['mean_score'][model]:.3f}",
+            "-" if tokens is None else f"{tokens:.0f}",
+        )
+    Console().print(table)
+    _err.print(
+        f"{summary['prompts']} prompts, {summary['rows']} rows → {out} "
+        f"({out.stat().st_size / 1024:.0f} KiB) in {time.perf_counter() - started:.1f} s"
+    )
+
+
+def _parse_prices(values: list[str] | None) -> dict[str, ModelPrice]:
+    prices = {}
+    for value in values or ():
+        model, _, numbers = value.rpartition("=")
+        try:
+            given_in, given_out = (float(n) for n in numbers.split(","))
+        except ValueError:
+            raise _fail(
+                f"--price {value!r}: expected MODEL=INPUT,OUTPUT in USD per 1M tokens"
+            ) from None
+        if not model or given_in < 0 or given_out < 0:
+            raise _fail(f"--price {value!r}: expected MODEL=INPUT,OUTPUT in USD per 1M tokens")
+        prices[model] = ModelPrice(given_in, given_out)
+    return prices
+
+
+@router_app.command("eval")
+def eval_command(
+    router: Annotated[Path, typer.Option("--router", help="A router file from `train`.")],
+    data: Annotated[
+        list[Path],
+        typer.Option("--data", help="A directory or file in RouteLLM's CSV layout (or JSONL)."),
+    ],
+    strong: Annotated[
+        str | None, typer.Option(help="The strong model (default: best mean score).")
+    ] = None,
+    weak: Annotated[
+        str | None, typer.Option(help="The weak model (default: worst mean score).")
+    ] = None,
+    price: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="MODEL=INPUT,OUTPUT (USD per 1M tokens) for the cost curve; repeatable. "
+            "Reference prices are built in for the RouteLLM models."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Score a router on labelled data: APGR, CPT(50%), CPT(80%) and the cost/quality curve.
+
+    The router is compared with a random router and the prompt-length baseline on the same
+    prompts; the curve shows accuracy and total cost as willingness to pay goes 0 → ∞.
+    """
+    prices = _parse_prices(price)
+    try:
+        loaded = QualityRouter.load(router)
+        table = score_table(read_rows(data))
+        report = evaluate_router(loaded, table, strong=strong, weak=weak, prices=prices)
+    except (RouterDataError, RouterArtifactError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        print(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        print_report(report)
+
+
+def print_report(report: EvalReport, console: Console | None = None) -> None:
+    """The report as two rich tables: router vs baselines, then the cost/quality curve."""
+    out = console or Console()
+    scores = Table(
+        "router",
+        "APGR",
+        "CPT(50%)",
+        "CPT(80%)",
+        title=f"{report.prompts} prompts · strong {report.strong} "
+        f"({report.strong_accuracy:.3f}) · weak {report.weak} ({report.weak_accuracy:.3f})",
+    )
+    for name, s in report.routers.items():
+        scores.add_row(name, f"{s.apgr:.3f}", f"{s.cpt50:.1%}", f"{s.cpt80:.1%}")
+    out.print(scores)
+    if not report.wtp:
+        out.print(f"[yellow]{escape(report.note)}[/yellow]")
+        return
+    prices = " · ".join(f"{m} ${p.input:g}/${p.output:g}" for m, p in report.prices.items())
+    curve = Table(
+        "willingness to pay $",
+        "accuracy",
+        "total cost $",
+        f"{report.strong} share",
+        title=f"cost/quality curve (per 1M tokens in/out: {prices})",
+        caption=report.note,
+    )
+    for point in report.wtp:
+        wtp = "∞" if math.isinf(point.willingness_to_pay) else f"{point.willingness_to_pay:g}"
+        curve.add_row(
+            wtp,
+            f"{point.accuracy:.3f}",
+            f"{point.total_cost:.4f}",
+            f"{point.share[report.strong]:.1%}",
+        )
+    out.print(curve)
