@@ -107,13 +107,35 @@ def cpu_seconds(pid: int) -> float:
     return total / CLOCK_TICKS
 
 
-def peak_rss_mib(pid: int) -> float:
+def peak_rss_mib(pid: int, field: str = "VmHWM") -> float:
+    """Peak resident memory of the process tree (`field="VmRSS"`: resident now)."""
     total = 0
     for member in process_tree(pid):
         status = Path(f"/proc/{member}/status").read_text()
-        match = re.search(r"VmHWM:\s+(\d+) kB", status)
+        match = re.search(rf"{field}:\s+(\d+) kB", status)
         total += int(match.group(1)) if match else 0
     return total / 1024
+
+
+def memory_growth(target: Target, script: Path, checkpoints: list[int]) -> dict[str, Any]:
+    """Resident memory after each checkpoint's number of requests, on a fresh process.
+
+    wrk runs at concurrency 16 in 4-second rounds until each count is passed; a leak shows
+    as RSS that keeps climbing between checkpoints once caches and pools have filled.
+    """
+    served, rss = 0, {}
+    for checkpoint in checkpoints:
+        while served < checkpoint:
+            output = subprocess.run(
+                ["taskset", "-c", str(LOAD_CPU), "wrk", "-t2", "-c16", "-d4s", "--timeout",
+                 "30s", "-s", str(script), target.url],
+                capture_output=True, text=True, check=True,
+            ).stdout  # fmt: skip
+            served += int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+        rss[checkpoint] = peak_rss_mib(target.pid, "VmRSS")
+        print(f"  after {served:>7} requests: RSS {rss[checkpoint]:.1f} MiB")
+    first, last = rss[checkpoints[0]], rss[checkpoints[-1]]
+    return {"rss_mib": rss, "growth": last / first - 1}
 
 
 def write_script(path: Path, headers: dict[str, str]) -> Path:
@@ -228,6 +250,35 @@ def measure(target: Target, workdir: Path, args: argparse.Namespace) -> dict[str
     return result
 
 
+def measure_memory(target: Target, workdir: Path, checkpoints: list[int]) -> dict[str, Any]:
+    headers = {**HEADERS, **target.headers}
+    script = write_script(workdir / f"{target.name}-memory.lua", headers)
+    asyncio.run(check(target.url, headers, 5))
+    return memory_growth(target, script, checkpoints)
+
+
+def verdict(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Crossroads against the issue's targets, as ratios taken from this same run."""
+    ours = results.get("crossroads")
+    if ours is None:
+        return {}
+    top = max(ours["load"])
+    out: dict[str, Any] = {
+        "cpu_us_per_request": ours["load"][top]["cpu_s_per_1k"] * 1000,
+        "added_p50_ms_c1": ours["load"].get(1, {}).get("added_p50_ms"),
+        "added_p99_ms_c1": ours["load"].get(1, {}).get("added_p99_ms"),
+        "ttft_added_ms": ours["stream"]["ttft_added_ms"],
+        "timing_preserved": ours["stream"]["timing_preserved"],
+    }
+    for other in ("portkey", "litellm", "nginx"):
+        if other in results:
+            theirs = results[other]["load"][top]["rps"]
+            out[f"rps_c{top}_vs_{other}"] = ours["load"][top]["rps"] / theirs
+    if "memory" in ours:
+        out["rss_growth_10k_to_100k"] = ours["memory"]["growth"]
+    return out
+
+
 def add_overheads(results: dict[str, dict[str, Any]]) -> None:
     direct = results["direct"]
     for result in results.values():
@@ -297,6 +348,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--streams", type=int, default=30, help="measured streams per target")
     parser.add_argument("--chunk-gap-ms", type=float, default=5.0)
+    parser.add_argument("--memory-targets", nargs="*", default=["crossroads"],
+                        help="targets whose RSS is read after 10k and 100k requests, each on "
+                        "a fresh process (slow for slow gateways)")  # fmt: skip
+    parser.add_argument("--memory-checkpoints", type=int, nargs="+", default=[10_000, 100_000])
     names = [t.name for t in TARGETS]
     parser.add_argument("--targets", nargs="+", choices=names, default=names,
                         help="targets to measure (direct always runs: the baseline)")  # fmt: skip
@@ -324,6 +379,14 @@ def main() -> None:
                 results[target.name] = measure(target, workdir, args)
             finally:
                 target.stop()
+            if target.name in args.memory_targets:
+                print(f"{target.name} (memory, fresh process):")
+                target.start()
+                try:
+                    memory = measure_memory(target, workdir, args.memory_checkpoints)
+                    results[target.name]["memory"] = memory
+                finally:
+                    target.stop()
     finally:
         mock.terminate()
         mock.wait(timeout=10)
@@ -331,10 +394,17 @@ def main() -> None:
 
     add_overheads(results)
     print_table(results)
+    summary = verdict(results)
+    if summary:
+        print("\ncrossroads against the targets (same run):")
+        for key, value in summary.items():
+            shown = f"{value:.3f}" if isinstance(value, float) else str(value)
+            print(f"  {key:<28} {shown}")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "gateway.json"
     settings = {k: v for k, v in vars(args).items() if k != "targets"}
-    out.write_text(json.dumps({"settings": settings, "targets": results}, indent=2) + "\n")
+    document = {"settings": settings, "targets": results, "crossroads_vs_targets": summary}
+    out.write_text(json.dumps(document, indent=2) + "\n")
     print(f"wrote {out}")
     draw(results, RESULTS / "gateway.png")
 
