@@ -6,7 +6,6 @@ middleware, which keeps the hot path free of extra ASGI layers.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import Coroutine
 from datetime import UTC, datetime
@@ -15,12 +14,13 @@ from typing import Any, TypeVar
 import orjson
 from redis.exceptions import RedisError
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from crossroads.gateway import CallContext
 from crossroads.protocol.errors import GatewayError, bad_request, client_closed
 from crossroads.server.auth import Caller
-from crossroads.server.responses import JSONResponse, error_response
+from crossroads.server.hangup import ClientLeft, HangUp
+from crossroads.server.responses import EventStreamResponse, JSONResponse, error_response
 from crossroads.server.state import AppState
 from crossroads.storage.log_store import StatusFilter, parse_status_filter
 from crossroads.storage.records import LogRecord
@@ -132,10 +132,8 @@ async def chat_completions(request: Request) -> Response:
         chat = gateway.prepare(body, context)
         if chat.request.stream:
             chunks = await gateway.stream(chat)
-            return StreamingResponse(
-                chunks,
-                media_type="text/event-stream",
-                headers={**_STREAM_HEADERS, **log_header, **(context.limit_headers or {})},
+            return EventStreamResponse(
+                chunks, headers={**_STREAM_HEADERS, **log_header, **(context.limit_headers or {})}
             )
         answer = await _unless_disconnected(request, gateway.complete(chat))
         return JSONResponse(answer, headers={**log_header, **(context.limit_headers or {})})
@@ -146,41 +144,12 @@ async def chat_completions(request: Request) -> Response:
 
 
 async def _unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) -> T:
-    """Await `work`, cancelling it if the client hangs up first.
-
-    A caller that gives up should not keep a local model's slot busy, or keep paying an
-    upstream for tokens nobody will read: cancelling closes the upstream connection, which
-    stops generation there too. `work` runs in this task and one watcher task cancels it on
-    a hang-up; a second task for `work` and `asyncio.wait` over both cost about a tenth of a
-    request's CPU on the proxy path.
-    """
-    task = asyncio.current_task()
-    assert task is not None
-    hung_up = False
-
-    def on_watcher_done(watcher: asyncio.Task[None]) -> None:
-        nonlocal hung_up
-        if not watcher.cancelled() and watcher.exception() is None:
-            hung_up = True
-            task.cancel()
-
-    watcher = asyncio.create_task(_disconnected(request))
-    watcher.add_done_callback(on_watcher_done)
+    """Await `work`, cancelling it if the client hangs up first (see `HangUp`)."""
     try:
-        return await work
-    except asyncio.CancelledError:
-        if not hung_up:
-            raise
-        task.uncancel()
+        with HangUp(request.receive):
+            return await work
+    except ClientLeft:
         raise client_closed() from None
-    finally:
-        watcher.remove_done_callback(on_watcher_done)
-        watcher.cancel()
-
-
-async def _disconnected(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
 
 
 async def list_models(request: Request) -> Response:
