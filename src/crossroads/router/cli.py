@@ -1,14 +1,17 @@
 """`crossroads router …`: train a quality router from labelled data, and judge one.
 
 Both commands take RouteLLM-layout CSV files or directories and JSON Lines rows (see
-`crossroads.router.data`). Bad files and artifacts end in one red line naming what to fix and
-exit status 2, never a traceback.
+`crossroads.router.data`); `train --from-log` adds the gateway's own rated traffic (see
+`crossroads.router.from_log`). Bad files and artifacts end in one red line naming what to fix
+and exit status 2, never a traceback.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -18,7 +21,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from crossroads.router.data import RouterDataError, read_rows, score_table
+from crossroads.config import ConfigError, find_config_file, load_config
+from crossroads.router.data import LabelledRow, RouterDataError, read_rows, score_table
 from crossroads.router.decision import ModelPrice
 from crossroads.router.evaluation import EvalReport, evaluate_router
 from crossroads.router.predictor import QualityRouter, RouterArtifactError, train
@@ -39,24 +43,54 @@ def _fail(message: str) -> typer.Exit:
 
 @router_app.command("train")
 def train_command(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the router (.npz).")],
     data: Annotated[
-        list[Path],
+        list[Path] | None,
         typer.Option(
             "--data",
             help="A RouteLLM-layout CSV, a JSONL file of {prompt, model, score} rows, or a "
             "directory of them; repeat for several.",
         ),
-    ],
-    out: Annotated[Path, typer.Option("--out", help="Where to write the router (.npz).")],
+    ] = None,
+    from_log: Annotated[
+        bool,
+        typer.Option(
+            "--from-log",
+            help="Learn from the gateway's rated traffic too: its request log joined with "
+            "feedback (POST /v1/feedback), read from the database the config names.",
+        ),
+    ] = False,
+    since: Annotated[
+        str | None,
+        typer.Option(help="With --from-log: only requests from this time on (ISO 8601, UTC)."),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="With --from-log: the gateway's TOML config, for its database "
+            "(default: $CROSSROADS_CONFIG, ./crossroads.toml).",
+        ),
+    ] = None,
     models: Annotated[
         str | None,
         typer.Option(help="Comma-separated models to learn (default: every model in the data)."),
     ] = None,
 ) -> None:
-    """Learn, per model, how well it answers a prompt, and save the router as one file."""
+    """Learn, per model, how well it answers a prompt, and save the router as one file.
+
+    Rows come from --data files, from the gateway's own rated traffic (--from-log), or both.
+    """
     started = time.perf_counter()
+    if not data and not from_log:
+        raise _fail("nothing to train on: give --data FILE (repeatable), --from-log, or both")
+    if since is not None and not from_log:
+        raise _fail("--since applies to --from-log only")
     try:
-        rows = read_rows(data)
+        rows = read_rows(data) if data else []
+        if from_log:
+            rows += _log_rows(config, _since(since))
         chosen = [m.strip() for m in models.split(",")] if models else None
         router = train(rows, models=chosen)
     except (RouterDataError, OSError) as exc:
@@ -81,6 +115,55 @@ def train_command(
         f"{summary['prompts']} prompts, {summary['rows']} rows → {out} "
         f"({out.stat().st_size / 1024:.0f} KiB) in {time.perf_counter() - started:.1f} s"
     )
+
+
+def _since(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise _fail(f"--since {text!r}: expected an ISO 8601 date or time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _log_rows(config_path: Path | None, since: datetime | None) -> list[LabelledRow]:
+    """Rated traffic from the database the gateway's config names (or the default one)."""
+    from sqlalchemy import exc as sa_exc
+
+    from crossroads.router.from_log import feedback_rows
+    from crossroads.storage.database import create_engine, default_database_url, normalise_url
+    from crossroads.storage.log_store import LogStore
+
+    path = find_config_file(config_path)
+    try:
+        loaded = load_config(path) if path is not None else None
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    url = (loaded.storage.database_url if loaded else None) or default_database_url()
+    shown = normalise_url(url).render_as_string(hide_password=True)
+
+    async def read() -> list[LabelledRow]:
+        store = LogStore(create_engine(url))
+        try:
+            await store.open()
+            return await feedback_rows(store.engine, since=since)
+        finally:
+            await store.close()
+
+    try:
+        rows = asyncio.run(read())
+    except (sa_exc.SQLAlchemyError, OSError) as exc:
+        raise _fail(f"cannot read the request log at {shown}: {exc}") from None
+    if not rows:
+        raise _fail(
+            f"no rated requests in the request log at {shown}"
+            + (f" since {since.isoformat()}" if since else "")
+            + ": rate answers with POST /v1/feedback (requests sent with store: false cannot "
+            "be learned from)"
+        )
+    _err.print(f"{len(rows)} rated requests from the request log at {shown}")
+    return rows
 
 
 def _parse_prices(values: list[str] | None) -> dict[str, ModelPrice]:

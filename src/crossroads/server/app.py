@@ -27,7 +27,7 @@ from crossroads.limits import KeyLimits
 from crossroads.protocol.errors import GatewayError
 from crossroads.providers.registry import build_providers
 from crossroads.routing.shared import SharedRouting
-from crossroads.server import admin, routes
+from crossroads.server import admin, feedback, routes
 from crossroads.server.auth import KeyRing, master_key_from_env
 from crossroads.server.key_cache import KeyCache
 from crossroads.server.metrics import GatewayMetrics, MeteredSink
@@ -195,6 +195,7 @@ def create_app(config: Config) -> Starlette:
             Route("/v1/models", routes.list_models, methods=["GET"]),
             Route("/v1/logs", routes.list_logs, methods=["GET"]),
             Route("/v1/logs/{log_id}", routes.get_log, methods=["GET"]),
+            Route("/v1/feedback", feedback.create_feedback, methods=["POST"]),
             Route("/v1/providers/stats", routes.provider_stats, methods=["GET"]),
             Route("/v1/usage", routes.usage, methods=["GET"]),
             Route("/health", routes.health, methods=["GET"]),

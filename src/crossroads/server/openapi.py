@@ -15,6 +15,7 @@ from pydantic.json_schema import models_json_schema
 from crossroads import __version__
 from crossroads.protocol.chat import ChatCompletionRequest
 from crossroads.protocol.responses import ChatCompletion, ChatCompletionChunk, ErrorResponse
+from crossroads.storage.feedback_store import COMMENT_MAX_CHARS
 
 __all__ = ["build_openapi"]
 
@@ -134,6 +135,7 @@ def build_openapi() -> dict[str, Any]:
                     },
                 }
             },
+            "/v1/feedback": _feedback_path(),
             "/v1/usage": {
                 "get": {
                     "operationId": "getUsage",
@@ -245,4 +247,43 @@ def _admin_paths() -> dict[str, Any]:
                 },
             },
         },
+    }
+
+
+def _feedback_path() -> dict[str, Any]:
+    """`POST /v1/feedback`: a score for a logged answer, learned from by `router train`."""
+    body = {
+        "type": "object",
+        "required": ["log_id", "score"],
+        "additionalProperties": False,
+        "properties": {
+            "log_id": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 256,
+                "description": "The answer's `x-crossroads-log-id` header",
+            },
+            "score": {
+                "oneOf": [
+                    {"type": "number", "minimum": 0, "maximum": 1},
+                    {"type": "boolean", "description": "true = 1, false = 0"},
+                ]
+            },
+            "comment": {"type": ["string", "null"], "maxLength": COMMENT_MAX_CHARS},
+        },
+    }
+    return {
+        "post": {
+            "operationId": "createFeedback",
+            "summary": "Score a logged answer from 0 to 1 (the latest score for a record counts)",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+            "responses": {
+                "200": {"description": "The stored feedback"},
+                "400": _ERRORS["400"],
+                "401": _ERRORS["401"],
+                "404": _error("No such record, or one of another key (`log_not_found`)"),
+                "413": _ERRORS["413"],
+                "503": _error("The request log is unavailable (`log_store_unavailable`)"),
+            },
+        }
     }

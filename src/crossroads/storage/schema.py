@@ -1,8 +1,8 @@
-"""The gateway's tables (the request log, virtual keys), described once in SQLAlchemy Core.
+"""The gateway's tables (request log, virtual keys, feedback), described once in SQLAlchemy Core.
 
-`LogStore` and `KeyStore` build their statements from this description, and the test-suite
-compares it with what the Alembic migrations create, so the two cannot drift apart
-unnoticed. The migrations stay the source of truth for the database itself: nothing here
+`LogStore`, `KeyStore` and `FeedbackStore` build their statements from this description, and
+the test-suite compares it with what the Alembic migrations create, so the two cannot drift
+apart unnoticed. The migrations stay the source of truth for the database itself: nothing here
 creates tables.
 """
 
@@ -13,7 +13,14 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-__all__ = ["NAMING_CONVENTION", "UTCDateTime", "metadata", "request_log", "virtual_keys"]
+__all__ = [
+    "NAMING_CONVENTION",
+    "UTCDateTime",
+    "feedback",
+    "metadata",
+    "request_log",
+    "virtual_keys",
+]
 
 NAMING_CONVENTION: dict[str, str] = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -112,4 +119,19 @@ virtual_keys = sa.Table(
     sa.Column("revoked_at", UTCDateTime(), nullable=True),
     sa.Index(None, "key_hash", unique=True),
     sa.Index(None, "team"),
+)
+
+# Scores given to logged answers (`POST /v1/feedback`). No foreign key to `request_log`: log
+# retention deletes records without touching their feedback, and feedback for a record that
+# is gone simply joins with nothing. Several rows per `log_id` may exist; the latest counts.
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("id", sa.Text(), primary_key=True),
+    sa.Column("log_id", sa.Text(), nullable=False),
+    sa.Column("score", sa.Float(), nullable=False),  # 0 (bad) to 1 (good)
+    sa.Column("comment", sa.Text(), nullable=True),
+    sa.Column("key_id", sa.Text(), nullable=True),  # who gave it; None in loopback-only mode
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Index(None, "log_id", "created_at"),
 )
