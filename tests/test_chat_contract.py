@@ -208,7 +208,7 @@ def test_invalid_values_are_400_naming_the_param(client: OpenAI, body: dict, par
 @pytest.mark.parametrize(
     ("extra", "param"),
     [
-        ({"max_cost": 0.01}, "max_cost"),
+        ({"quality_risk_threshold": 0.5}, "quality_risk_threshold"),
         ({"integrity": 3}, "integrity"),
         ({"plugins": [{"id": "web"}]}, "plugins"),
         ({"provider": {"quantizations": ["fp8"]}}, "provider.quantizations"),
@@ -223,12 +223,12 @@ def test_not_yet_served_parameters_are_400_unsupported(
     assert caught.value.param == param
 
 
-def test_the_router_model_is_unsupported_for_now(client: OpenAI) -> None:
-    for model in ("router",):
-        with pytest.raises(openai.BadRequestError) as caught:
-            client.chat.completions.create(model=model, messages=USER)  # type: ignore[arg-type]
-        assert caught.value.code == "unsupported_parameter"
-        assert caught.value.param == "model"
+def test_the_router_needs_candidates(client: OpenAI) -> None:
+    # This gateway marks no model routable, so `model: "router"` must name its candidates.
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="router", messages=USER)  # type: ignore[arg-type]
+    assert caught.value.code == "no_router_candidate"
+    assert caught.value.param == "model"
 
 
 def test_malformed_json_is_400(gateway: ServedApp) -> None:

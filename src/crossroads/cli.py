@@ -96,6 +96,11 @@ def _run(config: Config, host: str | None, port: int | None) -> None:
 
     logging.basicConfig(format="%(levelname)s:     %(message)s")
     logging.getLogger("crossroads").setLevel(logging.INFO)
+    try:
+        _check_router(config)
+    except ValueError as exc:
+        _err.print(f"[red]Cannot serve: router: {escape(str(exc))}[/red]")
+        raise typer.Exit(2) from None
     bind_host = host or config.server.host
     bind_port = config.server.port if port is None else port
     open_to_loopback = loopback_only(config.keys, master_key_from_env())
@@ -457,6 +462,16 @@ def providers_matrix(
     Console().print(table)
 
 
+def _check_router(config: Config) -> None:
+    """Load the router artifact and map the configured models onto it, as serving will."""
+    from crossroads.catalog import Catalog
+    from crossroads.router.serve import LearnedRouter, load_router
+
+    LearnedRouter(
+        load_router(config.router), Catalog.from_config(config), config.models, config.router
+    )
+
+
 @config_app.command("check")
 def config_check(config: ConfigOption = None) -> None:
     """Validate the config file without serving; exit status 2 names what is wrong."""
@@ -467,6 +482,11 @@ def config_check(config: ConfigOption = None) -> None:
             "`crossroads serve` would use the built-in demo."
         )
         raise typer.Exit(1)
+    try:
+        _check_router(loaded)
+    except ValueError as exc:  # RouterArtifactError: unreadable artifact or a missing profile
+        _err.print(f"[red]{path}: router: {escape(str(exc))}[/red]")
+        raise typer.Exit(2) from None
     deployments = sum(len(m.deployments) for m in loaded.models.values())
     typer.echo(
         f"{path}: OK — {len(loaded.providers)} provider(s), {len(loaded.models)} model(s), "

@@ -316,6 +316,48 @@ class ModelConfig(_Strict):
     )
     owned_by: str | None = None
     description: str | None = None
+    # `model: "router"` may pick this model when the request gives no `models` list.
+    routable: bool = False
+    # Prior quality (0-1) for a model the router artifact has no profile for.
+    quality: float | None = Field(None, ge=0, le=1)
+    # The router artifact's profile that predicts this model (default: its own name).
+    router_profile: str | None = None
+
+
+QueryType = Literal[
+    "code",
+    "math",
+    "summarization",
+    "translation",
+    "extraction",
+    "creative_writing",
+    "reasoning",
+    "knowledge",
+    "chat",
+]
+
+
+class RouterRule(_Strict):
+    """Prompts of `query_type` go to `model` first, when it is among the candidates."""
+
+    query_type: QueryType
+    model: str
+
+
+class RouterConfig(_Strict):
+    """The learned quality/cost router behind `model: "router"`."""
+
+    # A trained artifact (`crossroads router train`); None: the one shipped in the package.
+    artifact: str | None = None
+    # USD a 10% quality gain is worth, when the request does not say. At GPT-4 vs Mixtral
+    # prices it sends about a third of MMLU prompts to the strong model (README).
+    willingness_to_pay: float = Field(0.003, ge=0)
+    rules: list[RouterRule] = Field(default_factory=list)
+    # Retraining from the request log joined with feedback; None or 0: never.
+    retrain_interval: float | None = Field(None, ge=0)
+    retrain_min_rows: int = Field(50, ge=1)
+    retrain_data: list[str] = Field(default_factory=list)  # RouteLLM CSV / JSONL added in
+    retrain_out: str | None = None  # where each retrained artifact is saved
 
 
 class Config(_Strict):
@@ -325,6 +367,7 @@ class Config(_Strict):
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    router: RouterConfig = Field(default_factory=RouterConfig)
 
     @field_validator("models")
     @classmethod
@@ -350,6 +393,12 @@ class Config(_Strict):
                         f"{dotted_path(('models', name, 'deployments', i, 'provider'))}: "
                         f"unknown provider {deployment.provider!r} (known: {known})"
                     )
+        for i, rule in enumerate(self.router.rules):
+            if rule.model not in self.models:
+                known = ", ".join(sorted(self.models)) or "none are configured"
+                problems.append(
+                    f"router.rules[{i}].model: unknown model {rule.model!r} (known: {known})"
+                )
         names = [k.name for k in self.keys]
         for i, key_name in enumerate(names):
             if names.index(key_name) != i:

@@ -40,6 +40,7 @@ from crossroads.protocol.sse import SSE_DONE, sse
 from crossroads.protocol.validation import validation_error
 from crossroads.providers.base import Provider, UpstreamError
 from crossroads.providers.errors import to_gateway_error
+from crossroads.router.serve import ROUTER_MODEL, LearnedRouter, RouterDecision
 from crossroads.routing.attempts import Attempts, RouteState, close_chunks
 from crossroads.routing.breaker import Breakers
 from crossroads.routing.fanout import Branch
@@ -124,8 +125,10 @@ class Gateway:
         routing: RoutingConfig | None = None,
         limits: KeyLimits | None = None,
         spent: SpentSource | None = None,
+        learned: LearnedRouter | None = None,
     ) -> None:
         self.catalog = catalog
+        self.learned = learned  # serves `model: "router"`; None: refused
         self.providers = providers
         self.log = log
         self.limits = limits
@@ -162,11 +165,26 @@ class Gateway:
             record.stream = bool(request.stream)
             if unsupported := unimplemented_parameters(request):
                 raise unsupported_parameter(unsupported[0])
+            routed = request.model == ROUTER_MODEL
             check_model_allowed(
-                context.virtual_key, [*request.model_names, *(request.models or ())]
+                context.virtual_key,
+                [*(request.model_names if not routed else ()), *(request.models or ())],
             )
             branches = None
-            if len(request.model_names) > 1:
+            decision = None
+            if routed:
+                decision = self._learned_route(request, context)
+                request = request.model_copy(
+                    update={"model": decision.ranking[0], "models": decision.ranking}
+                )
+                plan = self._plan(request, body)
+            elif request.max_cost is not None or request.willingness_to_pay is not None:
+                name = "max_cost" if request.max_cost is not None else "willingness_to_pay"
+                raise bad_request(
+                    f'`{name}` steers the learned router: send it with model "router".',
+                    param=name,
+                )
+            elif len(request.model_names) > 1:
                 branches = self._branches(request, body, context)
             else:
                 plan = self._plan(request, body)
@@ -176,9 +194,21 @@ class Gateway:
         record.session_id = request.session_id or context.session_header
         if branches:
             return PreparedChat(context, request, body, branches[0].attempts, record, branches)
-        return PreparedChat(
-            context, request, body, self._attempts(plan, request, body, context), record
-        )
+        attempts = self._attempts(plan, request, body, context)
+        if decision is not None:
+            attempts.router = decision.describe()
+        return PreparedChat(context, request, body, attempts, record)
+
+    def _learned_route(
+        self, request: ChatCompletionRequest, context: CallContext
+    ) -> RouterDecision:
+        if self.learned is None:
+            raise bad_request(
+                "Learned routing is not enabled on this gateway; name a model instead.",
+                param="model",
+                code="model_not_found",
+            )
+        return self.learned.decide(request, context.virtual_key)
 
     def _attempts(
         self,

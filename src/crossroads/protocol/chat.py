@@ -370,8 +370,6 @@ EXTENSION_FIELDS = frozenset(_FIELDS[_FIELDS.index("models") :]) - UPSTREAM_EXTE
 # request that sets one gets a 400 `unsupported_parameter` instead of a silent no-op; each
 # feature removes its names from here when it lands.
 _NOT_YET_SERVED = (
-    "max_cost",
-    "willingness_to_pay",
     "quality_risk_threshold",
     "rag_tune",
     "integrity",
@@ -388,8 +386,6 @@ def unimplemented_parameters(request: ChatCompletionRequest) -> list[str]:
         # OpenRouter has more preferences (quantizations, data_collection, …) that no
         # deployment here can be matched against: refused, not silently ignored.
         names += [f"provider.{name}" for name in provider.model_extra]
-    if request.model == "router":
-        names.insert(0, "model")
     if request.tools and any(tool.type == "retrieval" for tool in request.tools):
         names.append("tools")
     return names

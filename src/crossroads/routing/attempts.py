@@ -68,6 +68,7 @@ class Attempts:
     bodies: list[dict[str, Any]] = field(default_factory=list)
     chosen: Candidate | None = None
     last: Candidate | None = None  # the candidate of the latest attempt, for the log
+    router: dict[str, Any] | None = None  # `routing.router` of a `model: "router"` request
     # Set when planning already found no deployment able to serve now (a fan-out branch
     # whose circuits are all open): every call raises it.
     failure: GatewayError | None = None
@@ -237,6 +238,8 @@ class Attempts:
             "attempts": self.log,
             "chosen": self.chosen.deployment.key if self.chosen else None,
         }
+        if self.router is not None:
+            out["router"] = self.router
         if self.echo:
             out["upstream_bodies"] = self.bodies
         return out

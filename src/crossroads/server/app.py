@@ -26,6 +26,8 @@ from crossroads.gateway import Gateway
 from crossroads.limits import KeyLimits
 from crossroads.protocol.errors import GatewayError
 from crossroads.providers.registry import build_providers
+from crossroads.router.retrain import Retrainer
+from crossroads.router.serve import LearnedRouter, load_router
 from crossroads.routing.shared import SharedRouting
 from crossroads.server import admin, feedback, routes
 from crossroads.server.auth import KeyRing, master_key_from_env
@@ -136,6 +138,8 @@ def create_app(config: Config) -> Starlette:
             rows = await usage_totals(engine, group_by="key", start=since, key_id=key_id)
             return float(sum(row["cost"] for row in rows))
 
+        learned = LearnedRouter(load_router(config.router), catalog, config.models, config.router)
+        retrainer = Retrainer(learned, engine, config.router, config.models)
         gateway = Gateway(
             catalog,
             providers,
@@ -143,6 +147,7 @@ def create_app(config: Config) -> Starlette:
             config.routing,
             limits=KeyLimits(counters, lease_s=config.routing.timeout),
             spent=spent,
+            learned=learned,
         )
         shared = None
         if config.storage.state_url and not config.storage.state_url.startswith("memory://"):
@@ -172,6 +177,7 @@ def create_app(config: Config) -> Starlette:
             for provider in providers.values():
                 await provider.start()
             pruner.start()
+            retrainer.start()
             if shared is not None:
                 shared.start()
             state.phase = "serving"
@@ -179,6 +185,7 @@ def create_app(config: Config) -> Starlette:
         finally:
             state.phase = "shutting down"
             await pruner.aclose()
+            await retrainer.aclose()
             if shared is not None:
                 await shared.aclose()
             for provider in providers.values():
