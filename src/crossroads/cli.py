@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 import re
+import signal
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -251,13 +252,23 @@ async def _logs(
     store = LogStore(create_engine(url or default_database_url()))
     await store.open()
     out = Console()
+    # Ctrl-C ends --follow between two polls rather than cancelling a query in flight: a
+    # database call cancelled half-way could leave the connection's worker thread waiting
+    # and the process unable to exit.
+    stop = asyncio.Event()
+    if follow:
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows
+            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
     try:
         records = await store.query(model=model, status=status, session_id=session, limit=limit)
         out.print(_log_table(list(reversed(records))))
         seen = {r.id for r in records}
         since = max((r.created_at for r in records), default=datetime.now(UTC))
-        while follow:
-            await asyncio.sleep(1.0)
+        while follow and not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+            if stop.is_set():
+                break
             fresh = await store.query(
                 start=since, model=model, status=status, session_id=session, limit=1000
             )
