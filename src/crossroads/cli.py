@@ -98,10 +98,12 @@ def _run(config: Config, host: str | None, port: int | None) -> None:
     logging.basicConfig(format="%(levelname)s:     %(message)s")
     logging.getLogger("crossroads").setLevel(logging.INFO)
     try:
-        _check_router(config)
+        warnings = _check_router(config)
     except ValueError as exc:
         _err.print(f"[red]Cannot serve: router: {escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
+    for warning in warnings:
+        _err.print(f"[yellow]router: {escape(warning)}[/yellow]")
     bind_host = host or config.server.host
     bind_port = config.server.port if port is None else port
     open_to_loopback = loopback_only(config.keys, master_key_from_env())
@@ -473,14 +475,25 @@ def providers_matrix(
     Console().print(table)
 
 
-def _check_router(config: Config) -> None:
-    """Load the router artifact and map the configured models onto it, as serving will."""
+def _check_router(config: Config) -> list[str]:
+    """Load the router artifact and map the configured models onto it, as serving will.
+
+    Raises `ValueError` for what would fail; returns warnings for what would never route.
+    """
     from crossroads.catalog import Catalog
     from crossroads.router.serve import LearnedRouter, load_router
 
-    LearnedRouter(
+    learned = LearnedRouter(
         load_router(config.router), Catalog.from_config(config), config.models, config.router
     )
+    for i, data in enumerate(config.router.retrain_data):
+        if not Path(data).exists():
+            raise ValueError(f"retrain_data[{i}] = {data!r}: no such file or directory")
+    return [
+        f"models.{name} is routable but the artifact has no profile for it and it sets "
+        'neither `quality` nor `router_profile`: model "router" will always exclude it'
+        for name in learned.unrated()
+    ]
 
 
 @config_app.command("check")
@@ -494,10 +507,12 @@ def config_check(config: ConfigOption = None) -> None:
         )
         raise typer.Exit(1)
     try:
-        _check_router(loaded)
+        warnings = _check_router(loaded)
     except ValueError as exc:  # RouterArtifactError: unreadable artifact or a missing profile
         _err.print(f"[red]{path}: router: {escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
+    for warning in warnings:
+        _err.print(f"[yellow]{path}: router: {escape(warning)}[/yellow]")
     deployments = sum(len(m.deployments) for m in loaded.models.values())
     typer.echo(
         f"{path}: OK — {len(loaded.providers)} provider(s), {len(loaded.models)} model(s), "

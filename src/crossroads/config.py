@@ -393,11 +393,18 @@ class Config(_Strict):
                         f"{dotted_path(('models', name, 'deployments', i, 'provider'))}: "
                         f"unknown provider {deployment.provider!r} (known: {known})"
                     )
+        first_rule: dict[str, int] = {}
         for i, rule in enumerate(self.router.rules):
             if rule.model not in self.models:
                 known = ", ".join(sorted(self.models)) or "none are configured"
                 problems.append(
                     f"router.rules[{i}].model: unknown model {rule.model!r} (known: {known})"
+                )
+            earlier = first_rule.setdefault(rule.query_type, i)
+            if earlier != i:
+                problems.append(
+                    f"router.rules[{i}].query_type: {rule.query_type!r} already has a rule "
+                    f"(router.rules[{earlier}]); one model per query type"
                 )
         names = [k.name for k in self.keys]
         for i, key_name in enumerate(names):

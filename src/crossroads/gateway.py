@@ -178,6 +178,7 @@ class Gateway:
                     update={"model": decision.ranking[0], "models": decision.ranking}
                 )
                 plan = self._plan(request, body)
+                decision.exclude_unroutable(plan)
             elif request.max_cost is not None or request.willingness_to_pay is not None:
                 name = "max_cost" if request.max_cost is not None else "willingness_to_pay"
                 raise bad_request(
@@ -249,6 +250,12 @@ class Gateway:
                 "`models` (fallbacks) cannot be combined with a comma-separated `model` "
                 "(fan-out); send one or the other.",
                 param="models",
+            )
+        if ROUTER_MODEL in request.model_names:
+            raise bad_request(
+                f'"{ROUTER_MODEL}" cannot be one of a comma-separated `model` (fan-out): '
+                "name concrete models, or send it alone.",
+                param="model",
             )
         branches: list[Branch] = []
         offset = 0

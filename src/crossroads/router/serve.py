@@ -8,12 +8,15 @@ tokens × output price, at its first deployment's price. Candidates over `max_co
 excluded, the rest ranked by predicted quality × (willingness_to_pay / 0.10) − predicted
 cost, and a config rule for the prompt's query type puts its model first. The gateway then
 routes the ranking exactly like a `models` fallback list, so a failing choice falls back to
-the next-ranked model.
+the next-ranked model; a model none of whose deployments can take the request (open circuits,
+unsupported parameters, `provider` preferences) is excluded from the ranking once that route
+is planned.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,6 +29,7 @@ from crossroads.protocol.errors import GatewayError, bad_request
 from crossroads.router.decision import ModelPrice, utility
 from crossroads.router.from_log import request_prompt
 from crossroads.router.predictor import QualityRouter, RouterArtifactError
+from crossroads.routing.plan import RoutePlan
 from crossroads.storage.key_store import VirtualKey
 from crossroads.usage import estimate_tokens, prompt_characters
 
@@ -68,6 +72,7 @@ class RouterDecision:
     rule: str | None = None
 
     def describe(self) -> dict[str, Any]:
+        """`chosen` is the router's first choice; `routing.router.served` adds who answered."""
         return {
             "query_type": self.query_type,
             "willingness_to_pay": self.willingness_to_pay,
@@ -78,6 +83,21 @@ class RouterDecision:
             "ranking": self.ranking,
             "chosen": self.ranking[0] if self.ranking else None,
         }
+
+    def exclude_unroutable(self, plan: RoutePlan) -> None:
+        """Drop ranked models whose every deployment the planned route excluded."""
+        routed = {c.deployment.model for c in plan.candidates}
+        reasons: dict[str, list[str]] = {}
+        for exclusion in plan.excluded:
+            deployment = exclusion.deployment
+            reasons.setdefault(deployment.model, []).append(f"{deployment.key}: {exclusion.reason}")
+        for candidate in self.candidates:
+            name = candidate.model
+            # A ranked model with neither candidates nor exclusions shares its upstream with
+            # one ranked earlier, which is tried once: it stays.
+            if name in self.ranking and name not in routed and name in reasons:
+                candidate.excluded = "no deployment can serve it: " + "; ".join(reasons[name])
+                self.ranking.remove(name)
 
 
 class LearnedRouter:
@@ -101,18 +121,49 @@ class LearnedRouter:
 
     @predictor.setter
     def predictor(self, predictor: QualityRouter) -> None:
-        """Swap the trained artifact; refused when a configured `router_profile` is not in it."""
+        """Swap the trained artifact (one assignment: a request in flight keeps the one it
+        read); refused by `check`."""
+        self.check(predictor)
+        self._predictor = predictor
+
+    def check(self, predictor: QualityRouter) -> None:
+        """Refuse an artifact without a profile some configured model is predicted by.
+
+        That is every `router_profile`, and, once serving, every profile a model uses under
+        its own name: a retrained artifact must not silently turn a model's prediction into
+        its prior, or exclude it.
+        """
+        current = getattr(self, "_predictor", None)
         missing = [
             f"models.{name}.router_profile = {model.router_profile!r}"
             for name, model in self._models.items()
             if model.router_profile is not None and model.router_profile not in predictor.models
         ]
+        if current is not None:
+            missing += [
+                f"models.{name} (predicted by its own name)"
+                for name, model in self._models.items()
+                if model.router_profile is None
+                and name in current.models
+                and name not in predictor.models
+            ]
         if missing:
             raise RouterArtifactError(
                 f"the router artifact has no profile for {', '.join(missing)}; it knows: "
                 f"{', '.join(predictor.models)}"
             )
-        self._predictor = predictor
+
+    def unrated(self) -> list[str]:
+        """Routable models with neither a profile nor a prior `quality`: never ranked."""
+        known = self._predictor.models
+        return [
+            name
+            for name, model in self._models.items()
+            if model.routable
+            and model.quality is None
+            and model.router_profile is None
+            and name not in known
+        ]
 
     def decide(
         self, request: ChatCompletionRequest, virtual_key: VirtualKey | None
@@ -120,7 +171,8 @@ class LearnedRouter:
         """Rank the candidates for `request`; a `GatewayError` when none can take it."""
         names = self._candidate_names(request)
         messages = [m.model_dump(include={"role", "content"}) for m in request.messages]
-        prediction = self._predictor.predict(request_prompt(messages) or "")
+        predictor = self._predictor  # one artifact for the whole decision, even mid-swap
+        prediction = predictor.predict(request_prompt(messages) or "")
         prompt_tokens = estimate_tokens(prompt_characters(messages))
         wtp = (
             self._config.willingness_to_pay
@@ -169,7 +221,7 @@ class LearnedRouter:
                 candidate.excluded = f"predicted cost {cost:.6g} > max_cost {request.max_cost}"
         ranked = sorted(
             (c for c in decision.candidates if c.excluded is None),
-            key=lambda c: (-(c.score or 0.0), c.predicted_cost or 0.0, -(c.predicted_quality or 0)),
+            key=lambda c: _rank(c, wtp),
         )
         if not ranked:
             reasons = "; ".join(f"{c.model}: {c.excluded}" for c in decision.candidates)
@@ -189,6 +241,12 @@ class LearnedRouter:
         return decision
 
     def _candidate_names(self, request: ChatCompletionRequest) -> list[str]:
+        if request.route == "sort":
+            raise bad_request(
+                '`route: "sort"` reorders the candidates by price or speed; with model '
+                '"router" the predicted quality and cost rank them. Leave `route` out.',
+                param="route",
+            )
         if request.models:
             for i, name in enumerate(request.models):
                 if name == ROUTER_MODEL:
@@ -201,7 +259,7 @@ class LearnedRouter:
                 except GatewayError as exc:
                     exc.param = f"models[{i}]"
                     raise
-            return list(request.models)
+            return list(dict.fromkeys(request.models))
         names = [name for name, model in self._models.items() if model.routable]
         if not names:
             raise bad_request(
@@ -214,16 +272,39 @@ class LearnedRouter:
 
 
 def load_router(config: RouterConfig) -> QualityRouter:
-    """The artifact `router.artifact` names, or the one shipped in the package."""
-    if config.artifact is None:
+    """The artifact `router.artifact` names, or the one shipped in the package.
+
+    An artifact that is also `retrain_out` and does not exist yet is a gateway's first start
+    before its first retraining: it starts from the packaged router.
+    """
+    artifact = config.artifact
+    if artifact is None:
         return QualityRouter.load_default()
-    return QualityRouter.load(config.artifact)
+    if (
+        config.retrain_out is not None
+        and os.path.abspath(artifact) == os.path.abspath(config.retrain_out)
+        and not os.path.exists(artifact)
+    ):
+        return QualityRouter.load_default()
+    return QualityRouter.load(artifact)
 
 
-def _score(quality: float, cost: float, willingness_to_pay: float) -> float:
+def _score(quality: float, cost: float, willingness_to_pay: float) -> float | None:
+    """The reported score; None when a huge willingness_to_pay overflows it (then
+    `_rank` still orders by quality, then cost)."""
     if math.isinf(willingness_to_pay):
         return quality
-    return utility(quality, cost, willingness_to_pay)
+    score = utility(quality, cost, willingness_to_pay)
+    return score if math.isfinite(score) else None
+
+
+def _rank(candidate: RouterCandidate, willingness_to_pay: float) -> tuple[float, float, float]:
+    """Sort key, best first: the score divided by willingness_to_pay / 0.10, which orders
+    the same but cannot overflow; ties go to the cheaper, then the better."""
+    quality = candidate.predicted_quality or 0.0
+    cost = candidate.predicted_cost or 0.0
+    value = -cost if willingness_to_pay == 0 else quality - cost * 0.10 / willingness_to_pay
+    return (-value, cost, -quality)
 
 
 def _rounded(value: float | None, digits: int = 4) -> float | None:

@@ -239,7 +239,8 @@ class Attempts:
             "chosen": self.chosen.deployment.key if self.chosen else None,
         }
         if self.router is not None:
-            out["router"] = self.router
+            served = self.chosen.deployment.model if self.chosen else None
+            out["router"] = {**self.router, "served": served}
         if self.echo:
             out["upstream_bodies"] = self.bodies
         return out
