@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -24,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crossroads.storage.database import create_engine, default_database_url, normalise_url
 from crossroads.storage.log_store import LogStore
-from crossroads.storage.records import LogRecord
+from crossroads.storage.records import LogRecord, new_log_id
 from crossroads.storage.schema import metadata, request_log
 from crossroads.storage.writer import LogWriter
 from tests.conftest import PG_URL, postgres_engine
@@ -377,3 +378,13 @@ async def test_writer_isolates_records_the_database_rejects(
     assert (writer.written, writer.rejected, writer.pending) == (2, 1, 0)
     assert sorted(_ids(await sqlite_store.query())) == ["dup", "g1", "g2"]
     assert any("dup" in r.getMessage() for r in caplog.records)
+
+
+def test_log_ids_are_unique_hex_and_sort_by_time() -> None:
+    first = [new_log_id() for _ in range(5000)]  # more than one refill of the random part
+    time.sleep(0.003)
+    later = new_log_id()
+    assert len(set(first)) == len(first)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in [*first, later])
+    assert all(later > earlier for earlier in first)
+    assert abs(int(later[:12], 16) - time.time_ns() // 1_000_000) < 1000  # milliseconds now

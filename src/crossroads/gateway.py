@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -49,7 +48,7 @@ from crossroads.routing.retry import Backoff
 from crossroads.routing.stats import LiveStats
 from crossroads.state import StateError
 from crossroads.storage.key_store import VirtualKey
-from crossroads.storage.records import LogRecord
+from crossroads.storage.records import LogRecord, new_log_id
 from crossroads.usage import (
     completion_characters,
     enrich_usage,
@@ -86,7 +85,7 @@ class CallContext:
     tags: list[str] | None = None
     received: float = field(default_factory=time.perf_counter)
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    log_id: str = field(default_factory=lambda: os.urandom(16).hex())  # as uuid4().hex, cheaper
+    log_id: str = field(default_factory=new_log_id)
     # The caller's virtual key (models, limits, budget); None for config keys and loopback.
     virtual_key: VirtualKey | None = None
     # Per-request overrides of routing.timeout / attempt_timeout (headers), in seconds.

@@ -1,23 +1,39 @@
-"""What every HTTP dialect shares: one pooled aiohttp session, SSE framing, transport errors.
+"""What every HTTP dialect shares: one pooled client, SSE framing, upstream errors.
 
 The `openai`, `anthropic` and `gemini` dialects differ in paths, headers and bodies, not in
 how connections are pooled, how a server-sent-event stream is cut into events, or how a
-timeout or a dropped connection is reported. `HttpUpstream` holds that part; a dialect
-subclasses it and adds its translation. Events are yielded as they arrive, one at a time:
-nothing is buffered beyond the event being read.
+timeout, a dropped connection or an error status is reported. `HttpUpstream` holds that
+part; a dialect subclasses it and adds its translation. Events are yielded as they arrive,
+one at a time: nothing is buffered beyond the event being read.
+
+The connections are `HttpClient`'s (see `http_client` for why it is not aiohttp's).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 
-import aiohttp
 import orjson
 
 from crossroads.providers.base import UpstreamError
+from crossroads.providers.http_client import (
+    ConnectFailed,
+    ConnectionDropped,
+    HttpClient,
+    HttpClientError,
+    Response,
+)
 
-__all__ = ["HttpSettings", "HttpUpstream", "SseEvent", "decode_json", "parse_retry_after"]
+__all__ = [
+    "HttpSettings",
+    "HttpUpstream",
+    "SseEvent",
+    "decode_json",
+    "parse_retry_after",
+    "upstream_error_from_body",
+]
 
 SseEvent = tuple[str, bytes]  # (event name, "message" when unnamed; the data payload)
 
@@ -40,12 +56,51 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
             return max(float(ms) / 1000, 0.0)
         except ValueError:
             pass
-    if (seconds := headers.get("Retry-After")) is not None:
+    if (seconds := headers.get("retry-after")) is not None:
         try:
             return max(float(seconds), 0.0)
         except ValueError:
             return None
     return None
+
+
+def upstream_error_from_body(
+    status: int, body: bytes, headers: Mapping[str, str] | None = None
+) -> UpstreamError:
+    """Keep the upstream's own message and code when it sent an error envelope.
+
+    Understands OpenAI's `{"error": {"message", "code", "param"}}`, Anthropic's
+    `{"type": "error", "error": {"type", "message"}}` and Google's
+    `{"error": {"code": 400, "message", "status"}}`. Header names are matched in lower case.
+    """
+    message = body[:2000].decode("utf-8", "replace").strip() or f"HTTP {status}"
+    code: str | None = None
+    param: str | None = None
+    try:
+        decoded = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        decoded = None
+    if isinstance(decoded, dict):
+        error = decoded.get("error", decoded)
+        if isinstance(error, dict):
+            message = str(error.get("message") or message)
+            # OpenAI's `code`; else Anthropic's error `type` or Google's `status` name.
+            kind = "type" if decoded.get("type") == "error" else "status"
+            for field in ("code", kind):
+                if isinstance(error.get(field), str):
+                    code = error[field]
+                    break
+            param = error.get("param") if isinstance(error.get("param"), str) else None
+        elif isinstance(error, str):
+            message = error
+    return UpstreamError(
+        message,
+        failure="http",
+        status=status,
+        retry_after=parse_retry_after(headers or {}),
+        code=code,
+        param=param,
+    )
 
 
 def decode_json(provider: str, data: bytes, what: str) -> dict[str, Any]:
@@ -64,8 +119,16 @@ def decode_json(provider: str, data: bytes, what: str) -> dict[str, Any]:
     return decoded
 
 
+async def _error_status(response: Response) -> UpstreamError:
+    return upstream_error_from_body(response.status, await response.read(), response.headers)
+
+
 class HttpUpstream:
-    """A provider reached over HTTP; subclasses set `dialect` and implement the calls."""
+    """A provider reached over HTTP; subclasses set `dialect` and implement the calls.
+
+    `post_json` and `open_stream` raise only `UpstreamError`: an error status with the
+    upstream's own message, a timeout, a refused or dropped connection.
+    """
 
     dialect = ""
 
@@ -73,46 +136,71 @@ class HttpUpstream:
         self.name = name
         self.not_ready_reason = ""
         self._settings = settings
-        self._session: aiohttp.ClientSession | None = None
+        self._client: HttpClient | None = None
 
     @property
     def ready(self) -> bool:
-        return self._session is not None
+        return self._client is not None
 
     async def start(self) -> None:
         settings = self._settings
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                limit=settings.max_connections, keepalive_timeout=60, enable_cleanup_closed=False
-            ),
-            timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=settings.connect_timeout, sock_read=settings.read_timeout
-            ),
-            skip_auto_headers=("User-Agent",),
-            # Upstream APIs authenticate by header; a cookie jar would only cost time on
-            # every request and response.
-            cookie_jar=aiohttp.DummyCookieJar(),
+        self._client = HttpClient(
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+            max_connections=settings.max_connections,
         )
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
 
-    def post(
-        self, url: str, body: Any, headers: Mapping[str, str], sent: list[Any] | None = None
-    ) -> Any:
-        """Start a POST (an async context manager yielding the response).
+    async def _post(
+        self, url: str, body: Any, headers: Mapping[str, str], sent: list[Any] | None
+    ) -> Response:
+        """POST `body` as JSON; the response once its head is in, its status below 400.
 
         `sent`, when given, receives the body exactly as sent (`debug.echo_upstream_body`).
         """
         if sent is not None:
             sent.append(body)
-        if self._session is None:
+        if self._client is None:
             raise UpstreamError(f"provider {self.name!r} is not started", failure="connection")
-        return self._session.post(url, data=orjson.dumps(body), headers=headers)
+        try:
+            response = await self._client.post(url, dict(headers), orjson.dumps(body))
+            if response.status >= 400:
+                raise await _error_status(response)
+        except HttpClientError as exc:
+            raise self.transport_error(exc) from None
+        except ValueError as exc:  # a header value no HTTP request can carry
+            raise UpstreamError(
+                f"cannot call upstream {self.name!r}: {exc}", failure="connection"
+            ) from None
+        return response
 
-    async def events(self, response: aiohttp.ClientResponse) -> AsyncIterator[SseEvent]:
+    async def post_json(
+        self, url: str, body: Any, headers: Mapping[str, str], sent: list[Any] | None = None
+    ) -> tuple[int, bytes]:
+        """POST `body` and read the whole answer: its status (below 400) and its bytes."""
+        response = await self._post(url, body, headers, sent)
+        try:
+            return response.status, await response.read()
+        except HttpClientError as exc:
+            raise self.transport_error(exc) from None
+
+    @contextlib.asynccontextmanager
+    async def open_stream(
+        self, url: str, body: Any, headers: Mapping[str, str], sent: list[Any] | None = None
+    ) -> AsyncIterator[Response]:
+        """POST `body` and hold the response open, for `events`; the connection is released
+        when the block ends (and closed if the body was not read to its end)."""
+        response = await self._post(url, body, headers, sent)
+        try:
+            yield response
+        finally:
+            response.release()
+
+    async def events(self, response: Response) -> AsyncIterator[SseEvent]:
         """The response body as server-sent events, each yielded as soon as it is complete.
 
         Handles `event:` names and multi-line `data:`; comments and `id:`/`retry:` fields
@@ -120,26 +208,37 @@ class HttpUpstream:
         """
         name = "message"
         data: list[bytes] = []
-        async for raw_line in response.content:
-            line = raw_line.rstrip(b"\r\n")
-            if not line:
-                if data:
-                    yield name, b"\n".join(data)
-                name, data = "message", []
-                continue
-            if line.startswith(b"data:"):
-                data.append(line[5:].lstrip(b" "))
-            elif line.startswith(b"event:"):
-                name = line[6:].strip().decode("utf-8", "replace")
+        pending = b""
+        while True:
+            try:
+                chunk = await response.next_chunk()
+            except HttpClientError as exc:
+                raise self.transport_error(exc) from None
+            if chunk is None:
+                lines = [pending] if pending else []
+            else:
+                lines = (pending + chunk).split(b"\n")
+                pending = lines.pop()
+            for raw_line in lines:
+                line = raw_line.rstrip(b"\r")
+                if not line:
+                    if data:
+                        yield name, b"\n".join(data)
+                    name, data = "message", []
+                elif line.startswith(b"data:"):
+                    data.append(line[5:].lstrip(b" "))
+                elif line.startswith(b"event:"):
+                    name = line[6:].strip().decode("utf-8", "replace")
+            if chunk is None:
+                break
         if data:
             yield name, b"\n".join(data)
 
-    def transport_error(self, exc: Exception) -> UpstreamError:
-        """A timeout or connection failure of aiohttp's, in our terms."""
-        if isinstance(exc, TimeoutError):
-            message = f"upstream {self.name!r} timed out: {exc}".rstrip(": ")
-            return UpstreamError(message, failure="timeout")
-        if isinstance(exc, aiohttp.ClientPayloadError):
+    def transport_error(self, exc: HttpClientError) -> UpstreamError:
+        """A timeout or connection failure of the HTTP client's, in our terms."""
+        if isinstance(exc, TimeoutError) or (isinstance(exc, ConnectFailed) and exc.timed_out):
+            return UpstreamError(f"upstream {self.name!r} timed out: {exc}", failure="timeout")
+        if isinstance(exc, ConnectionDropped) and exc.answered:
             message = f"upstream {self.name!r} closed the connection mid-answer: {exc}"
             return UpstreamError(message, failure="stream_interrupted")
         return UpstreamError(f"could not reach upstream {self.name!r}: {exc}", failure="connection")

@@ -7,11 +7,45 @@ record is made, and are `None` when the caller sent `store: false`.
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-__all__ = ["LogRecord"]
+__all__ = ["LogRecord", "new_log_id"]
+
+_RANDOM_BYTES = 10  # 80 random bits after a 48-bit millisecond time, as in a UUIDv7
+_TAILS_PER_READ = 400
+
+
+class _LogIds:
+    """Log ids: 32 hex digits, a millisecond timestamp then 80 bits from the OS's random
+    source, so they sort by time like UUIDv7s.
+
+    Why time first: the id is the log table's primary key, and random keys land on random
+    pages of its index, which grow costlier to update as the log grows (from 13 to 21 µs
+    per record written by 120k rows, against a flat 12.5 µs for ordered ones). Why the
+    random part is read 4 KB at a time: one `getrandom` system call per request cost about
+    4% of a proxied request's CPU on a virtual machine. Safe from any thread: `list.pop`
+    is atomic, and two threads refilling at once only waste a read.
+    """
+
+    def __init__(self) -> None:
+        self._tails: list[str] = []
+
+    def __call__(self) -> str:
+        try:
+            tail = self._tails.pop()
+        except IndexError:
+            block = os.urandom(_RANDOM_BYTES * _TAILS_PER_READ).hex()
+            step = 2 * _RANDOM_BYTES
+            self._tails = [block[i : i + step] for i in range(step, len(block), step)]
+            tail = block[:step]
+        return f"{time.time_ns() // 1_000_000:012x}{tail}"
+
+
+new_log_id = _LogIds()
 
 
 @dataclass(slots=True)

@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
-
 from crossroads.config import AnthropicProviderConfig
 from crossroads.providers.anthropic.parameters import ANTHROPIC_CAPABILITIES
 from crossroads.providers.anthropic.translate import (
@@ -21,7 +19,6 @@ from crossroads.providers.anthropic.translate import (
 )
 from crossroads.providers.base import UpstreamCall, UpstreamError
 from crossroads.providers.http import HttpUpstream, decode_json
-from crossroads.providers.openai import upstream_error_from_body
 
 __all__ = ["AnthropicProvider"]
 
@@ -49,21 +46,13 @@ class AnthropicProvider(HttpUpstream):
 
     async def complete(self, call: UpstreamCall) -> dict[str, Any]:
         request = map_request(call.body, default_max_tokens=self._config.default_max_tokens)
-        try:
-            async with self.post(
-                self._url, request.body, self._headers(call), call.sent
-            ) as response:
-                body = await response.read()
-                if response.status >= 400:
-                    raise upstream_error_from_body(response.status, body, response.headers)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise self.transport_error(exc) from None
+        status, body = await self.post_json(self._url, request.body, self._headers(call), call.sent)
         message = decode_json(self.name, body, "a body")
         if message.get("type") != "message" or not isinstance(message.get("content"), list):
             raise UpstreamError(
                 f"upstream {self.name!r} returned JSON that is not a Messages API message",
                 failure="malformed",
-                status=response.status,
+                status=status,
             )
         return map_response(message, request)
 
@@ -72,21 +61,15 @@ class AnthropicProvider(HttpUpstream):
             call.body, default_max_tokens=self._config.default_max_tokens, stream=True
         )
         mapper = StreamMapper(request)
-        try:
-            async with self.post(
-                self._url, request.body, self._headers(call), call.sent
-            ) as response:
-                if response.status >= 400:
-                    body = await response.read()
-                    raise upstream_error_from_body(response.status, body, response.headers)
-                async for name, data in self.events(response):
-                    event = decode_json(self.name, data, "a stream event")
-                    kind = event.get("type")
-                    for chunk in mapper.feed(kind if isinstance(kind, str) else name, event):
-                        yield chunk
-                    if mapper.finished:
-                        break
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise self.transport_error(exc) from None
+        async with self.open_stream(
+            self._url, request.body, self._headers(call), call.sent
+        ) as response:
+            async for name, data in self.events(response):
+                event = decode_json(self.name, data, "a stream event")
+                kind = event.get("type")
+                for chunk in mapper.feed(kind if isinstance(kind, str) else name, event):
+                    yield chunk
+                if mapper.finished:
+                    break
         if not mapper.finished:
             raise self.interrupted()

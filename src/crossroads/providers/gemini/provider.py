@@ -12,15 +12,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
-
 from crossroads.config import GeminiProviderConfig
 from crossroads.providers.base import UpstreamCall, UpstreamError
 from crossroads.providers.gemini.parameters import GEMINI_CAPABILITIES
 from crossroads.providers.gemini.schema import SchemaCache
 from crossroads.providers.gemini.translate import StreamMapper, map_request, map_response
 from crossroads.providers.http import HttpUpstream, decode_json
-from crossroads.providers.openai import upstream_error_from_body
 
 __all__ = ["GeminiProvider"]
 
@@ -50,19 +47,13 @@ class GeminiProvider(HttpUpstream):
     async def complete(self, call: UpstreamCall) -> dict[str, Any]:
         request = map_request(call.body, self._schemas)
         url = self._url(request.model, "generateContent")
-        try:
-            async with self.post(url, request.body, self._headers(call), call.sent) as response:
-                body = await response.read()
-                if response.status >= 400:
-                    raise upstream_error_from_body(response.status, body, response.headers)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise self.transport_error(exc) from None
+        status, body = await self.post_json(url, request.body, self._headers(call), call.sent)
         decoded = decode_json(self.name, body, "a body")
         if "candidates" not in decoded and "promptFeedback" not in decoded:
             raise UpstreamError(
                 f"upstream {self.name!r} returned JSON that is not a GenerateContentResponse",
                 failure="malformed",
-                status=response.status,
+                status=status,
             )
         return map_response(decoded, request)
 
@@ -70,16 +61,10 @@ class GeminiProvider(HttpUpstream):
         request = map_request(call.body, self._schemas)
         url = self._url(request.model, "streamGenerateContent") + "?alt=sse"
         mapper = StreamMapper(request)
-        try:
-            async with self.post(url, request.body, self._headers(call), call.sent) as response:
-                if response.status >= 400:
-                    body = await response.read()
-                    raise upstream_error_from_body(response.status, body, response.headers)
-                async for _name, data in self.events(response):
-                    for chunk in mapper.feed(decode_json(self.name, data, "a stream event")):
-                        yield chunk
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise self.transport_error(exc) from None
+        async with self.open_stream(url, request.body, self._headers(call), call.sent) as response:
+            async for _name, data in self.events(response):
+                for chunk in mapper.feed(decode_json(self.name, data, "a stream event")):
+                    yield chunk
         if not mapper.finished:
             raise self.interrupted()
         for chunk in mapper.finish():
