@@ -124,6 +124,13 @@ def _run(config: Config, host: str | None, port: int | None) -> None:
     # view, the full collections that per-request garbage triggers have far less to walk.
     gc.collect()
     gc.freeze()
+    # A young generation of 10,000 objects instead of 700. Log records wait up to a flush
+    # interval for the writer, so at the default they survived into the old generation by
+    # the thousand and set off a full collection (about 30 ms) every ~1,400 requests: the
+    # collector took a fifth of the CPU under load. Measured at c64 against the mock
+    # upstream: 170 -> 150 us of CPU per request, full collections from 25 to about 1 per
+    # 40k requests; a young collection now pauses about 2 ms every few hundred requests.
+    gc.set_threshold(10_000, 10, 10)
     uvicorn.run(
         app,
         host=bind_host,
