@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from crossroads.providers import http_client
 from crossroads.providers.http_client import (
     ConnectFailed,
     ConnectionDropped,
@@ -359,4 +360,42 @@ async def test_a_cancelled_call_closes_its_connection(client: HttpClient) -> Non
             await call
         response = await client.post(server.url, {}, b"{}")  # never the late answer
         assert await response.read() == b'{"late": true}'
+    assert server.connections == 2
+
+
+async def test_a_stream_ended_early_keeps_its_connection_if_the_body_end_follows(
+    client: HttpClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http_client, "_LINGER_S", 0.2)
+    late = asyncio.Event()
+
+    def make(server: RawServer) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while True:
+                await server.read_request(reader)
+                writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                writer.write(b"e\r\ndata: [DONE]\n\n\r\n")
+                await writer.drain()
+                await asyncio.sleep(0.05)
+                writer.write(b"0\r\n\r\n" if not late.is_set() else b"")
+                await writer.drain()
+                if late.is_set():
+                    await asyncio.sleep(1)
+
+        return handler
+
+    async with await serve(make) as server:
+        for _ in range(3):  # the body's end follows: one connection serves every call
+            response = await client.post(server.url, {}, b"{}")
+            assert await response.next_chunk() == b"data: [DONE]\n\n"
+            response.release(ended=True)
+            await asyncio.sleep(0.1)  # the body's end arrives; the connection is parked
+        assert server.connections == 1
+        late.set()  # now the body never ends: the connection is given up, not reused
+        response = await client.post(server.url, {}, b"{}")
+        await response.next_chunk()
+        response.release(ended=True)
+        await asyncio.sleep(0.4)
+        late.clear()
+        assert await (await client.post(server.url, {}, b"{}")).next_chunk() is not None
     assert server.connections == 2

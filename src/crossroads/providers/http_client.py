@@ -39,6 +39,10 @@ __all__ = [
 # Past this many unread bytes of a response the socket stops being read until the consumer
 # catches up, so a slow reader cannot make the gateway buffer an upstream's whole answer.
 _HIGH_WATER = 256 * 1024
+# How long a connection whose answer is over (an SSE `[DONE]`) may wait for the end of the
+# HTTP body before it is given up: an upstream sends it right after, and a connection that
+# is kept saves a new TCP (and TLS) handshake on the next call.
+_LINGER_S = 1.0
 
 
 class HttpClientError(Exception):
@@ -147,9 +151,17 @@ class Response:
             self._connection.resume()
         return chunk
 
-    def release(self) -> None:
+    def release(self, *, ended: bool = False) -> None:
+        """Done with this response. `ended`: the consumer saw the answer's own end (say, an
+        SSE `[DONE]`) before the body's, so the connection may be kept if the body's end
+        follows at once; otherwise an unfinished body closes it, which also tells the
+        upstream to stop generating."""
         connection, self._connection = self._connection, None
-        if connection is not None:
+        if connection is None:
+            return
+        if ended and not self._done and self._error is None:
+            connection.linger()
+        else:
             connection.finish(reusable=self._done and self._error is None)
 
     async def _wait(self) -> None:
@@ -204,6 +216,7 @@ class _Connection(asyncio.Protocol):
         self._length_known = False  # Content-Length or chunked: the end is not the close
         self._keep_alive = False  # as the response head says (llhttp forgets after the body)
         self._paused = False
+        self._lingering = False
         self._last_read = 0.0
         self._timer: asyncio.TimerHandle | None = None
 
@@ -222,6 +235,7 @@ class _Connection(asyncio.Protocol):
 
     def finish(self, *, reusable: bool) -> None:
         """The consumer is done with the current response."""
+        self._lingering = False
         self._response = None
         self._head = None
         if self._timer is not None:
@@ -232,6 +246,14 @@ class _Connection(asyncio.Protocol):
             self._client._park(self)
         else:
             self.close()
+
+    def linger(self) -> None:
+        """Read on, discarding, until the body ends (then park) or `_LINGER_S` passes (close)."""
+        self._lingering = True
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_later(_LINGER_S, self.close)
+        self.resume()
 
     def close(self) -> None:
         if not self.closed:
@@ -324,12 +346,16 @@ class _Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         assert self._response is not None
+        if self._lingering:
+            return  # the rest of an answer nobody reads any more
         if not self._response._body(body) and not self._paused and self.transport is not None:
             self._paused = True
             self.transport.pause_reading()
 
     def on_message_complete(self) -> None:
-        if self._response is not None:
+        if self._lingering:
+            self.finish(reusable=True)
+        elif self._response is not None:
             self._response._complete()
 
     def _fail(self, error: HttpClientError) -> None:

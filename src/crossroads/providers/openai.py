@@ -83,6 +83,7 @@ class OpenAIProvider(HttpUpstream):
             async for _event, data in self.events(response):
                 if data == _DONE:
                     saw_done = True
+                    response.release(ended=True)
                     break
                 chunk = self._decode_chunk(data)
                 if any(c.get("finish_reason") for c in chunk.get("choices") or ()):

@@ -70,6 +70,7 @@ class AnthropicProvider(HttpUpstream):
                 for chunk in mapper.feed(kind if isinstance(kind, str) else name, event):
                     yield chunk
                 if mapper.finished:
+                    response.release(ended=True)
                     break
         if not mapper.finished:
             raise self.interrupted()
