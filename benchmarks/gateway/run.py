@@ -30,7 +30,8 @@ It installs `wrk` and `nginx-light` with apt-get when they are missing, and matp
 running virtualenv when it is missing; matplotlib is a benchmark-only tool, not a dependency
 of the package. LiteLLM and Portkey install themselves on first use into
 `benchmarks/gateway/.tools/` (git-ignored; LiteLLM takes about two minutes and 750 MB) and are
-reused afterwards. Results go to `benchmarks/results/gateway.json` and `gateway.png`.
+reused afterwards. Results go to `benchmarks/results/gateway.json` and `gateway.png`; a
+`--targets` subset writes `gateway-<targets>.json` and `.png` instead.
 """
 
 from __future__ import annotations
@@ -401,12 +402,15 @@ def main() -> None:
             shown = f"{value:.3f}" if isinstance(value, float) else str(value)
             print(f"  {key:<28} {shown}")
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "gateway.json"
+    # A subset run does not replace the full run's results (the README's table).
+    stem = "gateway" if set(args.targets) == set(names) else "-".join(["gateway", *args.targets])
+    out = RESULTS / f"{stem}.json"
     settings = {k: v for k, v in vars(args).items() if k != "targets"}
+    settings["targets"] = list(args.targets)
     document = {"settings": settings, "targets": results, "crossroads_vs_targets": summary}
     out.write_text(json.dumps(document, indent=2) + "\n")
     print(f"wrote {out}")
-    draw(results, RESULTS / "gateway.png")
+    draw(results, RESULTS / f"{stem}.png")
 
 
 if __name__ == "__main__":
