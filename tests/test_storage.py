@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta, timezone
@@ -388,3 +389,15 @@ def test_log_ids_are_unique_hex_and_sort_by_time() -> None:
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in [*first, later])
     assert all(later > earlier for earlier in first)
     assert abs(int(later[:12], 16) - time.time_ns() // 1_000_000) < 1000  # milliseconds now
+
+
+async def test_sqlite_log_writes_use_one_thread_that_close_ends(tmp_path: Path) -> None:
+    store = LogStore(create_engine(f"sqlite:///{tmp_path / 'log.db'}"))
+    await store.open()
+    for batch in range(3):
+        await store.write([_record(f"t{batch}-{i}") for i in range(100)])
+    writers = [t for t in threading.enumerate() if t.name.startswith("crossroads-log-writer")]
+    assert len(writers) == 1
+    assert len(await store.query(limit=1000)) == 300  # committed, visible to the engine
+    await store.close()
+    assert not writers[0].is_alive()

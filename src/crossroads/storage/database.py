@@ -18,7 +18,14 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-__all__ = ["create_engine", "default_database_url", "json_text", "normalise_url"]
+__all__ = [
+    "configure_sqlite",
+    "create_engine",
+    "default_database_url",
+    "json_text",
+    "normalise_url",
+    "sqlite_file",
+]
 
 _ASYNC_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -40,7 +47,8 @@ def normalise_url(url: str | URL) -> URL:
     return parsed.set(drivername=driver) if driver else parsed
 
 
-def _sqlite_file(url: URL) -> Path | None:
+def sqlite_file(url: URL) -> Path | None:
+    """The file a SQLite URL names; None for an in-memory database."""
     database = url.database
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
@@ -49,7 +57,8 @@ def _sqlite_file(url: URL) -> Path | None:
     return Path(database).expanduser()
 
 
-def _configure_sqlite(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+def configure_sqlite(dbapi_connection: Any, _record: ConnectionPoolEntry | None = None) -> None:
+    """WAL with `synchronous=NORMAL`: what a write-heavy log wants, on every connection."""
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -78,7 +87,7 @@ def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
     """
     parsed = normalise_url(url)
     if parsed.get_backend_name() == "sqlite":
-        path = _sqlite_file(parsed)
+        path = sqlite_file(parsed)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
     else:
@@ -86,5 +95,5 @@ def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
     kwargs.setdefault("json_serializer", json_text)
     engine = create_async_engine(parsed, **kwargs)
     if parsed.get_backend_name() == "sqlite":
-        event.listen(engine.sync_engine, "connect", _configure_sqlite)
+        event.listen(engine.sync_engine, "connect", configure_sqlite)
     return engine

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from collections import deque
 
 from sqlalchemy import exc as sa_exc
@@ -34,6 +35,10 @@ def _is_data_error(error: BaseException) -> bool:
     recognise) counts as transient: the records are kept and retried.
     """
     if isinstance(error, sa_exc.IntegrityError | sa_exc.DataError):
+        return True
+    # The same, from the stdlib driver that writes SQLite logs (a duplicate id, a value
+    # no column can hold); its OperationalError (a locked file) stays transient.
+    if isinstance(error, sqlite3.IntegrityError | sqlite3.DataError | sqlite3.InterfaceError):
         return True
     if isinstance(error, sa_exc.DBAPIError):
         # SQLSTATE classes 22 (data exception) and 23 (integrity constraint violation).
