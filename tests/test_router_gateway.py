@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,8 @@ from typer.testing import CliRunner
 
 from crossroads.catalog import Catalog
 from crossroads.cli import app as cli_app
-from crossroads.config import ConfigError, QueryType, RouterConfig, parse_config
+from crossroads.config import ConfigError, RouterConfig, parse_config
 from crossroads.router import (
-    QUERY_TYPES,
     LabelledRow,
     QualityRouter,
     RouterArtifactError,
@@ -281,10 +279,6 @@ def test_quality_priors_are_probabilities(fake_upstream: FakeOpenAI, tmp_path: P
     data["models"]["weak"]["quality"] = 1.5
     with pytest.raises(ConfigError, match="quality"):
         parse_config(data)
-
-
-def test_config_query_types_are_the_classifier_labels() -> None:
-    assert typing.get_args(QueryType) == QUERY_TYPES
 
 
 def test_a_profile_missing_from_the_artifact_is_refused(

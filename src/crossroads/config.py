@@ -324,6 +324,8 @@ class ModelConfig(_Strict):
     router_profile: str | None = None
 
 
+# What `router/querytype.classify` can label a prompt, in its tie-break order (the single
+# list of them: the classifier reads it from here).
 QueryType = Literal[
     "code",
     "math",

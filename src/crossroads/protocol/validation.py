@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from crossroads.protocol.errors import GatewayError
+from crossroads.protocol.errors import GatewayError, bad_request
 
-__all__ = ["body_path", "validation_error"]
+__all__ = ["body_path", "validate_body", "validation_error"]
+
+Model = TypeVar("Model", bound=BaseModel)
 
 _BACKTICKED = re.compile(r"`([a-z_]+)`")
 
@@ -75,3 +77,23 @@ def validation_error(exc: ValidationError, body: Any) -> GatewayError:
         named = _BACKTICKED.search(detail)
         param = named.group(1) if named else None
     return GatewayError(400, message.replace("..", "."), param=param, code="invalid_value")
+
+
+def validate_body(model: type[Model], body: dict[str, Any], noun: str) -> Model:
+    """`model` from a decoded JSON object, or the 400 that says what to fix: an unknown
+    field is named with the fields `noun` has ("Unrecognized field: 'x'. A key has: …"),
+    anything else as `validation_error` describes it. For the admin and feedback bodies,
+    whose models forbid extra fields."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            if error["type"] == "extra_forbidden":
+                field = body_path(error["loc"], body)
+                known = ", ".join(model.model_fields)
+                raise bad_request(
+                    f"Unrecognized field: '{field}'. {noun} has: {known}.",
+                    param=field,
+                    code="unknown_parameter",
+                ) from None
+        raise validation_error(exc, body) from None

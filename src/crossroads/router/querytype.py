@@ -11,21 +11,14 @@ that matches nothing is `chat`.
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Final, get_args
+
+from crossroads.config import QueryType
 
 __all__ = ["QUERY_TYPES", "classify", "type_scores"]
 
-QUERY_TYPES: Final = (
-    "code",
-    "math",
-    "summarization",
-    "translation",
-    "extraction",
-    "creative_writing",
-    "reasoning",
-    "knowledge",
-    "chat",
-)
+# The labels, in tie-break order; config rules are validated against the same `Literal`.
+QUERY_TYPES: Final[tuple[str, ...]] = get_args(QueryType)
 
 _PREFIX: Final = 2000  # characters read: the request itself is stated early
 _I = re.MULTILINE  # patterns are lower case and run on lower-cased text (much faster)

@@ -31,6 +31,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crossroads.config import ModelConfig, RouterConfig
+from crossroads.periodic import Periodic
 from crossroads.router.data import LabelledRow, read_rows
 from crossroads.router.from_log import feedback_rows
 from crossroads.router.predictor import MIN_ROWS_PER_MODEL, QualityRouter
@@ -63,7 +64,13 @@ class Retrainer:
         self._engine = engine
         self._config = config
         self._models = models
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(
+            self.retrain_once,
+            config.retrain_interval or 0.0,
+            name="router-retrainer",
+            logger=_log,
+            failure="router: retraining failed; the current router stays",
+        )
         self.rounds = 0  # retrained artifacts swapped in
 
     @property
@@ -71,24 +78,11 @@ class Retrainer:
         return bool(self._config.retrain_interval)
 
     def start(self) -> None:
-        if self.enabled and self._task is None:
-            self._task = asyncio.create_task(self._run(), name="router-retrainer")
+        if self.enabled:
+            self._periodic.start()
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        assert self._config.retrain_interval
-        while True:
-            await asyncio.sleep(self._config.retrain_interval)
-            try:
-                await self.retrain_once()
-            except Exception:
-                _log.exception("router: retraining failed; the current router stays")
+        await self._periodic.aclose()
 
     async def retrain_once(self) -> QualityRouter | None:
         """Train on the log's rated requests plus `retrain_data`; None when too few rows."""

@@ -19,8 +19,6 @@ Redis being unreachable only pauses the exchange: routing goes on with local sta
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -32,6 +30,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from crossroads.periodic import Periodic
 from crossroads.routing.breaker import Breakers
 from crossroads.routing.stats import LiveStats
 
@@ -62,30 +61,31 @@ class SharedRouting:
         self._interval = interval
         self._clock = clock
         self.replica = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self._task: asyncio.Task[None] | None = None
+        self._failing = False  # warned once per outage, not on every failed exchange
+        self._periodic = Periodic(
+            self._exchange,
+            interval,
+            name="shared-routing",
+            logger=logger,
+            failure="sharing routing state failed",
+            immediately=True,
+        )
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="shared-routing")
+        self._periodic.start()
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._periodic.aclose()
         await self._redis.aclose()
 
-    async def _run(self) -> None:
-        failing = False
-        while True:
-            try:
-                await self.sync()
-                failing = False
-            except (RedisError, OSError) as exc:
-                if not failing:
-                    logger.warning("cannot share routing state through Redis: %s", exc)
-                failing = True
-            await asyncio.sleep(self._interval)
+    async def _exchange(self) -> None:
+        try:
+            await self.sync()
+            self._failing = False
+        except (RedisError, OSError) as exc:
+            if not self._failing:
+                logger.warning("cannot share routing state through Redis: %s", exc)
+            self._failing = True
 
     def _epoch(self, moment: float) -> float:
         """A `clock` reading as Unix time, so replicas can compare it."""

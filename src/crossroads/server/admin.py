@@ -21,7 +21,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
 )
 from sqlalchemy import exc as sa_exc
@@ -30,7 +29,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from crossroads.protocol.errors import GatewayError, bad_request
-from crossroads.protocol.validation import body_path, validation_error
+from crossroads.protocol.validation import validate_body
 from crossroads.server.responses import JSONResponse, error_response
 from crossroads.server.state import AppState
 from crossroads.storage.key_store import BudgetPeriod, VirtualKey
@@ -135,19 +134,7 @@ async def _settings(request: Request) -> KeySettings:
         ) from None
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object.", code="invalid_value")
-    try:
-        return KeySettings.model_validate(body)
-    except ValidationError as exc:
-        for error in exc.errors(include_url=False):
-            if error["type"] == "extra_forbidden":
-                field = body_path(error["loc"], body)
-                known = ", ".join(KeySettings.model_fields)
-                raise bad_request(
-                    f"Unrecognized field: '{field}'. A key has: {known}.",
-                    param=field,
-                    code="unknown_parameter",
-                ) from None
-        raise validation_error(exc, body) from None
+    return validate_body(KeySettings, body, "A key")
 
 
 def _not_found(key_id: str) -> GatewayError:

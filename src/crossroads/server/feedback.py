@@ -16,13 +16,13 @@ import logging
 from typing import Annotated, Any
 
 import orjson
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from sqlalchemy import exc as sa_exc
 from starlette.requests import Request
 from starlette.responses import Response
 
 from crossroads.protocol.errors import GatewayError, bad_request
-from crossroads.protocol.validation import body_path, validation_error
+from crossroads.protocol.validation import validate_body
 from crossroads.server.responses import JSONResponse, error_response
 from crossroads.server.state import AppState
 from crossroads.storage.feedback_store import COMMENT_MAX_CHARS, Feedback, FeedbackStore
@@ -114,19 +114,7 @@ def _parse(raw: bytes) -> FeedbackBody:
             'The request body must be a JSON object: {"log_id": …, "score": …}.',
             code="invalid_value",
         )
-    try:
-        return FeedbackBody.model_validate(body)
-    except ValidationError as exc:
-        for error in exc.errors(include_url=False):
-            if error["type"] == "extra_forbidden":
-                field = body_path(error["loc"], body)
-                known = ", ".join(FeedbackBody.model_fields)
-                raise bad_request(
-                    f"Unrecognized field: '{field}'. Feedback has: {known}.",
-                    param=field,
-                    code="unknown_parameter",
-                ) from None
-        raise validation_error(exc, body) from None
+    return validate_body(FeedbackBody, body, "Feedback")
 
 
 async def _visible(state: AppState, log_id: str, key_id: str | None) -> bool:

@@ -8,14 +8,13 @@ The index on `created_at` serves both the cut-off lookup and the deletes.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from crossroads.periodic import Periodic
 from crossroads.storage.schema import request_log
 
 __all__ = ["LogPruner"]
@@ -40,32 +39,29 @@ class LogPruner:
         self._max_age = max_age
         self._max_rows = max_rows
         self._interval = interval
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(
+            self._prune_and_report,
+            interval,
+            name="log-pruner",
+            logger=logger,
+            failure="log retention pass failed",
+            immediately=True,
+        )
 
     @property
     def enabled(self) -> bool:
         return self._max_age is not None or self._max_rows is not None
 
     def start(self) -> None:
-        if self.enabled and self._task is None:
-            self._task = asyncio.create_task(self._run(), name="log-pruner")
+        if self.enabled:
+            self._periodic.start()
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._periodic.aclose()
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                deleted = await self.prune()
-                if deleted:
-                    logger.info("log retention deleted %d records", deleted)
-            except Exception:  # a failed pass is retried next interval; serving goes on
-                logger.exception("log retention pass failed")
-            await asyncio.sleep(self._interval)
+    async def _prune_and_report(self) -> None:
+        if deleted := await self.prune():
+            logger.info("log retention deleted %d records", deleted)
 
     async def prune(self, now: datetime | None = None) -> int:
         """One retention pass; returns how many records it deleted."""
