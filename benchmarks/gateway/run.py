@@ -327,9 +327,12 @@ def draw(results: dict[str, dict[str, Any]], path: Path) -> None:
     for i, name in enumerate(names):
         xs = [c + (i - (len(names) - 1) / 2) * width for c in range(len(concurrencies))]
         load = results[name]["load"]
-        throughput.bar(xs, [load[c]["rps"] for c in concurrencies], width, label=name)
+        colour = f"C{i}"  # one colour per target in both panels
+        throughput.bar(xs, [load[c]["rps"] for c in concurrencies], width, label=name, color=colour)
         if name != "direct":
-            latency.bar(xs, [load[c]["added_p50_ms"] for c in concurrencies], width, label=name)
+            added = [load[c]["added_p50_ms"] for c in concurrencies]
+            latency.bar(xs, added, width, label=name, color=colour)
+    latency.set_yscale("symlog", linthresh=1)  # 0.1 ms beside 300 ms stays readable
     for axis, title in ((throughput, "requests/s (log)"), (latency, "added p50 latency, ms")):
         axis.set_xticks(range(len(concurrencies)), [f"c{c}" for c in concurrencies])
         axis.set_title(title)
