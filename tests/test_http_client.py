@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -399,3 +402,60 @@ async def test_a_stream_ended_early_keeps_its_connection_if_the_body_end_follows
         late.clear()
         assert await (await client.post(server.url, {}, b"{}")).next_chunk() is not None
     assert server.connections == 2
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate for `localhost`, made with the openssl command."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = str(folder / "cert.pem"), str(folder / "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+         "-keyout", key, "-out", cert],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_https_is_verified_and_kept_alive(certificate: tuple[str, str]) -> None:
+    cert, key = certificate
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(cert, key)
+    trusting = ssl.create_default_context(cafile=cert)
+    connections = 0
+    requests: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                requests.append(head + await reader.readexactly(2))
+                writer.write(json_answer())
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=served)
+    port = server.sockets[0].getsockname()[1]
+    url = f"https://localhost:{port}/v1/chat/completions"
+    trusted = HttpClient(connect_timeout=5, read_timeout=5, max_connections=2, tls=trusting)
+    default = HttpClient(connect_timeout=5, read_timeout=5, max_connections=2)
+    try:
+        for _ in range(3):
+            assert await (await trusted.post(url, {}, b"{}")).read() == b'{"ok": true}'
+        assert connections == 1
+        assert f"\r\nHost: localhost:{port}\r\n".encode() in requests[0]
+        assert b"\r\nAccept-Encoding: identity\r\n" in requests[0]
+        # An unknown issuer is refused by the system's trusted roots: nothing is sent.
+        with pytest.raises(ConnectFailed, match="certificate"):
+            await default.post(url, {}, b"{}")
+        assert len(requests) == 3
+    finally:
+        await trusted.aclose()
+        await default.aclose()
+        server.close()

@@ -11,7 +11,7 @@ llhttp's (httptools, which uvicorn also uses), including chunked transfer-encodi
 
 Timeouts: `connect_timeout` bounds opening a connection (and its TLS handshake);
 `read_timeout` bounds each wait for bytes from the upstream, so a stream that keeps
-producing is never cut off, while one that stalls is. No `Accept-Encoding` is sent, so
+producing is never cut off, while one that stalls is. `Accept-Encoding: identity` is sent, so
 answers arrive uncompressed and are forwarded as they come.
 """
 
@@ -367,7 +367,8 @@ class _Connection(asyncio.Protocol):
 
 class HttpClient:
     """Pooled keep-alive connections, at most `max_connections` open at once (callers past
-    that wait for one to be free); idle connections are reused for `keepalive` seconds."""
+    that wait for one to be free); idle connections are reused for `keepalive` seconds.
+    `https://` URLs are verified against `tls`, by default the system's trusted roots."""
 
     def __init__(
         self,
@@ -376,6 +377,7 @@ class HttpClient:
         read_timeout: float,
         max_connections: int,
         keepalive: float = 60.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -385,7 +387,7 @@ class HttpClient:
         self._open = 0  # connections opening or open, idle or busy
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._targets: dict[str, _Target] = {}
-        self._tls: ssl.SSLContext | None = None
+        self._tls = tls
         self._closed = False
 
     async def post(self, url: str, headers: dict[str, str], body: bytes) -> Response:
@@ -394,7 +396,11 @@ class HttpClient:
         target = self._targets.get(url)
         if target is None:
             target = self._targets[url] = _target(url)
-        head = [f"POST {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\n"]
+        # `identity`: answers arrive uncompressed, so they are forwarded as they come.
+        head = [
+            f"POST {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\n"
+            "Accept-Encoding: identity\r\n"
+        ]
         for name, value in headers.items():
             if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
                 raise ValueError(f"header {name!r} contains a line break")
