@@ -392,12 +392,19 @@ def test_log_ids_are_unique_hex_and_sort_by_time() -> None:
 
 
 async def test_sqlite_log_writes_use_one_thread_that_close_ends(tmp_path: Path) -> None:
+    before = set(threading.enumerate())
     store = LogStore(create_engine(f"sqlite:///{tmp_path / 'log.db'}"))
-    await store.open()
-    for batch in range(3):
-        await store.write([_record(f"t{batch}-{i}") for i in range(100)])
-    writers = [t for t in threading.enumerate() if t.name.startswith("crossroads-log-writer")]
-    assert len(writers) == 1
-    assert len(await store.query(limit=1000)) == 300  # committed, visible to the engine
-    await store.close()
+    try:
+        await store.open()
+        for batch in range(3):
+            await store.write([_record(f"t{batch}-{i}") for i in range(100)])
+        writers = [
+            t
+            for t in set(threading.enumerate()) - before
+            if t.name.startswith("crossroads-log-writer")
+        ]
+        assert len(writers) == 1  # every batch went through the same thread
+        assert len(await store.query(limit=1000)) == 300  # committed, seen by the engine
+    finally:
+        await store.close()
     assert not writers[0].is_alive()
