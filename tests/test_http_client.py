@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from crossroads.providers import http_client
+from crossroads.providers import http_connection
 from crossroads.providers.http_client import (
     ConnectFailed,
     ConnectionDropped,
@@ -369,7 +369,7 @@ async def test_a_cancelled_call_closes_its_connection(client: HttpClient) -> Non
 async def test_a_stream_ended_early_keeps_its_connection_if_the_body_end_follows(
     client: HttpClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(http_client, "_LINGER_S", 0.2)
+    monkeypatch.setattr(http_connection, "_LINGER_S", 0.2)
     late = asyncio.Event()
 
     def make(server: RawServer) -> Handler:
