@@ -481,6 +481,23 @@ async def test_the_schedule_outlives_a_failed_round(
     assert "strong" in learned.predictor.models
 
 
+@pytest.mark.parametrize("interval", [None, 0])
+async def test_without_a_retrain_interval_no_schedule_starts(
+    fake_upstream: FakeOpenAI, tmp_path: Path, interval: float | None
+) -> None:
+    config = parse_config(
+        router_config(fake_upstream, tmp_path / "log.db", retrain_interval=interval)
+    )
+    learned = LearnedRouter(
+        QualityRouter.load_default(), Catalog.from_config(config), config.models, config.router
+    )
+    retrainer = Retrainer(learned, engine=None, config=config.router, models=config.models)  # type: ignore[arg-type]
+    assert not retrainer.enabled
+    retrainer.start()
+    assert "router-retrainer" not in {task.get_name() for task in asyncio.all_tasks()}
+    await retrainer.aclose()
+
+
 def test_the_gateway_retrains_on_schedule_and_routes_with_the_result(
     fake_upstream: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

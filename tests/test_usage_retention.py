@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -106,6 +107,7 @@ async def test_pruner_deletes_by_age_then_by_count(store: LogStore) -> None:
 
 async def test_a_disabled_pruner_never_starts(store: LogStore) -> None:
     pruner = LogPruner(store.engine, max_age=None, max_rows=None)
-    pruner.start()
     assert not pruner.enabled
+    pruner.start()
+    assert "log-pruner" not in {task.get_name() for task in asyncio.all_tasks()}
     await pruner.aclose()

@@ -38,7 +38,6 @@ class LogPruner:
         self._engine = engine
         self._max_age = max_age
         self._max_rows = max_rows
-        self._interval = interval
         self._periodic = Periodic(
             self._prune_and_report,
             interval,
