@@ -212,6 +212,20 @@ def test_openai_api_key_is_used_for_that_request_only(
     assert caught.value.code == "upstream_auth_error"  # type: ignore[attr-defined]
 
 
+def test_a_caller_key_with_a_line_break_is_refused_before_any_call(
+    client: OpenAI, fake_upstream: FakeOpenAI
+) -> None:
+    before = len(fake_upstream.requests)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model="byok",
+            messages=USER,  # type: ignore[arg-type]
+            extra_body={"openai_api_key": "sk-upstream\r\nX-Injected: 1"},
+        )
+    assert caught.value.param == "openai_api_key"  # type: ignore[attr-defined]
+    assert len(fake_upstream.requests) == before
+
+
 def test_a_refused_caller_key_is_the_callers_401(client: OpenAI) -> None:
     with pytest.raises(openai.AuthenticationError) as caught:
         client.chat.completions.create(

@@ -318,6 +318,14 @@ class ChatCompletionRequest(_Open):
             raise ValueError("a comma-separated `model` must not repeat a name")
         return value
 
+    @field_validator("openai_api_key")
+    @classmethod
+    def _header_safe(cls, value: str | None) -> str | None:
+        # It is sent upstream as an HTTP header, which cannot carry control characters.
+        if value is not None and any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError("must not contain line breaks or other control characters")
+        return value
+
     @field_validator("guided_json")
     @classmethod
     def _schema_object(cls, value: dict[str, Any] | str | None) -> dict[str, Any] | str | None:
