@@ -167,7 +167,7 @@ class HttpUpstream:
         if self._client is None:
             raise UpstreamError(f"provider {self.name!r} is not started", failure="connection")
         try:
-            response = await self._client.post(url, dict(headers), orjson.dumps(body))
+            response = await self._client.post(url, headers, orjson.dumps(body))
             if response.status >= 400:
                 raise await _error_status(response)
         except HttpClientError as exc:

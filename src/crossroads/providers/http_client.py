@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -91,7 +92,7 @@ class HttpClient:
         self._tls = tls
         self._closed = False
 
-    async def post(self, url: str, headers: dict[str, str], body: bytes) -> Response:
+    async def post(self, url: str, headers: Mapping[str, str], body: bytes) -> Response:
         """POST `body`; returns once the response head is in. Raises `HttpClientError`
         (and `ValueError` for a URL or header that cannot be sent)."""
         target = self._targets.get(url)

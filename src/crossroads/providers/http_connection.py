@@ -303,9 +303,6 @@ class Connection(asyncio.Protocol):
             self._timer = None
         self._client.retire(self)
 
-    def pause_writing(self) -> None:  # request bodies are small; the transport buffers them
-        pass
-
     # --- httptools callbacks -------------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
