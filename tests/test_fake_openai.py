@@ -594,7 +594,7 @@ async def test_auth() -> None:
                 await bad.chat.completions.create(model="fixed", messages=USER)
             assert caught.value.code == "invalid_api_key"
             assert caught.value.body == {
-                "message": "Incorrect API key provided.",
+                "message": "Incorrect API key provided: sk-wrong.",
                 "type": "invalid_request_error",
                 "param": None,
                 "code": "invalid_api_key",

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -35,7 +35,7 @@ from crossroads.protocol.errors import (
     client_closed,
     unsupported_parameter,
 )
-from crossroads.protocol.sse import SSE_DONE, sse
+from crossroads.protocol.sse import SSE_DONE, primed, sse
 from crossroads.protocol.validation import validation_error
 from crossroads.providers.base import Provider, UpstreamError
 from crossroads.providers.errors import to_gateway_error
@@ -134,6 +134,7 @@ class Gateway:
         self._spent = spent
         self._tickets: dict[str, Ticket] = {}  # by log id, until the request settles
         self._settling: set[asyncio.Task[None]] = set()
+        self._open: set[str] = set()  # log ids of records not yet submitted
         self._restored: set[tuple[str, datetime | None]] = set()
         config = routing or RoutingConfig()
         rng = random.Random()
@@ -163,7 +164,7 @@ class Gateway:
                 raise validation_error(exc, body) from None
             record.stream = bool(request.stream)
             if unsupported := unimplemented_parameters(request):
-                raise unsupported_parameter(unsupported[0])
+                raise unsupported_parameter(unsupported)
             routed = request.model == ROUTER_MODEL
             check_model_allowed(
                 context.virtual_key,
@@ -191,6 +192,8 @@ class Gateway:
         except GatewayError as exc:
             self._fail(record, exc)
             raise
+        except Exception as exc:  # a defect, not the caller's doing: still an answer and a record
+            raise self._internal(record, exc, None) from None
         record.session_id = request.session_id or context.session_header
         if branches:
             return PreparedChat(context, request, body, branches[0].attempts, record, branches)
@@ -276,6 +279,23 @@ class Gateway:
             offset += n
         return branches
 
+    def _internal(
+        self, record: LogRecord, exc: Exception, attempts: Attempts | None
+    ) -> GatewayError:
+        """A defect of the gateway's own, found while serving: logged with its traceback,
+        answered with a 500 envelope, and the request recorded and its limits released as on
+        any other path (unless that already happened)."""
+        logger.exception("internal error serving request %s", record.id)
+        error = GatewayError(
+            500,
+            f"Internal error in the gateway ({type(exc).__name__}); the request was logged as "
+            f"{record.id}.",
+            code="internal_error",
+        )
+        if record.id in self._open:
+            self._fail(record, error, attempts)
+        return error
+
     def _new_record(self, body: Any, context: CallContext) -> LogRecord:
         is_dict = isinstance(body, dict)
         get = body.get if is_dict else (lambda _key, _default=None: None)
@@ -284,6 +304,7 @@ class Gateway:
         session = get("session_id")
         stored = is_dict and get("store") is not False
         request_body = None
+        self._open.add(context.log_id)
         if stored:
             request_body = {k: v for k, v in body.items() if k not in _SECRET_FIELDS}
         return LogRecord(
@@ -312,8 +333,7 @@ class Gateway:
         record.error_code = error.code or error.type
         record.error_message = error.message
         record.latency_ms = self._elapsed_ms(record)
-        self._settle(record)
-        self.log.submit(record)
+        self._submit(record)
 
     @staticmethod
     def _served_by(record: LogRecord, attempts: Attempts) -> None:
@@ -399,6 +419,12 @@ class Gateway:
             cost += dearest
         return tokens, cost
 
+    def _submit(self, record: LogRecord) -> None:
+        """The request is over: release what it held and hand its record to the writer."""
+        self._open.discard(record.id)
+        self._settle(record)
+        self.log.submit(record)
+
     def _settle(self, record: LogRecord) -> None:
         """Settle the request's ticket with what it used, off the request path."""
         ticket = self._tickets.pop(record.id, None)
@@ -424,8 +450,16 @@ class Gateway:
 
     async def complete(self, chat: PreparedChat) -> dict[str, Any]:
         await self._admit(chat)
-        if chat.branches:
-            return await self._fanout.complete(chat, chat.branches)
+        try:
+            if chat.branches:
+                return await self._fanout.complete(chat, chat.branches)
+            return await self._complete_one(chat)
+        except Exception as exc:
+            if isinstance(exc, GatewayError):
+                raise  # recorded where it was raised
+            raise self._internal(chat.record, exc, chat.attempts) from None
+
+    async def _complete_one(self, chat: PreparedChat) -> dict[str, Any]:
         attempts = chat.attempts
         try:
             response = await attempts.complete()
@@ -477,8 +511,7 @@ class Gateway:
         record.prompt_characters = usage.get("prompt_characters")
         record.response_characters = usage.get("response_characters")
         record.cost = usage.get("cost")
-        self._settle(record)
-        self.log.submit(record)
+        self._submit(record)
 
     # --- streaming --------------------------------------------------------------------------
 
@@ -491,8 +524,18 @@ class Gateway:
         everywhere produce a real HTTP error status.
         """
         await self._admit(chat)
-        if chat.branches:
-            return await self._fanout.stream(chat, chat.branches)
+        try:
+            if chat.branches:
+                relay = await self._fanout.stream(chat, chat.branches)
+            else:
+                relay = await self._open_one(chat)
+            return await primed(relay)
+        except Exception as exc:
+            if isinstance(exc, GatewayError):
+                raise  # recorded where it was raised
+            raise self._internal(chat.record, exc, chat.attempts) from None
+
+    async def _open_one(self, chat: PreparedChat) -> AsyncGenerator[bytes, None]:
         attempts = chat.attempts
         try:
             opened = await attempts.open_stream()
@@ -509,7 +552,7 @@ class Gateway:
         chat: PreparedChat,
         chunks: AsyncIterator[dict[str, Any]],
         head: list[dict[str, Any]],
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         attempts = chat.attempts
         chosen = attempts.chosen
         assert chosen is not None  # set once a stream produced content

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
 from crossroads.protocol.assembly import StreamAssembler
@@ -90,7 +90,9 @@ class FanOutRelay:
         self._gateway._succeed(chat.record, response, response["usage"], latency_ms, attempts=None)
         return response
 
-    async def stream(self, chat: PreparedChat, branches: list[Branch]) -> AsyncIterator[bytes]:
+    async def stream(
+        self, chat: PreparedChat, branches: list[Branch]
+    ) -> AsyncGenerator[bytes, None]:
         try:
             opened = await asyncio.gather(
                 *(b.attempts.open_stream() for b in branches), return_exceptions=True
@@ -115,7 +117,7 @@ class FanOutRelay:
         branches: list[Branch],
         streams: list[OpenStream | None],
         errors: dict[int, GatewayError],
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         identity = {
             "id": f"chatcmpl-{uuid.uuid4().hex[:29]}",
             "object": "chat.completion.chunk",

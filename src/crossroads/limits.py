@@ -22,7 +22,7 @@ from typing import Protocol
 from crossroads.protocol.errors import GatewayError
 from crossroads.state.base import Admission, Refusal, Reservation, State, nanos_to_usd, usd_to_nanos
 
-__all__ = ["KeyLimits", "LimitedKey", "Ticket", "budget_period_start"]
+__all__ = ["KeyLimits", "LimitedKey", "Ticket", "budget_period_end", "budget_period_start"]
 
 WINDOW_S = 60.0
 # A slot is held at most this long beyond the request's own deadline if a replica dies.
@@ -191,11 +191,38 @@ def _limited(
     )
 
 
+def budget_period_end(period: str | None, now: datetime | None = None) -> datetime | None:
+    """When the budget period containing `now` ends (the next one starts); None for a
+    budget that never resets."""
+    start = budget_period_start(period, now)
+    if start is None:
+        return None
+    if period == "daily":
+        return start + timedelta(days=1)
+    if period == "weekly":
+        return start + timedelta(weeks=1)
+    return (start + timedelta(days=32)).replace(day=1)
+
+
+def _budget_retry_after(refusal: Refusal, period: str | None) -> str | None:
+    """Seconds until the request could fit: soon, when requests in flight hold the budget it
+    needs (their reservations settle at their actual, usually lower, cost); else when the
+    period resets. A lifetime budget that is spent has no such moment: no header."""
+    if refusal.spent + refusal.amount <= refusal.limit:
+        return "1"
+    end = budget_period_end(period)
+    if end is None:
+        return None
+    return str(max(1, math.ceil((end - datetime.now(UTC)).total_seconds())))
+
+
 def _over_budget(ticket: Ticket, refusal: Refusal, period: str | None) -> GatewayError:
     spent = nanos_to_usd(refusal.spent + refusal.reserved)
     limit = nanos_to_usd(refusal.limit)
     needed = nanos_to_usd(refusal.amount)
     when = f" this {period.removesuffix('ly').replace('dai', 'day')}" if period else ""
+    if (retry := _budget_retry_after(refusal, period)) is not None:
+        ticket.headers["Retry-After"] = retry
     return GatewayError(
         429,
         f"Budget exceeded for this key: ${spent:.6f} of ${limit:.6f} used or reserved{when}, "

@@ -30,9 +30,14 @@ NonEmptyStr = Annotated[str, Field(min_length=1)]
 
 
 class _Open(BaseModel):
-    """Wire objects keep fields they do not know, so newer OpenAI features pass through."""
+    """Wire objects keep fields they do not know, so newer OpenAI features pass through.
 
-    model_config = ConfigDict(extra="allow")
+    Types are strict, as OpenAI's are: `"10"` is not an integer, `true` is not a number and
+    `"yes"` is not a boolean. A loosely typed value would be forwarded as sent (the body goes
+    upstream as it arrived) and refused there, or worse, misread.
+    """
+
+    model_config = ConfigDict(extra="allow", strict=True)
 
 
 # --- messages -------------------------------------------------------------------------------
@@ -321,9 +326,13 @@ class ChatCompletionRequest(_Open):
     @field_validator("openai_api_key")
     @classmethod
     def _header_safe(cls, value: str | None) -> str | None:
-        # It is sent upstream as an HTTP header, which cannot carry control characters.
-        if value is not None and any(ord(c) < 32 or ord(c) == 127 for c in value):
-            raise ValueError("must not contain line breaks or other control characters")
+        # It is sent upstream as an HTTP header: visible ASCII only, no spaces, line breaks
+        # or other control characters, nothing that latin-1 or the upstream would mangle.
+        if value is not None and not all(33 <= ord(c) <= 126 for c in value):
+            raise ValueError(
+                "must be an API key of visible ASCII characters (no spaces, line breaks, "
+                "control or non-ASCII characters)"
+            )
         return value
 
     @field_validator("guided_json")

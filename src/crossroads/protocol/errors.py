@@ -80,7 +80,11 @@ def client_closed() -> GatewayError:
     )
 
 
-def unsupported_parameter(param: str, detail: str = "") -> GatewayError:
-    """A 400 for a parameter Crossroads accepts in its schema but cannot honour here."""
-    message = f"Parameter '{param}' is not supported{detail or ' by this gateway yet'}."
-    return GatewayError(400, message, param=param, code="unsupported_parameter")
+def unsupported_parameter(param: str | list[str], detail: str = "") -> GatewayError:
+    """A 400 for parameters Crossroads accepts in its schema but cannot honour here; every
+    one is named, so the caller fixes the request once, and `param` is the first."""
+    names = [param] if isinstance(param, str) else param
+    quoted = ", ".join(f"'{name}'" for name in names)
+    subject = f"Parameter {quoted} is" if len(names) == 1 else f"Parameters {quoted} are"
+    message = f"{subject} not supported{detail or ' by this gateway yet'}."
+    return GatewayError(400, message, param=names[0], code="unsupported_parameter")

@@ -12,6 +12,7 @@ The connections are `HttpClient`'s (see `http_client` for why it is not aiohttp'
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 
@@ -32,10 +33,31 @@ __all__ = [
     "SseEvent",
     "decode_json",
     "parse_retry_after",
+    "redact_credentials",
     "upstream_error_from_body",
 ]
 
 SseEvent = tuple[str, bytes]  # (event name, "message" when unnamed; the data payload)
+
+# Header names that carry a credential: Authorization, x-api-key, x-goog-api-key, api-key,
+# and any configured header naming a key, token or secret.
+_CREDENTIAL_HEADER = re.compile(r"auth|key|token|secret", re.IGNORECASE)
+REDACTED = "[redacted]"
+
+
+def redact_credentials(text: str, headers: Mapping[str, str]) -> str:
+    """`text` with every credential sent in `headers` (whole value, and the token after a
+    scheme such as `Bearer`) replaced by `[redacted]`."""
+    secrets: set[str] = set()
+    for name, value in headers.items():
+        if _CREDENTIAL_HEADER.search(name) and len(value) >= 4:
+            secrets.add(value)
+            token = value.partition(" ")[2].strip()
+            if len(token) >= 4:
+                secrets.add(token)
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text
 
 
 class HttpSettings(Protocol):
@@ -170,12 +192,17 @@ class HttpUpstream:
             response = await self._client.post(url, headers, orjson.dumps(body))
             if response.status >= 400:
                 raise await _error_status(response)
+        except UpstreamError as exc:
+            # Upstreams quote the credential they were sent ("Incorrect API key: sk-…");
+            # the message is logged and returned to the caller, so the key is cut out.
+            exc.message = redact_credentials(exc.message, headers)
+            exc.args = (exc.message,)
+            raise
         except HttpClientError as exc:
             raise self.transport_error(exc) from None
         except ValueError as exc:  # a header value no HTTP request can carry
-            raise UpstreamError(
-                f"cannot call upstream {self.name!r}: {exc}", failure="connection"
-            ) from None
+            message = redact_credentials(f"cannot call upstream {self.name!r}: {exc}", headers)
+            raise UpstreamError(message, failure="connection") from None
         return response
 
     async def post_json(

@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import orjson
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -29,6 +28,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from crossroads.protocol.errors import GatewayError, bad_request
+from crossroads.protocol.json_body import decode_json_body
 from crossroads.protocol.validation import validate_body
 from crossroads.server.responses import JSONResponse, error_response
 from crossroads.server.state import AppState
@@ -125,13 +125,7 @@ async def _settings(request: Request) -> KeySettings:
         raise GatewayError(
             413, f"Admin request bodies are limited to {_MAX_BODY} bytes.", code="request_too_large"
         )
-    try:
-        body = orjson.loads(raw) if raw.strip() else {}
-    except orjson.JSONDecodeError as exc:
-        raise bad_request(
-            f"The request body is not valid JSON ({exc.msg} at position {exc.pos}).",
-            code="invalid_json",
-        ) from None
+    body = decode_json_body(raw, empty={})
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object.", code="invalid_value")
     return validate_body(KeySettings, body, "A key")

@@ -15,13 +15,13 @@ import json
 import logging
 from typing import Annotated, Any
 
-import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from sqlalchemy import exc as sa_exc
 from starlette.requests import Request
 from starlette.responses import Response
 
 from crossroads.protocol.errors import GatewayError, bad_request
+from crossroads.protocol.json_body import decode_json_body
 from crossroads.protocol.validation import validate_body
 from crossroads.server.responses import JSONResponse, error_response
 from crossroads.server.state import AppState
@@ -102,13 +102,7 @@ async def _read(request: Request) -> bytes:
 
 
 def _parse(raw: bytes) -> FeedbackBody:
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise bad_request(
-            f"The request body is not valid JSON ({exc.msg} at position {exc.pos}).",
-            code="invalid_json",
-        ) from None
+    body = decode_json_body(raw)
     if not isinstance(body, dict):
         raise bad_request(
             'The request body must be a JSON object: {"log_id": …, "score": …}.',

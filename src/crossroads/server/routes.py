@@ -11,13 +11,13 @@ from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import orjson
 from redis.exceptions import RedisError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from crossroads.gateway import CallContext
 from crossroads.protocol.errors import GatewayError, bad_request, client_closed
+from crossroads.protocol.json_body import decode_json_body
 from crossroads.server.auth import Caller
 from crossroads.server.hangup import ClientLeft, HangUp
 from crossroads.server.responses import EventStreamResponse, JSONResponse, error_response
@@ -62,11 +62,14 @@ async def _read_body(request: Request, limit: int) -> bytes:
         raise _too_large(limit)
     parts = []
     size = 0
-    async for part in request.stream():
-        size += len(part)
-        if size > limit:
-            raise _too_large(limit)
-        parts.append(part)
+    try:
+        async for part in request.stream():
+            size += len(part)
+            if size > limit:
+                raise _too_large(limit)
+            parts.append(part)
+    except ClientDisconnect:
+        raise client_closed() from None  # recorded as 499 like any other hang-up
     return b"".join(parts)
 
 
@@ -117,13 +120,7 @@ async def chat_completions(request: Request) -> Response:
         context.timeout = _seconds_header(headers, "x-crossroads-timeout")
         context.attempt_timeout = _seconds_header(headers, "x-crossroads-attempt-timeout")
         raw = await _read_body(request, state.config.server.max_body_bytes)
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise bad_request(
-                f"The request body is not valid JSON ({exc.msg} at position {exc.pos}).",
-                code="invalid_json",
-            ) from None
+        body = decode_json_body(raw)
     except GatewayError as exc:
         gateway.reject(exc, context)
         return error_response(exc)

@@ -108,7 +108,8 @@ class FakeOpenAI(FakeUpstream):
     async def answer(self, request: web.Request, record: RecordedRequest) -> web.StreamResponse:
         headers, body = record["headers"], record["body"]
         if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
-            return _error(401, "Incorrect API key provided.", code="invalid_api_key")
+            sent = headers.get("authorization", "").removeprefix("Bearer ")
+            return _error(401, f"Incorrect API key provided: {sent}.", code="invalid_api_key")
         if request.method == "POST" and request.path == "/v1/chat/completions":
             return await self._chat(request, body)
         if request.method == "GET" and request.path == "/v1/models":
@@ -137,7 +138,7 @@ class FakeOpenAI(FakeUpstream):
             request,
             behaviour,
             stream=stream,
-            error=lambda: _directed_error(behaviour),
+            error=lambda: _directed_error(behaviour, request.headers.get("Authorization", "")),
             malformed=_MALFORMED,
         )
         if early is not None:
@@ -226,10 +227,14 @@ async def _stream(
     return await FakeUpstream.write_events(request, events, behaviour)
 
 
-def _directed_error(behaviour: Behaviour) -> web.Response:
-    """The `error=` directive's answer, with `retry_after=` as a header."""
+def _directed_error(behaviour: Behaviour, authorization: str) -> web.Response:
+    """The `error=` directive's answer, with `retry_after=` as a header. A 401 quotes the
+    key it was sent, in full, as some OpenAI-compatible servers do."""
     assert behaviour.error is not None
-    response = _error(behaviour.error, f"fake upstream error {behaviour.error}")
+    message = f"fake upstream error {behaviour.error}"
+    if behaviour.error == 401:
+        message += f": Incorrect API key provided: {authorization.removeprefix('Bearer ')}."
+    response = _error(behaviour.error, message)
     if behaviour.retry_after is not None:
         response.headers["Retry-After"] = behaviour.retry_after
     return response
