@@ -932,7 +932,7 @@ def test_pings_unknown_events_and_unknown_blocks_map_to_nothing() -> None:
     assert not mapper.finished
 
 
-def test_an_error_event_interrupts_the_stream() -> None:
+def test_an_error_event_is_the_error_it_would_be_without_streaming() -> None:
     mapper = StreamMapper(plain())
     mapper.feed(*start())
     mapper.feed(*delta(0, "text_delta", text="Hal"))
@@ -940,6 +940,17 @@ def test_an_error_event_interrupts_the_stream() -> None:
     with pytest.raises(UpstreamError) as info:
         mapper.feed("error", error)
     assert info.value.message == "Overloaded"
-    assert info.value.failure == "stream_interrupted"
+    assert (info.value.failure, info.value.status) == ("http", 529)  # as a 529 response
     assert info.value.code == "overloaded_error"
+    assert info.value.in_stream
     assert not mapper.finished
+
+
+def test_an_error_event_of_an_unknown_type_interrupts_the_stream() -> None:
+    mapper = StreamMapper(plain())
+    mapper.feed(*start())
+    error = {"type": "error", "error": {"type": "future_error", "message": "Odd"}}
+    with pytest.raises(UpstreamError) as info:
+        mapper.feed("error", error)
+    assert (info.value.failure, info.value.status) == ("stream_interrupted", None)
+    assert (info.value.message, info.value.code) == ("Odd", "future_error")

@@ -235,16 +235,17 @@ def test_upstream_errors_surface_the_same(
 
 
 @pytest.mark.parametrize(
-    ("dialect", "suffix"),
+    ("dialect", "suffix", "code"),
     [
-        *((dialect, "drop") for dialect in DIALECTS),
-        # An error event inside the stream (the OpenAI fake has none to send).
-        ("anthropic", "stream-error"),
-        ("gemini", "stream-error"),
+        *((dialect, "drop", "upstream_stream_interrupted") for dialect in DIALECTS),
+        # An overload event inside the stream (the OpenAI fake has none to send) is the
+        # error an overloaded non-streamed request gets.
+        ("anthropic", "stream-error", "upstream_error"),
+        ("gemini", "stream-error", "upstream_error"),
     ],
 )
 def test_a_stream_that_fails_mid_answer_ends_with_an_error_event(
-    golden_gateway: ServedApp, dialect: str, suffix: str
+    golden_gateway: ServedApp, dialect: str, suffix: str, code: str
 ) -> None:
     body = {"model": f"{dialect}-{suffix}", "messages": USER, "stream": True}
     response = httpx.post(
@@ -257,7 +258,7 @@ def test_a_stream_that_fails_mid_answer_ends_with_an_error_event(
     events = [line for line in response.text.split("\n\n") if line]
     assert events[-1] != "data: [DONE]"
     error = json.loads(events[-1].removeprefix("data: "))["error"]
-    assert error["code"] == "upstream_stream_interrupted"
+    assert error["code"] == code
     assert error["type"] == "upstream_error"
 
 

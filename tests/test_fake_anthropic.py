@@ -419,6 +419,13 @@ async def test_stream_error_event(http: httpx.AsyncClient) -> None:
     }
 
 
+async def test_stream_error_before_any_content(http: httpx.AsyncClient) -> None:
+    events = await stream(http, "stream_error=0")
+    kinds = [e["type"] for e in events]
+    assert kinds == ["message_start", "content_block_start", "ping", "error"]
+    assert events[-1]["error"]["type"] == "overloaded_error"
+
+
 async def test_rate_sends_stream_errors_to_a_share(http: httpx.AsyncClient) -> None:
     fake = FakeAnthropic(api_key=KEY, seed=5)
     await fake.start()

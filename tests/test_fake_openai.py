@@ -108,6 +108,10 @@ def test_parse_behaviour() -> None:
     assert parse_behaviour("echo+chunks=3+chunk_delay=5+drop_after=0").drop_after == 0
     assert parse_behaviour("error=503+rate=30").rate == 30
     assert parse_behaviour("fixed").rate == 100
+    assert parse_behaviour("stream_error").stream_error == 1
+    assert parse_behaviour("stream_error=0").stream_error == 0
+    sized = parse_behaviour("reply_size=30")
+    assert (sized.mode, sized.reply) == ("fixed", "lorem ipsum dolor sit amet lor")
     bad_ones = ("", "nope", "echo+", "delay=x", "error=200", "chunks=0", "malformed=1", "echo=1")
     for bad in (*bad_ones, "rate=101", "rate=-1", "rate=x"):
         with pytest.raises(BehaviourError):
@@ -434,7 +438,7 @@ def test_rate_spares_only_the_faults() -> None:
     spared = fake.behaviour_for(f"{spec}+rate=0")
     faults = (spared.error, spared.retry_after, spared.malformed, spared.drop_after)
     assert faults == (None, None, False, None)
-    assert not spared.stream_error
+    assert spared.stream_error is None
     assert (spared.reply, spared.delay, spared.chunks) == ("Hi", 5, 2)
 
 

@@ -1016,14 +1016,30 @@ def test_a_stream_whose_prompt_is_blocked_is_a_400() -> None:
     assert (info.value.status, info.value.code) == (400, "content_filter")
 
 
-def test_an_error_event_interrupts_the_stream() -> None:
+def test_an_error_event_is_the_error_it_would_be_without_streaming() -> None:
     mapper = StreamMapper(request())
     mapper.feed(_event(_piece({"text": "x"})))
     with pytest.raises(UpstreamError) as info:
         mapper.feed({"error": {"code": 503, "message": "overloaded", "status": "UNAVAILABLE"}})
-    assert info.value.failure == "stream_interrupted"
-    assert "overloaded" in info.value.message
+    assert (info.value.failure, info.value.status) == ("http", 503)  # as a 503 response
+    assert info.value.message == "overloaded"
     assert info.value.code == "UNAVAILABLE"
+    assert info.value.in_stream
+
+
+def test_an_error_event_carries_its_retry_info() -> None:
+    retry = {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "17.5s"}
+    error = {"message": "quota", "status": "RESOURCE_EXHAUSTED", "details": [retry]}
+    with pytest.raises(UpstreamError) as info:
+        StreamMapper(request()).feed({"error": error})  # no `code`: the status name says 429
+    assert (info.value.status, info.value.retry_after) == (429, 17.5)
+
+
+def test_an_error_event_without_a_known_status_interrupts_the_stream() -> None:
+    with pytest.raises(UpstreamError) as info:
+        StreamMapper(request()).feed({"error": "something broke"})
+    assert (info.value.failure, info.value.status) == ("stream_interrupted", None)
+    assert "something broke" in info.value.message
 
 
 def _call(call_id: str, name: str, arguments: str) -> dict[str, Any]:

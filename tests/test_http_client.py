@@ -320,6 +320,36 @@ async def test_a_large_body_read_slowly_arrives_whole(client: HttpClient) -> Non
     assert bytes(received) == body
 
 
+@pytest.mark.parametrize("size", [1 << 20, 5 << 20])
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_a_large_body_read_whole_arrives(
+    client: HttpClient, size: int, chunked: bool
+) -> None:
+    # Far past the high-water mark: `read` must not wait for a consumer that never comes.
+    body = b"x" * size
+
+    def make(server: RawServer) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_request(reader)
+            if chunked:
+                writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                for k in range(0, size, 65536):
+                    piece = body[k : k + 65536]
+                    writer.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                writer.write(b"0\r\n\r\n")
+            else:
+                writer.write(json_answer(body))
+            await writer.drain()
+            await asyncio.sleep(1)
+
+        return handler
+
+    async with await serve(make) as server:
+        response = await client.post(server.url, {}, b"{}")
+        async with asyncio.timeout(1):
+            assert await response.read() == body
+
+
 async def test_a_header_with_a_line_break_is_refused(client: HttpClient) -> None:
     async with await serve(keep_answering(json_answer())) as server:
         with pytest.raises(ValueError, match="line break"):

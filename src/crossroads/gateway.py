@@ -109,10 +109,17 @@ class PreparedChat:
     branches: list[Branch] | None = None
 
     @property
-    def dropped(self) -> list[str]:
-        """Parameters the serving provider cannot honour: removed from the call, reported."""
+    def notices(self) -> dict[str, Any]:
+        """What the answer says about parameters the serving provider did not take as sent:
+        `dropped_params` (it cannot honour them: removed) and `adjusted_params` (outside its
+        range: clamped into it, the value sent)."""
         chosen = self.attempts.chosen
-        return chosen.parameters.dropped if chosen else []
+        out: dict[str, Any] = {}
+        if chosen is not None and chosen.parameters.dropped:
+            out["dropped_params"] = chosen.parameters.dropped
+        if chosen is not None and chosen.parameters.adjusted:
+            out["adjusted_params"] = chosen.parameters.adjusted
+        return out
 
 
 class Gateway:
@@ -483,8 +490,7 @@ class Gateway:
         )
         response["usage"] = usage
         response["provider"] = deployment.provider
-        if chat.dropped:
-            response["dropped_params"] = chat.dropped
+        response.update(chat.notices)
         response["routing"] = attempts.routing()
         self._succeed(chat.record, response, usage, latency_ms, attempts=attempts)
         return response
@@ -563,7 +569,7 @@ class Gateway:
         include_usage = bool(
             chat.request.stream_options and chat.request.stream_options.include_usage
         )
-        dropped = chat.dropped
+        notices = chat.notices
         finished = False
         pending = iter(head)
         try:
@@ -575,9 +581,10 @@ class Gateway:
                 if chunk.get("choices"):
                     if "usage" in chunk:
                         chunk["usage"] = None  # usage is reported once, in its own chunk
-                    if dropped:
+                    if notices:
                         # Said on the first chunk, where a client sees it before the answer.
-                        chunk["dropped_params"], dropped = dropped, []
+                        chunk.update(notices)
+                        notices = {}
                     yield sse(chunk)
             latency_ms = (time.perf_counter() - chat.context.received) * 1000
             completion = assembler.completion()
@@ -591,16 +598,14 @@ class Gateway:
             routing = attempts.routing()
             if include_usage:
                 final = assembler.chunk([], provider=provider, usage=usage)
-                if chat.dropped:
-                    final["dropped_params"] = chat.dropped
+                final.update(chat.notices)
                 final["routing"] = routing
                 yield sse(final)
             yield SSE_DONE
             finished = True
             completion["usage"] = usage
             completion["provider"] = provider
-            if chat.dropped:
-                completion["dropped_params"] = chat.dropped
+            completion.update(chat.notices)
             completion["routing"] = routing
             attempts.record_outcome(chosen, True, latency_ms, completion, ttft_ms)
             self._succeed(chat.record, completion, usage, latency_ms, ttft_ms, attempts=attempts)

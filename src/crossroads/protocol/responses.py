@@ -84,6 +84,7 @@ class ChatCompletion(_Open):
     service_tier: str | None = None
     provider: str
     dropped_params: list[str] | None = None  # parameters the provider could not honour
+    adjusted_params: dict[str, float] | None = None  # clamped into the provider's range: sent
 
 
 class ChunkChoice(_Open):
@@ -103,6 +104,7 @@ class ChatCompletionChunk(_Open):
     system_fingerprint: str | None = None
     provider: str | None = None  # on the usage chunk
     dropped_params: list[str] | None = None  # on the first chunk and the usage chunk
+    adjusted_params: dict[str, float] | None = None  # the same
 
 
 class ErrorBody(BaseModel):

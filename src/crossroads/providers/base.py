@@ -57,7 +57,8 @@ class UpstreamCall:
 
 
 class UpstreamError(Exception):
-    """The upstream failed; `status` is its HTTP status when it answered at all."""
+    """The upstream failed; `status` is its HTTP status when it answered at all (for an
+    error event inside a stream, the status the same error has without streaming)."""
 
     def __init__(
         self,
@@ -68,6 +69,7 @@ class UpstreamError(Exception):
         retry_after: float | None = None,
         code: str | None = None,
         param: str | None = None,
+        in_stream: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -76,6 +78,8 @@ class UpstreamError(Exception):
         self.retry_after = retry_after
         self.code = code
         self.param = param
+        # An error event inside a 200 stream; `status` is what the same error is without one.
+        self.in_stream = in_stream
 
 
 @runtime_checkable

@@ -11,6 +11,11 @@ the response's `dropped_params`; with `provider.require_parameters: true` the re
 goes to a deployment that supports all of them (400 if none does). A parameter set to the
 value OpenAI treats as its default (`n: 1`, `logprobs: false`, …) asks for nothing, so it
 is removed quietly rather than reported.
+
+A supported parameter can still have a narrower range upstream than in OpenAI (Anthropic's
+`temperature` is 0–1, OpenAI's 0–2). A value outside it would be refused upstream and end the
+request, so it is clamped into the range and reported in `adjusted_params` (with
+`provider.require_parameters`, the deployment is skipped instead).
 """
 
 from __future__ import annotations
@@ -96,6 +101,8 @@ class Capabilities:
     vision: bool = False
     # The most choices (`n`) one request may ask for; None means no limit of ours.
     max_n: int | None = None
+    # Parameters whose accepted range upstream is narrower than OpenAI's: (lowest, highest).
+    ranges: Mapping[str, tuple[float, float]] = field(default_factory=lambda: MappingProxyType({}))
     # Human notes for `crossroads providers list` (limits, quirks worth knowing).
     notes: str = ""
 
@@ -135,6 +142,9 @@ class ParameterPlan:
     dropped: list[str] = field(default_factory=list)
     # Every body key to remove before the call (the dropped ones plus quiet defaults).
     removed: list[str] = field(default_factory=list)
+    # Values outside the provider's range, clamped into it: sent instead, reported as
+    # `adjusted_params`.
+    adjusted: dict[str, float] = field(default_factory=dict)
 
 
 def plan_parameters(capabilities: Capabilities, body: Mapping[str, Any]) -> ParameterPlan:
@@ -144,6 +154,15 @@ def plan_parameters(capabilities: Capabilities, body: Mapping[str, Any]) -> Para
         if name in _STRUCTURAL or name in EXTENSION_FIELDS or value is None:
             continue
         if capabilities.support(name) != "unsupported":
+            bounds = capabilities.ranges.get(name)
+            if (
+                bounds is not None
+                and isinstance(value, int | float)
+                and not isinstance(value, bool)
+            ):
+                clamped = min(max(value, bounds[0]), bounds[1])
+                if clamped != value:
+                    plan.adjusted[name] = clamped
             continue
         plan.removed.append(name)
         if name not in _DEFAULTS or _DEFAULTS[name] != value:

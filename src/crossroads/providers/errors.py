@@ -5,6 +5,8 @@ credentials, so those become 502/503/504 rather than being passed through as the
 upstream's status (a relayed 401 would tell the caller *their* key is wrong). Statuses
 that do describe the caller's request (400, 413, 422) and rate limits (429, with the
 upstream's `Retry-After`) keep their status. The upstream's message is always kept.
+An error event inside a stream carries the status the same error has without streaming,
+so an overload is a 503 whether or not the caller streamed.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ def to_gateway_error(
         return GatewayError(status, exc.message, type="upstream_error", code=code)
     upstream = exc.status
     prefix = f"Upstream '{provider}' returned HTTP {upstream}: "
+    if exc.in_stream:
+        prefix = f"Upstream '{provider}' sent an error event in its stream (HTTP {upstream}): "
     if upstream in _CALLER_STATUSES:
         return GatewayError(upstream, prefix + exc.message, param=exc.param, code=exc.code)
     if upstream == 429:

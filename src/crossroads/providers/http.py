@@ -34,10 +34,14 @@ __all__ = [
     "decode_json",
     "parse_retry_after",
     "redact_credentials",
+    "retry_delay",
     "upstream_error_from_body",
+    "upstream_error_from_envelope",
 ]
 
 SseEvent = tuple[str, bytes]  # (event name, "message" when unnamed; the data payload)
+# A google.protobuf.Duration in JSON: seconds with up to nine fractional digits, then "s".
+_DURATION = re.compile(r"(\d{1,12}(?:\.\d{0,9})?)s")
 
 # Header names that carry a credential: Authorization, x-api-key, x-goog-api-key, api-key,
 # and any configured header naming a key, token or secret.
@@ -86,6 +90,21 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     return None
 
 
+def retry_delay(error: Mapping[str, Any]) -> float | None:
+    """Seconds to wait, from a google.rpc.RetryInfo in a Google error's `details`.
+
+    Google says when to retry only there (`"retryDelay": "17s"`, a protobuf Duration in
+    JSON), never in a `Retry-After` header.
+    """
+    details = error.get("details")
+    for detail in details if isinstance(details, list) else ():
+        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("rpc.RetryInfo"):
+            delay = detail.get("retryDelay")
+            if isinstance(delay, str) and (match := _DURATION.fullmatch(delay.strip())):
+                return float(match[1])
+    return None
+
+
 def upstream_error_from_body(
     status: int, body: bytes, headers: Mapping[str, str] | None = None
 ) -> UpstreamError:
@@ -93,15 +112,32 @@ def upstream_error_from_body(
 
     Understands OpenAI's `{"error": {"message", "code", "param"}}`, Anthropic's
     `{"type": "error", "error": {"type", "message"}}` and Google's
-    `{"error": {"code": 400, "message", "status"}}`. Header names are matched in lower case.
+    `{"error": {"code": 400, "message", "status", "details"}}`. Header names are matched in
+    lower case.
     """
     message = body[:2000].decode("utf-8", "replace").strip() or f"HTTP {status}"
-    code: str | None = None
-    param: str | None = None
     try:
         decoded = orjson.loads(body)
     except orjson.JSONDecodeError:
         decoded = None
+    return upstream_error_from_envelope(status, decoded, message, headers)
+
+
+def upstream_error_from_envelope(
+    status: int,
+    decoded: Any,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    *,
+    in_stream: bool = False,
+) -> UpstreamError:
+    """The `UpstreamError` for an error envelope already decoded (see
+    `upstream_error_from_body`); `message` stands when the envelope has none. `in_stream`:
+    it came as an event inside a stream whose HTTP status was 200, and `status` is the one
+    the same error has without streaming, so both paths surface and route it alike."""
+    code: str | None = None
+    param: str | None = None
+    retry_after = parse_retry_after(headers or {})
     if isinstance(decoded, dict):
         error = decoded.get("error", decoded)
         if isinstance(error, dict):
@@ -113,15 +149,18 @@ def upstream_error_from_body(
                     code = error[field]
                     break
             param = error.get("param") if isinstance(error.get("param"), str) else None
+            if retry_after is None:
+                retry_after = retry_delay(error)
         elif isinstance(error, str):
             message = error
     return UpstreamError(
         message,
         failure="http",
         status=status,
-        retry_after=parse_retry_after(headers or {}),
+        retry_after=retry_after,
         code=code,
         param=param,
+        in_stream=in_stream,
     )
 
 

@@ -27,8 +27,10 @@ __all__ = [
     "Response",
 ]
 
-# Past this many unread bytes of a response the socket stops being read until the consumer
-# catches up, so a slow reader cannot make the gateway buffer an upstream's whole answer.
+# Past this many unread bytes of a response read piece by piece (`next_chunk`) the socket
+# stops being read until the consumer catches up, so a slow reader cannot make the gateway
+# buffer an upstream's whole stream. A body read whole (`read`) is never paused: its reader
+# wants every byte in memory anyway, and a pause would wait for a consumer that waits too.
 _HIGH_WATER = 256 * 1024
 # How long a connection whose answer is over (an SSE `[DONE]`) may wait for the end of the
 # HTTP body before it is given up: an upstream sends it right after, and a connection that
@@ -93,6 +95,7 @@ class Response:
         "_error",
         "_size",
         "_waiter",
+        "_whole",
         "chunks",
         "headers",
         "status",
@@ -107,9 +110,13 @@ class Response:
         self._done = False
         self._error: HttpClientError | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._whole = False  # read whole: no high-water mark
 
     async def read(self) -> bytes:
         """The whole body."""
+        self._whole = True
+        if self._connection is not None:
+            self._connection.resume()  # paused before `read` was called: nobody else will
         try:
             while not self._done:
                 await self._wait()
@@ -165,11 +172,11 @@ class Response:
             self._waiter.set_result(None)
 
     def _body(self, data: bytes) -> bool:
-        """Keep `data`; False once the consumer is `_HIGH_WATER` bytes behind."""
+        """Keep `data`; False once a piece-by-piece consumer is `_HIGH_WATER` bytes behind."""
         self.chunks.append(data)
         self._size += len(data)
         self._wake()
-        return self._size < _HIGH_WATER
+        return self._whole or self._size < _HIGH_WATER
 
     def _complete(self) -> None:
         self._done = True

@@ -105,12 +105,14 @@ class Attempts:
     # --- the loop --------------------------------------------------------------------------
 
     def call_for(self, candidate: Candidate, *, stream: bool) -> UpstreamCall:
-        """The upstream call for `candidate`: the caller's body minus what it cannot take."""
+        """The upstream call for `candidate`: the caller's body minus what it cannot take,
+        with values outside its ranges clamped into them."""
         removed = candidate.parameters.removed
         body = {
             k: v for k, v in self.body.items() if k not in EXTENSION_FIELDS and k not in removed
         }
         body["model"] = candidate.deployment.upstream_model
+        body.update(candidate.parameters.adjusted)
         if stream:
             # Always ask for usage: cost is computed from it even when the caller did not ask.
             body["stream_options"] = {**(self.body.get("stream_options") or {})}

@@ -226,6 +226,21 @@ def _exclusion(
         )
         return Exclusion(deployment, f"does not support {names}", error=error)
     capabilities = provider.capabilities
+    if preferences is not None and preferences.require_parameters and parameters.adjusted:
+        ranges = capabilities.ranges
+        limits = ", ".join(
+            f"{name} accepts {ranges[name][0]:g} to {ranges[name][1]:g}"
+            for name in parameters.adjusted
+        )
+        error = GatewayError(
+            400,
+            f"Parameter values out of range{where} ({limits}). They are not clamped because "
+            "`provider.require_parameters` is true; change them, or set it to false to let "
+            "them be clamped and listed in `adjusted_params`.",
+            param=next(iter(parameters.adjusted)),
+            code="unsupported_parameter",
+        )
+        return Exclusion(deployment, f"out of range: {limits}", error=error)
     if capabilities.max_n is not None and (request.n or 1) > capabilities.max_n:
         error = GatewayError(
             400,

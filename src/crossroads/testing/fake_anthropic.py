@@ -281,13 +281,16 @@ async def _stream(request: web.Request, behaviour: Behaviour, message: _Json) ->
         _event({"type": "message_delta", "delta": stop, "usage": final}),
         _event({"type": "message_stop"}),
     ]
+
+    def cut(n: int) -> int:
+        """Just before the (n+1)th content delta; with fewer deltas, just after the last."""
+        return deltas[n] if n < len(deltas) else (deltas[-1] + 1 if deltas else 1)
+
     if behaviour.drop_after is not None:
-        # Cut just before the (n+1)th content delta; with fewer deltas, just after the last.
-        n = behaviour.drop_after
-        events = events[: deltas[n] if n < len(deltas) else (deltas[-1] + 1 if deltas else 1)]
-    elif behaviour.stream_error:
+        events = events[: cut(behaviour.drop_after)]
+    elif behaviour.stream_error is not None:
         overloaded = {"type": "overloaded_error", "message": "Overloaded"}
-        events = events[: deltas[0] + 1 if deltas else 1]
+        events = events[: cut(behaviour.stream_error)]
         events.append(_event({"type": "error", "error": overloaded}))
     return await FakeUpstream.write_events(request, events, behaviour)
 

@@ -10,6 +10,7 @@ Behaviour strings are `+`-separated directives, e.g. `echo`, `fixed+delay=200`,
 
     fixed             reply "Hello from the fake upstream." (the default)
     reply=<text>      reply <text>, with "_" standing for a space
+    reply_size=<n>    reply n characters of filler words (large bodies, without a long model id)
     echo              reply the text of the last user message
     tool              call the first declared function (arguments "{}" unless args= is given)
     tools=<n>         call the first declared function n times in one answer (parallel calls)
@@ -22,7 +23,8 @@ Behaviour strings are `+`-separated directives, e.g. `echo`, `fixed+delay=200`,
     drop_after=<n>    streams: send n content events, then close the connection;
                       non-streaming: close the connection without answering
     stream_error      streams: after the first content event, send the dialect's in-stream
-                      error event (Anthropic: `overloaded_error`)
+                      overload error event (Anthropic: `overloaded_error`, Gemini: UNAVAILABLE)
+    stream_error=<n>  the same after n content events (0: before any content)
     rate=<pct>        the faults above (error, malformed, drop_after, stream_error) strike
                       only pct% (0-100) of requests, drawn at random per request from the
                       fake's own generator (`seed=` / `--seed` makes a run repeatable when
@@ -83,10 +85,13 @@ _INT_DIRECTIVES = frozenset(
         "cache_write",
         "tools",
         "rate",
+        "reply_size",
+        "stream_error",
     }
 )
 _TEXT_DIRECTIVES = frozenset({"reply", "args", "think"})
-_FLAGS = frozenset({"malformed", "no_usage", "stream_error", "blocked", "prompt_blocked"})
+_FLAGS = frozenset({"malformed", "no_usage", "blocked", "prompt_blocked"})
+_FILLER = "lorem ipsum dolor sit amet "
 
 
 class RecordedRequest(TypedDict):
@@ -117,7 +122,7 @@ class Behaviour:
     retry_after: str | None = None
     malformed: bool = False
     drop_after: int | None = None
-    stream_error: bool = False
+    stream_error: int | None = None  # content events before the error event
     chunk_delay: int = 0
     chunks: int | None = None
     no_usage: bool = False
@@ -130,7 +135,7 @@ class Behaviour:
     def without_faults(self) -> Behaviour:
         """The same behaviour with its faults (error, malformed, drop_after, stream_error) off."""
         return dataclasses.replace(
-            self, error=None, retry_after=None, malformed=False, drop_after=None, stream_error=False
+            self, error=None, retry_after=None, malformed=False, drop_after=None, stream_error=None
         )
 
 
@@ -143,6 +148,8 @@ def parse_behaviour(spec: str) -> Behaviour:
             behaviour.mode = name
         elif not has_value and name in _FLAGS:
             setattr(behaviour, name, True)
+        elif not has_value and name == "stream_error":
+            behaviour.stream_error = 1
         elif has_value and name in _TEXT_DIRECTIVES:
             setattr(behaviour, name, value.replace("_", " "))
             if name == "reply":
@@ -159,6 +166,10 @@ def parse_behaviour(spec: str) -> Behaviour:
                 or (name == "rate" and number > 100)
             ):
                 raise BehaviourError(directive)
+            if name == "reply_size":
+                repeats = number // len(_FILLER) + 1
+                behaviour.mode, behaviour.reply = "fixed", (_FILLER * repeats)[:number]
+                continue
             setattr(behaviour, name, number)
             if name == "tools":
                 behaviour.mode = "tool"

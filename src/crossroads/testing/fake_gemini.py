@@ -15,10 +15,11 @@ key gets 400 INVALID_ARGUMENT "API key not valid", a missing one 403 PERMISSION_
 from Google.
 
 A request's behaviour comes from its `x-fake-behaviour` header, else the model id in the URL
-(directives: see `crossroads.testing.fake_base`; `cache_write` is ignored). `tool` calls the
-first allowed function (`allowedFunctionNames`, else the first declaration) unless
-`functionCallingConfig.mode` is NONE; `think` (or `thinkingConfig.includeThoughts`, with the
-text "Let me think.") adds a `thought: true` part before the answer; `blocked` ends each
+(directives: see `crossroads.testing.fake_base`; `cache_write` is ignored; `retry_after=` is
+a google.rpc.RetryInfo `retryDelay` in the error's details, as Google sends no header).
+`tool` calls the first allowed function (`allowedFunctionNames`, else the first declaration)
+unless `functionCallingConfig.mode` is NONE; `think` (or `thinkingConfig.includeThoughts`, with
+the text "Let me think.") adds a `thought: true` part before the answer; `blocked` ends each
 candidate with finishReason SAFETY and no content; `prompt_blocked` answers only
 `promptFeedback.blockReason` SAFETY, without candidates.
 
@@ -115,18 +116,12 @@ _KEY_INVALID = {
 _Json = dict[str, Any]
 
 
-def _error(
-    status: int,
-    message: str,
-    *,
-    details: list[_Json] | None = None,
-    headers: dict[str, str] | None = None,
-) -> web.Response:
+def _error(status: int, message: str, *, details: list[_Json] | None = None) -> web.Response:
     """An error in Google's envelope."""
     error: _Json = {"code": status, "message": message, "status": _STATUS.get(status, "UNKNOWN")}
     if details:
         error["details"] = details
-    return json_response({"error": error}, status, headers)
+    return json_response({"error": error}, status)
 
 
 def _compact(value: Any) -> str:
@@ -408,10 +403,10 @@ def _directed_error(behaviour: Behaviour) -> web.Response:
     message = _MESSAGES.get(status, f"fake upstream error {status}")
     if behaviour.retry_after is None:
         return _error(status, message)
+    # Google says when to retry only in the body (a google.rpc.RetryInfo), never in a header.
     retry = {"@type": "type.googleapis.com/google.rpc.RetryInfo"}
     retry["retryDelay"] = f"{behaviour.retry_after}s"
-    headers = {"Retry-After": behaviour.retry_after}
-    return _error(status, message, details=[retry], headers=headers)
+    return _error(status, message, details=[retry])
 
 
 async def _stream(
@@ -445,9 +440,9 @@ async def _stream(
         events.append(_sse({**event, **head}))
     if behaviour.malformed:
         events = [*events[:1], b"data: " + _MALFORMED + _END]
-    elif behaviour.stream_error:
+    elif behaviour.stream_error is not None:
         error = {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}
-        events = [*events[:1], _sse({"error": error})]
+        events = [*events[: behaviour.stream_error], _sse({"error": error})]
     else:
         events = events[: behaviour.drop_after]
     return await FakeUpstream.write_events(request, events, behaviour)

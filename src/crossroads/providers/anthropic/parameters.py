@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 from crossroads.providers.capabilities import Capabilities, matrix
 
 __all__ = ["ANTHROPIC_CAPABILITIES", "ANTHROPIC_PASSTHROUGH"]
@@ -56,5 +58,6 @@ ANTHROPIC_CAPABILITIES = Capabilities(
     unknown="unsupported",
     vision=True,
     max_n=None,
+    ranges=MappingProxyType({"temperature": (0.0, 1.0)}),  # OpenAI's goes to 2
     notes="max_tokens defaults to the provider's default_max_tokens (4096); temperature 0–1",
 )

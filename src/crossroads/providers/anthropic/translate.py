@@ -22,9 +22,9 @@ from typing import Any
 
 import orjson
 
+from crossroads.providers.anthropic.errors import stream_error
 from crossroads.providers.anthropic.messages import map_messages
 from crossroads.providers.anthropic.options import map_options
-from crossroads.providers.base import UpstreamError
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -209,13 +209,7 @@ class StreamMapper:
         if event == "message_stop":
             return self._stop()
         if event == "error":
-            error = data.get("error") or {}
-            kind = error.get("type")
-            raise UpstreamError(
-                str(error.get("message") or kind or "the upstream stream failed"),
-                failure="stream_interrupted",
-                code=kind if isinstance(kind, str) else None,
-            )
+            raise stream_error(data)
         return []
 
     def _block_start(self, index: int, block: Mapping[str, Any]) -> list[dict[str, Any]]:

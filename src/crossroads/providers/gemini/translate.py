@@ -26,6 +26,7 @@ import orjson
 
 from crossroads.protocol.errors import GatewayError
 from crossroads.providers.base import UpstreamError
+from crossroads.providers.gemini.errors import stream_error
 from crossroads.providers.gemini.messages import map_contents
 from crossroads.providers.gemini.options import map_options
 from crossroads.providers.gemini.schema import SchemaCache
@@ -133,14 +134,8 @@ class StreamMapper:
         return len(self._finished) >= self._expected
 
     def feed(self, response: Mapping[str, Any]) -> list[dict[str, Any]]:
-        if error := response.get("error"):
-            details = error if isinstance(error, Mapping) else {"message": str(error)}
-            status = details.get("status")
-            raise UpstreamError(
-                f"Gemini failed mid-stream: {details.get('message') or error}",
-                failure="stream_interrupted",
-                code=status if isinstance(status, str) else None,
-            )
+        if response.get("error"):
+            raise stream_error(response)
         if not self._id:
             self._id = _completion_id(response)
         if usage := response.get("usageMetadata"):
