@@ -22,8 +22,8 @@ from starlette.types import Receive, Scope, Send
 
 from crossroads.catalog import Catalog
 from crossroads.config import Config
-from crossroads.gateway import Gateway
 from crossroads.limits import KeyLimits
+from crossroads.pipeline import Gateway
 from crossroads.protocol.errors import GatewayError
 from crossroads.providers.registry import build_providers
 from crossroads.router.retrain import Retrainer

@@ -22,7 +22,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from crossroads.gateway import LogSink
+from crossroads.pipeline import LogSink
 from crossroads.storage.records import LogRecord
 
 __all__ = ["GatewayMetrics", "MeteredSink"]

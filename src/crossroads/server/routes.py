@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from crossroads.gateway import CallContext
+from crossroads.pipeline import CallContext
 from crossroads.protocol.errors import GatewayError, bad_request, client_closed
 from crossroads.protocol.json_body import decode_json_body
 from crossroads.server.auth import Caller

@@ -7,7 +7,7 @@ from typing import Any
 
 from crossroads.catalog import Catalog
 from crossroads.config import Config
-from crossroads.gateway import Gateway
+from crossroads.pipeline import Gateway
 from crossroads.providers.base import Provider
 from crossroads.routing.shared import SharedRouting
 from crossroads.server.auth import KeyRing

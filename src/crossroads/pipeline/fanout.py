@@ -1,8 +1,8 @@
 """Serving a fan-out request (`model: "a,b,c"`): every model's route at once, one answer.
 
 `routing.fanout` holds the merging rules (choice numbering, error choices, summed usage);
-this module runs the branches for the gateway — in parallel for a plain request,
-interleaved chunk by chunk for a stream — and writes the one log record the request gets.
+this module runs the branches — in parallel for a plain request, interleaved chunk by chunk
+for a stream — and closes the request's ledger with the one outcome the request gets.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from crossroads.pipeline.context import PreparedChat
 from crossroads.protocol.assembly import StreamAssembler
 from crossroads.protocol.errors import GatewayError, client_closed
 from crossroads.protocol.sse import SSE_DONE, sse
@@ -23,17 +24,11 @@ from crossroads.routing.fanout import Branch, error_choice, interleave, merge_re
 from crossroads.storage.records import LogRecord
 from crossroads.usage import completion_characters, enrich_usage, prompt_characters
 
-if TYPE_CHECKING:
-    from crossroads.gateway import Gateway, PreparedChat
-
 __all__ = ["FanOutRelay"]
 
 
 class FanOutRelay:
-    """The gateway's fan-out half; logs through the gateway it belongs to."""
-
-    def __init__(self, gateway: Gateway) -> None:
-        self._gateway = gateway
+    """Runs a fan-out request's branches; stateless, one per gateway."""
 
     def _branch_usage(
         self, chat: PreparedChat, branch: Branch, response: dict[str, Any], latency_ms: float
@@ -67,7 +62,7 @@ class FanOutRelay:
                 *(b.attempts.complete() for b in branches), return_exceptions=True
             )
         except asyncio.CancelledError:
-            self._gateway._fail(chat.record, client_closed(), chat.attempts)
+            chat.ledger.fail(client_closed(), chat.attempts)
             raise
         latency_ms = (time.perf_counter() - chat.context.received) * 1000
         outcomes: list[dict[str, Any] | GatewayError] = []
@@ -83,11 +78,11 @@ class FanOutRelay:
                 usages.append(self._branch_usage(chat, branch, result, latency_ms))
         errors = [o for o in outcomes if isinstance(o, GatewayError)]
         if len(errors) == len(branches):
-            self._gateway._fail(chat.record, errors[0], chat.attempts)
+            chat.ledger.fail(errors[0], chat.attempts)
             raise errors[0]
         response = merge_responses(chat.request.model, branches, outcomes, usages, latency_ms)
         self._fanout_record(chat.record, branches, [u is not None for u in usages])
-        self._gateway._succeed(chat.record, response, response["usage"], latency_ms, attempts=None)
+        chat.ledger.succeed(response, response["usage"], latency_ms, attempts=None)
         return response
 
     async def stream(
@@ -98,14 +93,14 @@ class FanOutRelay:
                 *(b.attempts.open_stream() for b in branches), return_exceptions=True
             )
         except asyncio.CancelledError:
-            self._gateway._fail(chat.record, client_closed(), chat.attempts)
+            chat.ledger.fail(client_closed(), chat.attempts)
             raise
         for item in opened:
             if isinstance(item, BaseException) and not isinstance(item, GatewayError):
                 raise item
         failures = [o for o in opened if isinstance(o, GatewayError)]
         if len(failures) == len(branches):
-            self._gateway._fail(chat.record, failures[0], chat.attempts)
+            chat.ledger.fail(failures[0], chat.attempts)
             raise failures[0]
         streams = [o if isinstance(o, OpenStream) else None for o in opened]
         errors = {i: o for i, o in enumerate(opened) if isinstance(o, GatewayError)}
@@ -149,7 +144,8 @@ class FanOutRelay:
                     errors[i] = error
                     chosen = branches[i].attempts.chosen
                     if chosen is not None and isinstance(item, UpstreamError):
-                        self._gateway.route_state.breakers.get(chosen.deployment.key).on_failure()
+                        chosen_breaker = branches[i].attempts.state.breakers
+                        chosen_breaker.get(chosen.deployment.key).on_failure()
                     yield failed(i, error)
                     continue
                 assembler = assemblers[i]
@@ -190,15 +186,13 @@ class FanOutRelay:
             finished = True
             self._fanout_record(chat.record, branches, [u is not None for u in usages])
             if len(errors) == len(branches):
-                self._gateway._fail(chat.record, errors[min(errors)], None)
+                chat.ledger.fail(errors[min(errors)], None)
             else:
-                self._gateway._succeed(
-                    chat.record, response, response["usage"], latency_ms, ttft_ms, attempts=None
-                )
+                chat.ledger.succeed(response, response["usage"], latency_ms, ttft_ms, attempts=None)
         finally:
             if not finished:
                 chat.record.ttft_ms = None if ttft_ms is None else round(ttft_ms, 3)
-                self._gateway._fail(chat.record, client_closed(), None)
+                chat.ledger.fail(client_closed(), None)
 
 
 def _as_gateway_error(exc: BaseException, branch: Branch) -> GatewayError:

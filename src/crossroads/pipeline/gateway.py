@@ -1,0 +1,120 @@
+"""The chat-completions pipeline: one request in, one response (or stream) out.
+
+Routes parse HTTP and hand the decoded body to `Gateway`, which only decides what happens
+next: prepare (validate and route, `prepare`), admit (key limits, on the request's
+`Ledger`), serve (one route, `relay`, or several at once, `fanout`). The books — the log
+record, the limits ticket, usage — are the ledger's, closed exactly once on every path,
+including the gateway's own defects. The caller's body is forwarded as the dict it arrived
+as (minus Crossroads' own fields), not re-serialised from the pydantic model, so
+parameters this gateway has never heard of still reach upstreams that understand them.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from typing import Any
+
+from crossroads.catalog import Catalog
+from crossroads.config import RoutingConfig
+from crossroads.limits import KeyLimits
+from crossroads.pipeline.context import CallContext, PreparedChat
+from crossroads.pipeline.fanout import FanOutRelay
+from crossroads.pipeline.ledger import Accounts, LogSink, SpentSource
+from crossroads.pipeline.prepare import Preparer
+from crossroads.pipeline.relay import complete_one, open_one
+from crossroads.protocol.errors import GatewayError
+from crossroads.protocol.sse import primed
+from crossroads.providers.base import Provider
+from crossroads.router.serve import LearnedRouter
+from crossroads.routing.attempts import RouteState
+from crossroads.routing.breaker import Breakers
+from crossroads.routing.retry import Backoff
+from crossroads.routing.stats import LiveStats
+
+__all__ = ["Gateway"]
+
+
+class Gateway:
+    def __init__(
+        self,
+        catalog: Catalog,
+        providers: dict[str, Provider],
+        log: LogSink,
+        routing: RoutingConfig | None = None,
+        limits: KeyLimits | None = None,
+        spent: SpentSource | None = None,
+        learned: LearnedRouter | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.providers = providers
+        config = routing or RoutingConfig()
+        rng = random.Random()
+        stats = LiveStats(config.stats_window)
+        self.route_state = RouteState(
+            config=config,
+            stats=stats,
+            breakers=Breakers(config.breaker),
+            backoff=Backoff(config, rng),
+        )
+        self.accounts = Accounts(catalog, log, limits, spent)
+        self._preparer = Preparer(catalog, providers, self.route_state, learned, rng)
+        self._fanout = FanOutRelay()
+
+    @property
+    def learned(self) -> LearnedRouter | None:
+        return self._preparer.learned
+
+    def prepare(self, body: Any, context: CallContext) -> PreparedChat:
+        """Validate `body` and plan its route; raises `GatewayError` (recorded)."""
+        ledger = self.accounts.open(body, context)
+        try:
+            request, attempts, branches = self._preparer.prepare(body, context)
+        except GatewayError as exc:
+            ledger.fail(exc)
+            raise
+        except Exception as exc:  # a defect, not the caller's doing: still an answer and a record
+            raise ledger.internal(exc) from None
+        record = ledger.record
+        record.stream = bool(request.stream)
+        record.session_id = request.session_id or context.session_header
+        return PreparedChat(context, request, body, attempts, ledger, branches)
+
+    def reject(self, error: GatewayError, context: CallContext, body: Any = None) -> None:
+        """Record a request refused before it reached `prepare` (malformed JSON, size)."""
+        self.accounts.open(body, context).fail(error)
+
+    async def complete(self, chat: PreparedChat) -> dict[str, Any]:
+        await chat.ledger.admit(chat)
+        try:
+            if chat.branches:
+                return await self._fanout.complete(chat, chat.branches)
+            return await complete_one(chat)
+        except Exception as exc:
+            if isinstance(exc, GatewayError):
+                raise  # recorded where it was raised
+            raise chat.ledger.internal(exc, chat.attempts) from None
+
+    async def stream(self, chat: PreparedChat) -> AsyncIterator[bytes]:
+        """Open the upstream stream; failures before its first content raise `GatewayError`.
+
+        Returns the byte iterator to send as the SSE body. Waiting for the first content
+        before answering costs nothing (the caller would wait for it anyway), lets a
+        deployment that fails up front be failed over unseen, and lets a request that fails
+        everywhere produce a real HTTP error status.
+        """
+        await chat.ledger.admit(chat)
+        try:
+            if chat.branches:
+                relay = await self._fanout.stream(chat, chat.branches)
+            else:
+                relay = await open_one(chat)
+            return await primed(relay)
+        except Exception as exc:
+            if isinstance(exc, GatewayError):
+                raise  # recorded where it was raised
+            raise chat.ledger.internal(exc, chat.attempts) from None
+
+    async def drain(self) -> None:
+        """Wait for settlements in flight (shutdown)."""
+        await self.accounts.drain()
