@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
 from crossroads.protocol.assembly import StreamAssembler
 from crossroads.protocol.errors import GatewayError
+from crossroads.providers.anthropic.reasoning import lost_thinking
+from crossroads.providers.anthropic.tool_ids import from_anthropic, to_anthropic
 from crossroads.providers.anthropic.translate import (
     DEFAULT_MAX_TOKENS,
     AnthropicRequest,
@@ -205,6 +208,195 @@ def test_reasoning_content_of_earlier_answers_is_not_replayed() -> None:
     assert out["messages"][1] == {"role": "assistant", "content": "Hello."}
 
 
+SIGNED = {
+    "type": "reasoning.text",
+    "text": "Weather first.",
+    "signature": "c2ln",
+    "format": "anthropic-claude-v1",
+    "index": 0,
+}
+REDACTED = {"type": "reasoning.encrypted", "data": "b3BhcXVl", "format": "anthropic-claude-v1"}
+THOUGHT = {"type": "thinking", "thinking": "Weather first.", "signature": "c2ln"}
+
+
+def test_reasoning_details_given_back_open_their_assistant_turn() -> None:
+    other = {"type": "reasoning.text", "text": "x", "format": "google-gemini-v1"}
+    unsigned = {"type": "reasoning.text", "text": "y", "signature": None}
+    details = [other, SIGNED, unsigned, REDACTED]
+    out = map_request(
+        body(
+            user("Weather?"),
+            assistant("Checking.", tool_calls=[call("toolu_1", "weather", "{}")]),
+            assistant("More.", reasoning_details=[{**SIGNED, "text": "Later."}]),
+            tool("toolu_1", "sunny"),
+            reasoning_effort="low",
+        )
+    ).body
+    # Thinking first in the merged turn; another format's or unsigned reasoning left out.
+    assert out["messages"][1]["content"] == [
+        {**THOUGHT, "thinking": "Later."},
+        {"type": "text", "text": "Checking."},
+        {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {}},
+        {"type": "text", "text": "More."},
+    ]
+    out = map_request(
+        body(
+            user("Weather?"),
+            assistant(
+                None, tool_calls=[call("toolu_1", "weather", "{}")], reasoning_details=details
+            ),
+            tool("toolu_1", "sunny"),
+            reasoning_effort="low",
+        )
+    ).body
+    assert out["messages"][1]["content"][:2] == [
+        THOUGHT,
+        {"type": "redacted_thinking", "data": "b3BhcXVl"},
+    ]
+
+
+def test_thinking_alone_or_in_a_final_turn_without_thinking_is_not_replayed() -> None:
+    out = map_request(
+        body(user("Hi"), assistant("", reasoning_details=[SIGNED]), user("Again"))
+    ).body
+    texts = [{"type": "text", "text": "Hi"}, {"type": "text", "text": "Again"}]
+    assert out["messages"] == [{"role": "user", "content": texts}]
+    prefill = body(user("Hi"), assistant("The answer is", reasoning_details=[SIGNED]))
+    assert map_request(prefill).body["messages"][1] == {
+        "role": "assistant",
+        "content": "The answer is",
+    }
+
+
+@pytest.mark.parametrize(
+    ("details", "param"),
+    [
+        ("signed", "messages[1].reasoning_details"),
+        (["x"], "messages[1].reasoning_details[0]"),
+        ([{**SIGNED, "text": 3}], "messages[1].reasoning_details[0]"),
+        ([{**REDACTED, "data": ""}], "messages[1].reasoning_details[0]"),
+    ],
+)
+def test_malformed_reasoning_details_are_refused(details: Any, param: str) -> None:
+    conversation = (user("Hi"), assistant("Hello.", reasoning_details=details), user("Bye"))
+    assert refused(body(*conversation)).param == param
+
+
+@pytest.mark.parametrize(
+    ("messages", "params", "dropped"),
+    [
+        # A tool loop in progress whose opening turn came back without its thinking.
+        ([assistant(None, tool_calls=[call("a", "f", "{}")]), tool("a", "x")], {}, True),
+        # A user message after the results joins their turn: the loop is still open.
+        (
+            [assistant(None, tool_calls=[call("a", "f", "{}")]), tool("a", "x"), user("go")],
+            {},
+            True,
+        ),
+        # Every thinking parameter the caller set is dropped.
+        (
+            [assistant(None, tool_calls=[call("a", "f", "{}")]), tool("a", "x")],
+            {"reasoning": {"exclude": True}},
+            True,
+        ),
+        # The thinking came back with the turn.
+        (
+            [
+                assistant(None, tool_calls=[call("a", "f", "{}")], reasoning_details=[SIGNED]),
+                tool("a", "x"),
+                assistant(None, tool_calls=[call("b", "f", "{}")]),
+                tool("b", "x"),
+            ],
+            {},
+            False,
+        ),
+        # Unsigned reasoning is no thinking block.
+        (
+            [
+                assistant(
+                    None,
+                    tool_calls=[call("a", "f", "{}")],
+                    reasoning_details=[{**SIGNED, "signature": None}],
+                ),
+                tool("a", "x"),
+            ],
+            {},
+            True,
+        ),
+        # The loop ended with an answer and a new question.
+        (
+            [
+                assistant(None, tool_calls=[call("a", "f", "{}")]),
+                tool("a", "x"),
+                assistant("Done."),
+                user("More?"),
+            ],
+            {},
+            False,
+        ),
+        # Thinking off: nothing to drop.
+        (
+            [assistant(None, tool_calls=[call("a", "f", "{}")]), tool("a", "x")],
+            {"reasoning_effort": None, "reasoning": {"enabled": False}},
+            False,
+        ),
+    ],
+)
+def test_thinking_is_dropped_only_for_a_tool_loop_that_lost_it(
+    messages: list[dict[str, Any]], params: dict[str, Any], dropped: bool
+) -> None:
+    request = body(user("Go"), *messages, **{"reasoning_effort": "low", **params})
+    expected = [n for n in ("reasoning_effort", "reasoning") if request.get(n) is not None]
+    assert lost_thinking(request) == (expected if dropped else [])
+    if dropped:  # what the real API refuses; the fake agrees (see test_dialects_continued)
+        first = map_request(request).body["messages"][1]["content"]
+        assert first[0]["type"] == "tool_use"
+
+
+@pytest.mark.parametrize(
+    "call_id", ["functions.get_weather:0", "call 1", "é", "", "xid_abc", "a+b/c="]
+)
+def test_foreign_tool_call_ids_map_into_anthropics_alphabet_and_back(call_id: str) -> None:
+    mapped_id = to_anthropic(call_id)
+    assert re.fullmatch(r"[a-zA-Z0-9_-]+", mapped_id)
+    assert from_anthropic(mapped_id) == call_id
+    out = map_request(
+        body(
+            user("Go"),
+            assistant(None, tool_calls=[call(call_id, "f", "{}")]),
+            tool(call_id, "done"),
+        )
+    ).body
+    assert out["messages"][1]["content"][0]["id"] == mapped_id
+    assert out["messages"][2]["content"][0]["tool_use_id"] == mapped_id
+
+
+def test_anthropic_ids_pass_unchanged_both_ways() -> None:
+    for tool_id in ("toolu_01A09q90qw90lq917835lq9", "call_1", "srvtoolu_x-y"):
+        assert to_anthropic(tool_id) == tool_id
+        assert from_anthropic(tool_id) == tool_id
+    encoded = to_anthropic("functions.f:0")
+    answer = map_response(
+        message(
+            {"type": "tool_use", "id": encoded, "name": "f", "input": {}}, stop_reason="tool_use"
+        ),
+        plain(),
+    )
+    assert answer["choices"][0]["message"]["tool_calls"][0]["id"] == "functions.f:0"
+
+
+def test_a_pdf_file_part_is_a_document() -> None:
+    part = {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0="}}
+    out = map_request(body(user([part, {"type": "text", "text": "Sum up."}]))).body
+    assert out["messages"][0]["content"] == [
+        {
+            "type": "document",
+            "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="},
+        },
+        {"type": "text", "text": "Sum up."},
+    ]
+
+
 def test_images_as_base64_and_as_urls() -> None:
     out = map_request(
         body(
@@ -246,16 +438,24 @@ def test_images_anthropic_cannot_take_are_refused_by_part(url: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "part",
+    ("part", "param"),
     [
-        {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}},
-        {"type": "file", "file": {"file_id": "file-1"}},
+        (
+            {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}},
+            "messages[0].content[1]",
+        ),
+        ({"type": "file", "file": {"file_id": "file-1"}}, "messages[0].content[1].file.file_id"),
+        (
+            {"type": "file", "file": {"file_data": "data:text/csv;base64,YSxi"}},
+            "messages[0].content[1].file.file_data",
+        ),
+        ({"type": "file", "file": {"filename": "a.pdf"}}, "messages[0].content[1].file.file_data"),
     ],
 )
-def test_audio_and_file_parts_are_refused(part: dict[str, Any]) -> None:
-    assert refused(body(user([{"type": "text", "text": "Hear"}, part]))).param == (
-        "messages[0].content[1]"
-    )
+def test_audio_and_files_other_than_inline_pdfs_are_refused(
+    part: dict[str, Any], param: str
+) -> None:
+    assert refused(body(user([{"type": "text", "text": "Hear"}, part]))).param == param
 
 
 def test_arguments_that_are_not_a_json_object_are_refused() -> None:
@@ -478,6 +678,11 @@ def test_a_native_thinking_object_wins_untouched() -> None:
     ] == {"type": "any"}
 
 
+@pytest.mark.parametrize("thinking", ["yes", True, ["enabled"]])
+def test_a_native_thinking_that_is_not_an_object_is_refused(thinking: Any) -> None:
+    assert refused(body(thinking=thinking)).param == "thinking"
+
+
 def test_thinking_refuses_forced_tools_and_changed_sampling() -> None:
     named = {"type": "function", "function": {"name": "weather"}}
     for choice in ("required", named):
@@ -582,6 +787,28 @@ def test_tool_calls_thinking_and_redacted_thinking() -> None:
                 },
             ],
             "reasoning_content": "Two cities. Two calls.",
+            "reasoning_details": [
+                {
+                    "type": "reasoning.text",
+                    "text": "Two cities.",
+                    "signature": "sig==",
+                    "format": "anthropic-claude-v1",
+                    "index": 0,
+                },
+                {
+                    "type": "reasoning.encrypted",
+                    "data": "opaque",
+                    "format": "anthropic-claude-v1",
+                    "index": 1,
+                },
+                {
+                    "type": "reasoning.text",
+                    "text": " Two calls.",
+                    "signature": "sig2==",
+                    "format": "anthropic-claude-v1",
+                    "index": 2,
+                },
+            ],
         },
         "logprobs": None,
         "finish_reason": "tool_calls",
@@ -856,13 +1083,35 @@ THINKING_STREAM = [
 ]
 
 
-def test_streamed_thinking_becomes_reasoning_content() -> None:
-    completion = assemble(run(map_request(body(reasoning_effort="low")), THINKING_STREAM))
+def test_streamed_thinking_becomes_reasoning_content_and_whole_details() -> None:
+    chunks = run(map_request(body(reasoning_effort="low")), THINKING_STREAM)
+    details = [
+        c["choices"][0]["delta"]["reasoning_details"]
+        for c in chunks
+        if c["choices"] and "reasoning_details" in c["choices"][0]["delta"]
+    ]
+    signed = {
+        "type": "reasoning.text",
+        "text": "Let me think.",
+        "signature": "EqQBCgIYAhIM",
+        "format": "anthropic-claude-v1",
+        "index": 0,
+    }
+    redacted = {
+        "type": "reasoning.encrypted",
+        "data": "opaque",
+        "format": "anthropic-claude-v1",
+        "index": 1,
+    }
+    # One entry per chunk, each complete once its block has stopped.
+    assert details == [[signed], [redacted]]
+    completion = assemble(chunks)
     assert completion["choices"][0]["message"] == {
         "role": "assistant",
         "content": "42.",
         "refusal": None,
         "reasoning_content": "Let me think.",
+        "reasoning_details": [signed, redacted],
     }
     assert completion["choices"][0]["finish_reason"] == "stop"
 
@@ -870,7 +1119,8 @@ def test_streamed_thinking_becomes_reasoning_content() -> None:
 def test_streamed_thinking_is_dropped_when_excluded() -> None:
     request = map_request(body(reasoning={"effort": "low", "exclude": True}))
     chunks = run(request, THINKING_STREAM)
-    assert not any("reasoning_content" in c["choices"][0]["delta"] for c in chunks if c["choices"])
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    assert not any("reasoning_content" in d or "reasoning_details" in d for d in deltas)
     assert assemble(chunks)["choices"][0]["message"]["content"] == "42."
 
 

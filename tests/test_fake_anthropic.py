@@ -18,6 +18,7 @@ import pytest
 from crossroads.testing.fake_anthropic import (
     DEFAULT_THINKING,
     FakeAnthropic,
+    redacted_data,
     thinking_signature,
 )
 from crossroads.testing.fake_base import DEFAULT_REPLY
@@ -398,6 +399,15 @@ async def test_stream_thinking(http: httpx.AsyncClient) -> None:
     assert without_ids(result) == without_ids(expected)
 
 
+async def test_redacted_thinking_arrives_whole(http: httpx.AsyncClient) -> None:
+    body = await message(http, "redacted+think=Secret", max_tokens=2048, thinking=THINKING)
+    assert body["content"][0] == {"type": "redacted_thinking", "data": redacted_data("Secret")}
+    events = await stream(http, "redacted+think=Secret", max_tokens=2048, thinking=THINKING)
+    assert events[1]["content_block"] == body["content"][0]
+    assert not [e for e in events if e.get("index") == 0 and "delta" in e]
+    assert without_ids(assemble(events)) == without_ids(body)
+
+
 async def test_stream_max_tokens_zero(http: httpx.AsyncClient) -> None:
     events = await stream(http, max_tokens=0)
     assert [e["type"] for e in events] == ["message_start", "ping", "message_delta", "message_stop"]
@@ -551,8 +561,17 @@ TOOL_USE = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input":
 TOOL_RESULT = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}
 ASKED = [*USER, {"role": "assistant", "content": [TOOL_USE]}]
 ANSWER = {"role": "assistant", "content": "Hello."}
+ANSWER_TEXT = {"type": "text", "text": "Hello."}
 BLANK = {"type": "text", "text": " \n"}
 WITH_THINKING = {"thinking": THINKING, "max_tokens": 2048}
+SIGNED = {"type": "thinking", "thinking": "Hmm.", "signature": thinking_signature("Hmm.")}
+REDACTED = {"type": "redacted_thinking", "data": redacted_data("Hmm.")}
+LOOP = [*ASKED, {"role": "user", "content": [TOOL_RESULT]}]
+PDF = {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQ="}
+
+
+def _user_block(block: dict[str, Any]) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": [block, {"type": "text", "text": "?"}]}]}
 
 
 @pytest.mark.parametrize(
@@ -605,6 +624,65 @@ WITH_THINKING = {"thinking": THINKING, "max_tokens": 2048}
             "tool_choice forces tool use",
         ),
         ({"thinking": {"type": "on"}}, "thinking: Input should be"),
+        (
+            {**WITH_THINKING, "messages": LOOP, "tools": [WEATHER]},
+            "messages.1.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
+            "`tool_use`. When `thinking` is enabled, a final `assistant` message must start",
+        ),
+        (
+            {
+                **WITH_THINKING,
+                "messages": [*LOOP, {"role": "assistant", "content": [TOOL_USE | {"id": "t2"}]}],
+                "tools": [WEATHER],
+            },
+            "messages.1.content.0.type: Expected `thinking`",
+        ),
+        (
+            {"messages": [*USER, {"role": "assistant", "content": [SIGNED, ANSWER_TEXT]}]},
+            "messages.1.content.0: When thinking is disabled, an `assistant` message in the "
+            "final position cannot contain `thinking`",
+        ),
+        (
+            {"messages": [*USER, {"role": "assistant", "content": [SIGNED]}, *USER]},
+            "messages.1: The final block in an assistant message cannot be `thinking`.",
+        ),
+        (
+            {"messages": [*USER, {"role": "assistant", "content": [REDACTED | {"data": "eA=="}]}]},
+            "messages.1.content.0.data: Invalid `data` in `redacted_thinking` block",
+        ),
+        (
+            {"messages": [*USER, {"role": "assistant", "content": [TOOL_USE | {"id": "f.g:0"}]}]},
+            "messages.1.content.0.id: String should match pattern '^[a-zA-Z0-9_-]+$'",
+        ),
+        (
+            {
+                "messages": [
+                    *ASKED,
+                    {"role": "user", "content": [TOOL_RESULT | {"tool_use_id": "f.g:0"}]},
+                ]
+            },
+            "messages.2.content.0.tool_use_id: String should match pattern",
+        ),
+        (
+            _user_block({"type": "document", "source": PDF | {"media_type": "text/csv"}}),
+            "messages.0.content.0.source.base64.media_type: Input should be 'application/pdf'",
+        ),
+        (
+            _user_block({"type": "document", "source": PDF | {"data": "aGVsbG8="}}),
+            "messages.0.content.0.source: The PDF specified was not valid.",
+        ),
+        (
+            _user_block({"type": "document", "source": PDF | {"data": "%%%"}}),
+            "messages.0.content.0.source.base64.data: Invalid base64 data",
+        ),
+        (
+            _user_block({"type": "image", "source": PDF}),
+            "messages.0.content.0.source.base64.media_type: Input should be 'image/jpeg'",
+        ),
+        (
+            _user_block({"type": "image", "source": {"type": "file", "file_id": "f"}}),
+            "messages.0.content.0.source: Input tag 'file' does not match any source type",
+        ),
         ({"tool_choice": {"type": "any"}}, "tool_choice may only be specified while providing"),
         ({"tools": [WEATHER], "tool_choice": {"type": "tool", "name": "x"}}, "no tool named 'x'"),
         ({"tools": [WEATHER], "tool_choice": {"type": "auto", "name": "x"}}, "tool_choice: Input"),
@@ -640,6 +718,34 @@ async def test_validation_accepts_what_the_real_api_accepts(http: httpx.AsyncCli
         {"metadata": {"user_id": None}, "service_tier": "auto", "thinking": {"type": "disabled"}},
         {"tools": [WEATHER], "tool_choice": {"type": "any", "disable_parallel_tool_use": True}},
         {"container": None, "inference_geo": None, "cache_control": {"type": "ephemeral"}},
+        # An open tool loop that begins with its thinking, signed or redacted.
+        *(
+            {
+                **WITH_THINKING,
+                "tools": [WEATHER],
+                "messages": [
+                    *USER,
+                    {"role": "assistant", "content": [thought, TOOL_USE]},
+                    {"role": "user", "content": [TOOL_RESULT]},
+                ],
+            }
+            for thought in (SIGNED, REDACTED)
+        ),
+        # With thinking on, a closed tool loop needs no thinking; with it off, earlier
+        # thinking is ignored.
+        {**WITH_THINKING, "messages": [*ASKED, *answered[2:], ANSWER, *USER]},
+        {
+            "messages": [*USER, {"role": "assistant", "content": [SIGNED, TOOL_USE]}, *LOOP[2:]],
+            "tools": [WEATHER],
+        },
+        _user_block({"type": "document", "source": PDF, "title": "a.pdf"}),
+        _user_block(
+            {
+                "type": "document",
+                "source": {"type": "text", "media_type": "text/plain", "data": "x"},
+            }
+        ),
+        _user_block({"type": "image", "source": {"type": "url", "url": "https://e.com/a.png"}}),
     ]
     for fields in accepted:
         response = await post(http, **fields)

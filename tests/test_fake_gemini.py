@@ -20,6 +20,7 @@ from crossroads.testing.fake_gemini import (
     FakeGemini,
     parse_behaviour,
 )
+from crossroads.testing.fake_gemini_signatures import thought_signature
 
 KEY = "gemini-test-key"
 USER = [{"role": "user", "parts": [{"text": "Say hello to me"}]}]
@@ -209,6 +210,64 @@ async def test_function_round_trip_is_counted(http: httpx.AsyncClient) -> None:
     ]
     body = (await generate(http, contents=contents, tools=TOOLS)).json()
     assert body["usageMetadata"]["promptTokenCount"] == USER_TOKENS + (1 + 3) + (1 + 3)
+
+
+async def test_signed_calls_must_come_back_signed_in_the_current_turn(
+    http: httpx.AsyncClient,
+) -> None:
+    body = (await generate(http, "signed+tools=2", tools=TOOLS)).json()
+    signature = thought_signature("get_weather")
+    call = {"functionCall": {"name": "get_weather", "args": {}}}
+    # Parallel calls: only the first carries the signature.
+    assert body["candidates"][0]["content"]["parts"] == [
+        call | {"thoughtSignature": signature},
+        call,
+    ]
+    found = events((await stream(http, "signed+tool", tools=TOOLS)).content)
+    assert found[0]["candidates"][0]["content"]["parts"] == [call | {"thoughtSignature": signature}]
+
+    def turn(first: dict[str, Any], closed: bool = False) -> list[dict[str, Any]]:
+        result = {"functionResponse": {"name": "get_weather", "response": {}}}
+        contents = [
+            *USER,
+            {"role": "model", "parts": [first]},
+            {"role": "user", "parts": [result]},
+        ]
+        return (
+            [*contents, {"role": "model", "parts": [{"text": "Done."}]}, *USER]
+            if closed
+            else contents
+        )
+
+    for accepted in (
+        turn(call | {"thoughtSignature": signature}),
+        turn(call | {"thoughtSignature": "skip_thought_signature_validator"}),
+        turn(call, closed=True),  # a finished turn needs no signatures
+    ):
+        response = await generate(http, "signed+echo", contents=accepted, tools=TOOLS)
+        assert response.status_code == 200, response.text
+    # Gemini 2.5 does not ask for them.
+    assert (await generate(http, "echo", contents=turn(call), tools=TOOLS)).status_code == 200
+    missing = error_of(
+        await generate(http, "signed", contents=turn(call), tools=TOOLS), 400, "INVALID_ARGUMENT"
+    )
+    assert missing.startswith("Function call is missing a thought_signature in functionCall parts.")
+    assert "`default_api:get_weather` , position 1" in missing
+    wrong = call | {"thoughtSignature": thought_signature("get_time")}
+    invalid = error_of(
+        await generate(http, "signed", contents=turn(wrong), tools=TOOLS), 400, "INVALID_ARGUMENT"
+    )
+    assert invalid == "Thought signature is not valid (contents[1].parts[0])."
+
+
+async def test_inline_data_of_an_unsupported_type_is_refused(http: httpx.AsyncClient) -> None:
+    def user(mime: str) -> list[dict[str, Any]]:
+        return [{"role": "user", "parts": [{"inlineData": {"mimeType": mime, "data": "JVBE"}}]}]
+
+    for mime in ("application/pdf", "image/png", "text/plain", "audio/wav"):
+        assert (await generate(http, contents=user(mime))).status_code == 200
+    response = await generate(http, contents=user("application/zip"))
+    assert error_of(response, 400, "INVALID_ARGUMENT") == "Unsupported MIME type: application/zip"
 
 
 async def test_thoughts(http: httpx.AsyncClient) -> None:

@@ -184,6 +184,40 @@ def test_a_thought_signature_on_a_tool_call_goes_back_to_gemini() -> None:
     ]
 
 
+def test_each_step_of_the_current_turn_gets_a_signature_on_its_first_call() -> None:
+    signed = _call("b", "f", "{}") | {"extra_content": {"google": {"thought_signature": "c2ln"}}}
+    messages = [
+        USER,
+        {"role": "assistant", "tool_calls": [_call("old", "f", "{}")]},
+        {"role": "tool", "tool_call_id": "old", "content": "1"},
+        {"role": "user", "content": "Again, twice."},
+        {"role": "assistant", "tool_calls": [_call("a1", "f", "{}"), _call("a2", "f", "{}")]},
+        {"role": "tool", "tool_call_id": "a1", "content": "2"},
+        {"role": "tool", "tool_call_id": "a2", "content": "3"},
+        {"role": "assistant", "tool_calls": [signed]},
+        {"role": "tool", "tool_call_id": "b", "content": "4"},
+    ]
+    contents = map_request({"model": MODEL, "messages": messages}).body["contents"]
+    signatures = [
+        [part.get("thoughtSignature") for part in content["parts"]]
+        for content in contents
+        if content["role"] == "model"
+    ]
+    # A turn the user has closed needs none; parallel calls are signed on the first only;
+    # a signature the caller gave back is kept.
+    assert signatures == [[None], ["skip_thought_signature_validator", None], ["c2ln"]]
+
+
+def test_a_pdf_file_part_is_inline_data() -> None:
+    part = {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0="}}
+    contents = map_request(
+        {"model": MODEL, "messages": [{"role": "user", "content": [part]}]}
+    ).body["contents"]
+    assert contents[0]["parts"] == [
+        {"inlineData": {"mimeType": "application/pdf", "data": "JVBERi0="}}
+    ]
+
+
 def test_images_and_audio() -> None:
     content = [
         {"type": "text", "text": "Compare."},
@@ -231,7 +265,11 @@ def test_images_and_audio() -> None:
 @pytest.mark.parametrize(
     ("part", "param"),
     [
-        ({"type": "file", "file": {"file_id": "file-1"}}, "messages[0].content[1]"),
+        ({"type": "file", "file": {"file_id": "file-1"}}, "messages[0].content[1].file.file_id"),
+        (
+            {"type": "file", "file": {"file_data": "data:application/zip;base64,UEsD"}},
+            "messages[0].content[1].file.file_data",
+        ),
         (
             {"type": "image_url", "image_url": {"url": "data:image/png,rawbytes"}},
             "messages[0].content[1].image_url.url",

@@ -13,12 +13,22 @@ __all__ = ["StreamAssembler"]
 
 
 class _Choice:
-    __slots__ = ("content", "finish_reason", "logprobs", "reasoning", "refusal", "role", "tools")
+    __slots__ = (
+        "content",
+        "details",
+        "finish_reason",
+        "logprobs",
+        "reasoning",
+        "refusal",
+        "role",
+        "tools",
+    )
 
     def __init__(self) -> None:
         self.role = "assistant"
         self.content: list[str] = []
         self.reasoning: list[str] = []
+        self.details: list[Any] = []  # `reasoning_details` entries, each whole in its chunk
         self.refusal: list[str] = []
         self.tools: dict[int, dict[str, Any]] = {}
         self.finish_reason: str | None = None
@@ -57,6 +67,8 @@ class StreamAssembler:
             if reasoning := delta.get("reasoning_content"):
                 state.reasoning.append(reasoning)
                 self.saw_content = True
+            if details := delta.get("reasoning_details"):
+                state.details.extend(details)
             if refusal := delta.get("refusal"):
                 state.refusal.append(refusal)
             for call in delta.get("tool_calls") or ():
@@ -74,6 +86,8 @@ class StreamAssembler:
         )
         if call.get("id"):
             slot["id"] = call["id"]
+        if extra := call.get("extra_content"):  # e.g. Gemini's thought signature
+            slot["extra_content"] = extra
         function = call.get("function") or {}
         if function.get("name"):
             slot["function"]["name"] += function["name"]
@@ -97,6 +111,8 @@ class StreamAssembler:
             }
             if state.reasoning:
                 message["reasoning_content"] = "".join(state.reasoning)
+            if state.details:
+                message["reasoning_details"] = state.details
             if state.tools:
                 message["tool_calls"] = [state.tools[i] for i in sorted(state.tools)]
             out.append(

@@ -62,6 +62,8 @@ class ResponseMessage(_Open):
     refusal: str | None = None
     tool_calls: list[ResponseToolCall] | None = None
     reasoning_content: str | None = None  # the model's reasoning, when it reasoned
+    # Signed reasoning to give back with this message (Anthropic's thinking blocks).
+    reasoning_details: list[dict[str, Any]] | None = None
 
 
 class Choice(_Open):

@@ -7,10 +7,12 @@ own extras — get the provider's `unknown` policy: passed through to upstreams 
 arbitrary fields, dropped elsewhere.
 
 Unsupported parameters are never sent upstream. By default they are dropped and listed in
-the response's `dropped_params`; with `provider.require_parameters: true` the request only
-goes to a deployment that supports all of them (400 if none does). A parameter set to the
-value OpenAI treats as its default (`n: 1`, `logprobs: false`, …) asks for nothing, so it
-is removed quietly rather than reported.
+the response's `dropped_params` — and so are supported ones that a dialect's rule says this
+particular request cannot have (`Capabilities.cannot_honour`); with
+`provider.require_parameters: true` the request only goes to a deployment that supports all
+of them (400 if none does). A parameter set to the value OpenAI treats as its default
+(`n: 1`, `logprobs: false`, …) asks for nothing, so it is removed quietly rather than
+reported.
 
 A supported parameter can still have a narrower range upstream than in OpenAI (Anthropic's
 `temperature` is 0–1, OpenAI's 0–2). A value outside it would be refused upstream and end the
@@ -20,7 +22,7 @@ request, so it is clamped into the range and reported in `adjusted_params` (with
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Literal
@@ -105,6 +107,9 @@ class Capabilities:
     ranges: Mapping[str, tuple[float, float]] = field(default_factory=lambda: MappingProxyType({}))
     # Human notes for `crossroads providers list` (limits, quirks worth knowing).
     notes: str = ""
+    # Supported parameters that this request's body rules out (e.g. Anthropic's thinking on
+    # a tool loop whose signed thinking did not come back); dropped like unsupported ones.
+    cannot_honour: Callable[[Mapping[str, Any]], list[str]] | None = None
 
     def support(self, name: str) -> Support:
         return self.parameters.get(name, self.unknown)
@@ -167,4 +172,9 @@ def plan_parameters(capabilities: Capabilities, body: Mapping[str, Any]) -> Para
         plan.removed.append(name)
         if name not in _DEFAULTS or _DEFAULTS[name] != value:
             plan.dropped.append(name)
+    if capabilities.cannot_honour is not None:
+        for name in capabilities.cannot_honour(body):
+            if name not in plan.removed:
+                plan.removed.append(name)
+                plan.dropped.append(name)
     return plan

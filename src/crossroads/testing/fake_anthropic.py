@@ -17,7 +17,10 @@ the docs leave open: `no_usage` reports zero counts (the real API never omits `u
 calls the tool a `tool_choice` of type `tool` names, else the first custom tool, and answers
 text when `tool_choice` is `none`; `disable_parallel_tool_use` caps `tools=<n>` at one call; a
 request that enables `thinking` gets a thinking block ("Let me think." unless `think=` says
-otherwise), whose signature (`thinking_signature`) must come back unchanged in later turns.
+otherwise), whose signature (`thinking_signature`) must come back unchanged in later turns;
+`redacted` sends it as a redacted_thinking block instead (its `data` from `redacted_data`).
+While a tool loop is open, a request with thinking on must give the loop's assistant turn
+back starting with that block, as the real API demands.
 
 Token counting is deterministic, so tests can compute expected cost:
 
@@ -47,6 +50,7 @@ from crossroads.testing.fake_anthropic_checks import (
     as_blocks,
     block_type,
     check,
+    redacted_data,
     request_error,
     thinking_signature,
 )
@@ -61,7 +65,13 @@ from crossroads.testing.fake_base import (
     split_reply,
 )
 
-__all__ = ["ANTHROPIC_VERSIONS", "DEFAULT_THINKING", "FakeAnthropic", "thinking_signature"]
+__all__ = [
+    "ANTHROPIC_VERSIONS",
+    "DEFAULT_THINKING",
+    "FakeAnthropic",
+    "redacted_data",
+    "thinking_signature",
+]
 
 ANTHROPIC_VERSIONS = frozenset({"2023-06-01", "2023-01-01"})
 DEFAULT_THINKING = "Let me think."
@@ -106,7 +116,9 @@ def _answer(body: _Json, behaviour: Behaviour) -> tuple[list[_Json], str, str | 
     blocks: list[_Json] = []
     thinking_on = block_type(body.get("thinking")) in ("enabled", "adaptive")
     think = DEFAULT_THINKING if behaviour.think is None and thinking_on else behaviour.think
-    if think is not None:
+    if think is not None and behaviour.redacted:
+        blocks.append({"type": "redacted_thinking", "data": redacted_data(think)})
+    elif think is not None:
         signature = thinking_signature(think)
         blocks.append({"type": "thinking", "thinking": think, "signature": signature})
     choice = body.get("tool_choice", {})
@@ -238,6 +250,8 @@ def _event(data: _Json) -> bytes:
 
 def _deltas(block: _Json, chunks: int | None) -> list[_Json]:
     """The content_block_delta payloads that rebuild `block`."""
+    if block["type"] == "redacted_thinking":
+        return []  # it arrives whole in its content_block_start
     if block["type"] == "text":
         return [{"type": "text_delta", "text": p} for p in split_reply(block["text"], chunks)]
     if block["type"] == "thinking":

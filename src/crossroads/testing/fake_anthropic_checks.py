@@ -2,9 +2,10 @@
 
 A gateway translation bug must fail loudly against the fake, so every request is checked
 the way Anthropic documents it (and the way its errors are known to read): the fields
-allowed at the top level, message and block shapes, `tool_use` / `tool_result` pairing,
-tool definitions and extended-thinking rules. `request_error` returns the 400 message for
-the first problem found, or None.
+allowed at the top level, message and block shapes (tool-use ids, image and document
+sources), `tool_use` / `tool_result` pairing, tool definitions and extended-thinking rules
+(an open tool loop must begin with the thinking the model issued, signed). `request_error`
+returns the 400 message for the first problem found, or None.
 """
 
 from __future__ import annotations
@@ -22,11 +23,16 @@ __all__ = [
     "as_blocks",
     "block_type",
     "check",
+    "redacted_data",
     "request_error",
     "thinking_signature",
 ]
 
 _Json = dict[str, Any]
+_REDACTED = b"fake-redacted:"
+_THOUGHTS = ("thinking", "redacted_thinking")
+_ID_PATTERN = "^[a-zA-Z0-9_-]+$"
+_IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 BLOCKS = {
     "user": ("text", "image", "document", "search_result", "tool_result"),
     "assistant": ("text", "thinking", "redacted_thinking", "tool_use", "server_tool_use"),
@@ -43,6 +49,18 @@ def as_blocks(content: Any) -> list[Any]:
 def thinking_signature(thinking: str) -> str:
     """The fake's signature of a thinking text; a thinking block sent back must carry it."""
     return base64.b64encode(hashlib.sha256(b"fake:" + thinking.encode()).digest()).decode()
+
+
+def redacted_data(thinking: str) -> str:
+    """The fake's opaque `data` of a redacted_thinking block; it must come back unchanged."""
+    return base64.b64encode(_REDACTED + thinking.encode()).decode()
+
+
+def _is_redacted_data(data: Any) -> bool:
+    try:
+        return base64.b64decode(data, validate=True).startswith(_REDACTED)
+    except (TypeError, ValueError):
+        return False
 
 
 def request_error(body: Any) -> str | None:
@@ -126,6 +144,7 @@ _SHAPES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 _FIELDS = frozenset({*_SHAPES, "cache_control", "container", "inference_geo", "output_config"})
 _TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,128}")
+_TOOL_ID = re.compile(r"[a-zA-Z0-9_-]+")
 _Turn = tuple[str, int, list[_Json]]  # a role, its first message's index and its blocks
 
 
@@ -139,12 +158,13 @@ def _validate(body: Any) -> None:
             check(test(value), f"{name}: Input should be {expected}")
     for name in ("model", "max_tokens", "messages"):
         check(name in body, f"{name}: Field required")
-    _validate_messages(body["messages"])
+    turns = _validate_messages(body["messages"])
     _validate_tools(body)
-    _validate_thinking(body)
+    _validate_thinking(body, turns)
 
 
-def _validate_messages(messages: list[Any]) -> None:
+def _validate_messages(messages: list[Any]) -> list[_Turn]:
+    """Check every message; returns the turns (consecutive same-role messages joined)."""
     turns: list[_Turn] = []  # consecutive same-role messages are one turn
     for i, message in enumerate(messages):
         at = f"messages.{i}"
@@ -173,6 +193,13 @@ def _validate_messages(messages: list[Any]) -> None:
     for asked, answer in itertools.pairwise([("assistant", -1, []), *turns]):
         if answer[0] == "user":
             _validate_tool_results(asked, answer)
+    for i, message in enumerate(messages):
+        kinds = [block_type(b) for b in as_blocks(message["content"])]
+        if message["role"] == "assistant" and kinds and kinds[-1] in _THOUGHTS:
+            raise Invalid(
+                f"messages.{i}: The final block in an assistant message cannot be `{kinds[-1]}`."
+            )
+    return turns
 
 
 def _validate_block(block: Any, at: str, role: str) -> None:
@@ -184,13 +211,55 @@ def _validate_block(block: Any, at: str, role: str) -> None:
     elif kind == "tool_use":
         ok = _is_strings([block.get("id"), block.get("name")])
         check(ok and isinstance(block.get("input"), dict), f"{at}: tool_use needs id, name, input")
+        ok = _TOOL_ID.fullmatch(block["id"]) is not None
+        check(ok, f"{at}.id: String should match pattern '{_ID_PATTERN}'")
     elif kind == "tool_result":
         ok = isinstance(block.get("tool_use_id"), str)
         check(ok and isinstance(block.get("content", ""), str | list), f"{at}: bad tool_result")
+        ok = _TOOL_ID.fullmatch(block["tool_use_id"]) is not None
+        check(ok, f"{at}.tool_use_id: String should match pattern '{_ID_PATTERN}'")
     elif kind == "thinking":
         thinking = block.get("thinking")
         ok = isinstance(thinking, str) and block.get("signature") == thinking_signature(thinking)
         check(ok, f"{at}: Invalid `signature` in `thinking` block")
+    elif kind == "redacted_thinking":
+        ok = _is_redacted_data(block.get("data"))
+        check(ok, f"{at}.data: Invalid `data` in `redacted_thinking` block")
+    elif kind in ("image", "document"):
+        _validate_source(block.get("source"), f"{at}.source", kind)
+
+
+def _validate_source(source: Any, at: str, kind: str) -> None:
+    """An image or document source: base64 data of an accepted type, or a URL."""
+    source_type = block_type(source)
+    if source_type == "url":
+        check(isinstance(source.get("url"), str), f"{at}.url.url: Field required")
+        return
+    if kind == "document" and source_type == "text":
+        check(
+            source.get("media_type") == "text/plain",
+            f"{at}.text.media_type: Input should be 'text/plain'",
+        )
+        check(isinstance(source.get("data"), str), f"{at}.text.data: Field required")
+        return
+    check(
+        source_type == "base64", f"{at}: Input tag {source_type!r} does not match any source type"
+    )
+    media_type, data = source.get("media_type"), source.get("data")
+    if kind == "image":
+        shown = ", ".join(f"'{t}'" for t in _IMAGE_TYPES[:-1]) + f" or '{_IMAGE_TYPES[-1]}'"
+        check(media_type in _IMAGE_TYPES, f"{at}.base64.media_type: Input should be {shown}")
+    else:
+        check(
+            media_type == "application/pdf",
+            f"{at}.base64.media_type: Input should be 'application/pdf'",
+        )
+    try:
+        decoded = base64.b64decode(data, validate=True)
+    except (TypeError, ValueError):
+        raise Invalid(f"{at}.base64.data: Invalid base64 data") from None
+    pdf = decoded.startswith(b"%PDF-")
+    check(kind != "document" or pdf, f"{at}: The PDF specified was not valid.")
 
 
 def _validate_tool_results(asked: _Turn, answer: _Turn) -> None:
@@ -235,10 +304,21 @@ def _validate_tools(body: _Json) -> None:
     check(kind != "tool" or name in names, f"tool_choice.name: no tool named {name!r} in tools")
 
 
-def _validate_thinking(body: _Json) -> None:
+def _validate_thinking(body: _Json, turns: list[_Turn]) -> None:
     thinking = body.get("thinking", {"type": "disabled"})
     if thinking["type"] == "disabled":
+        last = body["messages"][-1]
+        kinds = [block_type(b) for b in as_blocks(last["content"])]
+        if last["role"] == "assistant" and (
+            thought := next((k for k in kinds if k in _THOUGHTS), None)
+        ):
+            raise Invalid(
+                f"messages.{len(body['messages']) - 1}.content.{kinds.index(thought)}: When "
+                "thinking is disabled, an `assistant` message in the final position cannot "
+                "contain `thinking`. To use thinking blocks, enable `thinking` in your request."
+            )
         return
+    _validate_open_tool_loop(turns)
     if thinking["type"] == "enabled":
         budget = thinking.get("budget_tokens")
         check(_is_int(budget, 1024), "thinking.enabled.budget_tokens: should be at least 1024")
@@ -249,6 +329,37 @@ def _validate_thinking(body: _Json) -> None:
     check("top_k" not in body, "`top_k` must be unset when thinking is enabled.")
     forced = block_type(body.get("tool_choice")) in ("any", "tool")
     check(not forced, "Thinking may not be enabled when tool_choice forces tool use.")
+
+
+def _validate_open_tool_loop(turns: list[_Turn]) -> None:
+    """With thinking on, the assistant turn that a tool loop still continues (everything after
+    the last user turn that holds no tool result) must open with the thinking it began with."""
+    start = max(
+        (
+            k
+            for k, (role, _, blocks) in enumerate(turns)
+            if role == "user" and all(b["type"] != "tool_result" for b in blocks)
+        ),
+        default=-1,
+    )
+    tail = turns[start + 1 :]
+    in_loop = any(
+        role == "user" and any(b["type"] == "tool_result" for b in blocks)
+        for role, _, blocks in tail
+    )
+    opening = next((turn for turn in tail if turn[0] == "assistant"), None)
+    if not in_loop or opening is None:
+        return
+    first = opening[2][0]["type"] if opening[2] else "nothing"
+    check(
+        first in _THOUGHTS,
+        f"messages.{opening[1]}.content.0.type: Expected `thinking` or `redacted_thinking`, "
+        f"but found `{first}`. When `thinking` is enabled, a final `assistant` message must "
+        "start with a thinking block (preceeding the lastmost set of `tool_use` and "
+        "`tool_result` blocks). We recommend you include thinking blocks from previous turns. "
+        "To avoid this requirement, disable `thinking`. Please consult our documentation at "
+        "https://docs.claude.com/en/docs/build-with-claude/extended-thinking",
+    )
 
 
 # --- answers -------------------------------------------------------------------------------------

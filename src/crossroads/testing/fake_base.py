@@ -16,6 +16,9 @@ Behaviour strings are `+`-separated directives, e.g. `echo`, `fixed+delay=200`,
     tools=<n>         call the first declared function n times in one answer (parallel calls)
     args=<json>       the arguments of the tool call(s), with "_" standing for a space
     think=<text>      reasoning text before the answer (dialects that have reasoning)
+    redacted          Anthropic: the reasoning comes as a redacted_thinking block
+    signed            Gemini: act as Gemini 3, whose function calls carry a thoughtSignature
+                      that must come back on the next turns (see fake_gemini_signatures)
     delay=<ms>        wait before answering (before any header is sent)
     error=<status>    answer with that HTTP status (400-599) and the dialect's error envelope
     retry_after=<s>   add a Retry-After header to the error
@@ -90,7 +93,7 @@ _INT_DIRECTIVES = frozenset(
     }
 )
 _TEXT_DIRECTIVES = frozenset({"reply", "args", "think"})
-_FLAGS = frozenset({"malformed", "no_usage", "blocked", "prompt_blocked"})
+_FLAGS = frozenset({"malformed", "no_usage", "blocked", "prompt_blocked", "redacted", "signed"})
 _FILLER = "lorem ipsum dolor sit amet "
 
 
@@ -117,6 +120,8 @@ class Behaviour:
     args: str = "{}"
     tools: int = 1
     think: str | None = None
+    redacted: bool = False
+    signed: bool = False
     delay: int = 0
     error: int | None = None
     retry_after: str | None = None

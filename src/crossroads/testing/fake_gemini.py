@@ -18,8 +18,10 @@ A request's behaviour comes from its `x-fake-behaviour` header, else the model i
 (directives: see `crossroads.testing.fake_base`; `cache_write` is ignored; `retry_after=` is
 a google.rpc.RetryInfo `retryDelay` in the error's details, as Google sends no header).
 `tool` calls the first allowed function (`allowedFunctionNames`, else the first declaration)
-unless `functionCallingConfig.mode` is NONE; `think` (or `thinkingConfig.includeThoughts`, with
-the text "Let me think.") adds a `thought: true` part before the answer; `blocked` ends each
+unless `functionCallingConfig.mode` is NONE, and under `signed` (Gemini 3) signs the first
+call and refuses a current turn whose calls lost their signatures (see
+fake_gemini_signatures); `think` (or `thinkingConfig.includeThoughts`, with the text "Let me
+think.") adds a `thought: true` part before the answer; `blocked` ends each
 candidate with finishReason SAFETY and no content; `prompt_blocked` answers only
 `promptFeedback.blockReason` SAFETY, without candidates.
 
@@ -65,6 +67,7 @@ from crossroads.testing.fake_base import (
     split_reply,
 )
 from crossroads.testing.fake_gemini_schema import request_error
+from crossroads.testing.fake_gemini_signatures import signature_error, thought_signature
 
 __all__ = ["DEFAULT_REPLY", "DEFAULT_THOUGHT", "FakeGemini", "RecordedRequest", "parse_behaviour"]
 
@@ -181,10 +184,14 @@ class _Answer:
     calls: list[_Json] = field(default_factory=list)
     finish: str = "STOP"
     thought: str | None = None
+    signed: bool = False  # Gemini 3: the first call carries a thoughtSignature
 
     def parts(self, text: str | None = None) -> list[_Json]:
         if self.calls:
-            return [{"functionCall": call} for call in self.calls]
+            parts: list[_Json] = [{"functionCall": call} for call in self.calls]
+            if self.signed:
+                parts[0]["thoughtSignature"] = thought_signature(self.calls[0]["name"])
+            return parts
         return [{"text": self.text if text is None else text}]
 
     def words(self) -> int:
@@ -215,7 +222,7 @@ def _answer(body: _Json, behaviour: Behaviour) -> _Answer:
         if not isinstance(args, dict):
             raise ValueError("The fake behaviour 'args' must be a JSON object.")
         calls = [{"name": names[0], "args": args} for _ in range(behaviour.tools)]
-        return _Answer(calls=calls, thought=thought)
+        return _Answer(calls=calls, thought=thought, signed=behaviour.signed)
     text = behaviour.reply
     mime = config.get("responseMimeType")
     schema = config.get("responseSchema", config.get("responseJsonSchema"))
@@ -344,6 +351,8 @@ class FakeGemini(FakeUpstream):
             behaviour = self.behaviour_for(record["headers"].get("x-fake-behaviour") or model)
         except BehaviourError as exc:
             return _error(400, f"Unknown or invalid fake behaviour directive '{exc.args[0]}'.")
+        if behaviour.signed and (problem := signature_error(body["contents"])) is not None:
+            return _error(400, problem)
         early = await self.early_answer(
             request,
             behaviour,

@@ -44,6 +44,8 @@ _MIME_TYPES = (
     "application/yaml",
     "text/x.enum",
 )
+# What inline data may hold: media, text and PDF documents.
+_INLINE_TYPES = ("image/", "audio/", "video/", "text/", "application/pdf")
 
 # A field's kind: a scalar's proto type name, ("enum", name, values), ("message", name),
 # ("repeated", kind), ("map", kind), "struct" (any JSON object) or "value" (any JSON value).
@@ -344,6 +346,9 @@ class _Checks:
                 if not any(part.get(name) is not None for name in _DATA):
                     path = f"contents[{i}].parts[{j}].data"
                     self.fail(path, "required oneof field 'data' must have one initialized field")
+                mime = (part.get("inlineData") or {}).get("mimeType", "text/plain")
+                if not str(mime).startswith(_INLINE_TYPES):
+                    return f"Unsupported MIME type: {mime}"
             names = [p["functionCall"].get("name") for p in parts if p.get("functionCall")]
             responses = [
                 (j, p["functionResponse"]) for j, p in enumerate(parts) if p.get("functionResponse")

@@ -20,10 +20,10 @@ from typing import Any
 
 import orjson
 
-from crossroads.protocol.errors import bad_request
+from crossroads.protocol.errors import GatewayError, bad_request
 from crossroads.providers.anthropic.parameters import ANTHROPIC_PASSTHROUGH
 
-__all__ = ["JSON_TOOL_DESCRIPTION", "Options", "map_options"]
+__all__ = ["JSON_TOOL_DESCRIPTION", "Options", "map_options", "thinking_on"]
 
 JSON_TOOL_DESCRIPTION = "Respond with the answer as this tool's input."
 _JSON_TOOL_NAME = "json_answer"
@@ -69,6 +69,11 @@ def map_options(body: Mapping[str, Any], default_max_tokens: int) -> Options:
     if choice is not None:
         out["tool_choice"] = choice
 
+    if not isinstance(out.get("thinking", {}), Mapping):
+        raise bad_request(
+            '`thinking` must be an object, e.g. {"type": "enabled", "budget_tokens": 2048}.',
+            param="thinking",
+        )
     if "thinking" not in out and (thinking := _thinking(body)):
         out["thinking"] = thinking
     budget = _budget(out.get("thinking"))
@@ -170,6 +175,18 @@ def _thinking(body: Mapping[str, Any]) -> dict[str, Any] | None:
     if effort not in _BUDGETS:
         raise bad_request(f"Unknown reasoning effort {effort!r}.", param=param)
     return {"type": "enabled", "budget_tokens": _BUDGETS[effort]}
+
+
+def thinking_on(body: Mapping[str, Any]) -> bool:
+    """Whether `body` turns extended thinking on, as `map_options` will read it. A setting
+    it would refuse counts as off here: its 400 comes from `map_options`."""
+    passed = body.get("thinking")
+    if passed is not None:
+        return isinstance(passed, Mapping) and passed.get("type") in ("enabled", "adaptive")
+    try:
+        return _thinking(body) is not None
+    except GatewayError:
+        return False
 
 
 def _budget(thinking: Any) -> int | None:

@@ -8,10 +8,12 @@ names of its stream, and the rule that a stream is complete only at `message_sto
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from crossroads.config import AnthropicProviderConfig
 from crossroads.providers.anthropic.parameters import ANTHROPIC_CAPABILITIES
+from crossroads.providers.anthropic.reasoning import lost_thinking
 from crossroads.providers.anthropic.translate import (
     StreamMapper,
     map_request,
@@ -28,7 +30,9 @@ class AnthropicProvider(HttpUpstream):
 
     def __init__(self, name: str, config: AnthropicProviderConfig) -> None:
         super().__init__(name, config)
-        self.capabilities = ANTHROPIC_CAPABILITIES.with_parameters(config.parameters)
+        self.capabilities = replace(
+            ANTHROPIC_CAPABILITIES.with_parameters(config.parameters), cannot_honour=lost_thinking
+        )
         self._config = config
         self._url = f"{config.url}/v1/messages"
 

@@ -10,7 +10,9 @@ and the stream side runs once per event on the hot path: plain dicts, no models,
 The one design decision: a streamed tool call is keyed by how many tool calls came before
 it, not by Anthropic's content-block index, because OpenAI numbers tool calls 0, 1, 2…
 while Anthropic numbers every block (text and thinking included). The mapper keeps the
-block-index → tool-call-index table for the stream's lifetime.
+block-index → tool-call-index table for the stream's lifetime. A thinking block streams as
+`reasoning_content` deltas and then, once its signature has come, as one whole
+`reasoning_details` entry (see reasoning.py), so a client collects entries, never pieces.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import orjson
 from crossroads.providers.anthropic.errors import stream_error
 from crossroads.providers.anthropic.messages import map_messages
 from crossroads.providers.anthropic.options import map_options
+from crossroads.providers.anthropic.reasoning import reasoning_detail
+from crossroads.providers.anthropic.tool_ids import from_anthropic
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -57,8 +61,9 @@ def map_request(
     """The Messages API request for an OpenAI chat-completions `body` (whose `model` is
     already the upstream id), or a 400 `GatewayError` for what Anthropic cannot express."""
     model = str(body.get("model") or "")
-    system, messages = map_messages(body.get("messages") or ())
     options = map_options(body, default_max_tokens)
+    thinking = options.fields.get("thinking", {}).get("type", "disabled") != "disabled"
+    system, messages = map_messages(body.get("messages") or (), thinking=thinking)
     out: dict[str, Any] = {"model": model, "messages": messages, **options.fields}
     if system:
         out["system"] = system
@@ -76,6 +81,7 @@ def map_response(message: Mapping[str, Any], request: AnthropicRequest) -> dict[
     """A `chat.completion` for a non-streamed Messages API `message`."""
     texts: list[str] = []
     thoughts: list[str] = []
+    details: list[dict[str, Any]] = []
     calls: list[dict[str, Any]] = []
     for block in message.get("content") or ():
         kind = block.get("type")
@@ -87,9 +93,12 @@ def map_response(message: Mapping[str, Any], request: AnthropicRequest) -> dict[
                 texts.append(arguments)
             else:
                 function = {"name": block.get("name") or "", "arguments": arguments}
-                calls.append({"id": block.get("id"), "type": "function", "function": function})
-        elif kind == "thinking" and request.include_reasoning:
-            thoughts.append(block.get("thinking") or "")
+                call_id = from_anthropic(str(block.get("id") or ""))
+                calls.append({"id": call_id, "type": "function", "function": function})
+        elif request.include_reasoning and (detail := reasoning_detail(block, len(details))):
+            details.append(detail)
+            if kind == "thinking":
+                thoughts.append(block.get("thinking") or "")
     answer: dict[str, Any] = {
         "role": "assistant",
         "content": "".join(texts) if texts or not calls else None,
@@ -99,6 +108,8 @@ def map_response(message: Mapping[str, Any], request: AnthropicRequest) -> dict[
         answer["tool_calls"] = calls
     if thoughts:
         answer["reasoning_content"] = "".join(thoughts)
+    if details:
+        answer["reasoning_details"] = details
     usage = message.get("usage")
     return {
         "id": message.get("id"),
@@ -159,11 +170,13 @@ class StreamMapper:
     __slots__ = (
         "_blocks",
         "_created",
+        "_details",
         "_finished",
         "_id",
         "_model",
         "_reported_finish",
         "_request",
+        "_thoughts",
         "_tools",
         "_usage",
     )
@@ -177,6 +190,10 @@ class StreamMapper:
         # the forced JSON tool, whose input is the message content.
         self._blocks: dict[int, int] = {}
         self._tools = 0
+        # Content-block index → the thinking block being streamed, until it stops; and how
+        # many reasoning_details entries were sent (each entry's `index`).
+        self._thoughts: dict[int, dict[str, Any]] = {}
+        self._details = 0
         self._usage: dict[str, Any] = {}
         self._reported_finish = False
         self._finished = False
@@ -193,6 +210,9 @@ class StreamMapper:
             return self._delta(data.get("index", 0), data.get("delta") or {})
         if event == "content_block_start":
             return self._block_start(data.get("index", 0), data.get("content_block") or {})
+        if event == "content_block_stop":
+            thought = self._thoughts.pop(data.get("index", 0), None)
+            return [] if thought is None else self._detail(thought)
         if event == "message_delta":
             self._add_usage(data.get("usage"))
             stop_reason = (data.get("delta") or {}).get("stop_reason")
@@ -224,12 +244,19 @@ class StreamMapper:
             self._blocks[index] = k = self._tools
             self._tools += 1
             function = {"name": block.get("name") or "", "arguments": arguments}
-            call = {"index": k, "id": block.get("id"), "type": "function", "function": function}
+            call_id = from_anthropic(str(block.get("id") or ""))
+            call = {"index": k, "id": call_id, "type": "function", "function": function}
             return [self._chunk({"tool_calls": [call]})]
         if kind == "text" and block.get("text"):
             return [self._chunk({"content": block["text"]})]
-        if kind == "thinking" and block.get("thinking") and self._request.include_reasoning:
-            return [self._chunk({"reasoning_content": block["thinking"]})]
+        if not self._request.include_reasoning:
+            return []
+        if kind == "redacted_thinking":  # it comes whole, with nothing to stream
+            return self._detail(block)
+        if kind == "thinking":
+            self._thoughts[index] = thought = {**block, "thinking": block.get("thinking") or ""}
+            if thought["thinking"]:
+                return [self._chunk({"reasoning_content": thought["thinking"]})]
         return []
 
     def _delta(self, index: int, delta: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -245,10 +272,24 @@ class StreamMapper:
             if k < 0:
                 return [self._chunk({"content": partial})]
             return [self._chunk({"tool_calls": [{"index": k, "function": {"arguments": partial}}]})]
-        if kind == "thinking_delta" and self._request.include_reasoning:
+        thought = self._thoughts.get(index)
+        if thought is None:
+            return []
+        if kind == "thinking_delta":
             thinking = delta.get("thinking")
+            thought["thinking"] += thinking or ""
             return [self._chunk({"reasoning_content": thinking})] if thinking else []
+        if kind == "signature_delta":
+            thought["signature"] = delta.get("signature")
         return []
+
+    def _detail(self, block: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The chunk that hands a finished thinking block to the caller, to give back."""
+        detail = reasoning_detail(block, self._details)
+        if detail is None:
+            return []
+        self._details += 1
+        return [self._chunk({"reasoning_details": [detail]})]
 
     def _add_usage(self, usage: Mapping[str, Any] | None) -> None:
         """Counts are cumulative: a later event's count replaces an earlier one."""

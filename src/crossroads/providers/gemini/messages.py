@@ -6,6 +6,14 @@ become `model` contents; user turns and tool results become `user` contents, and
 contents of one role are merged into one, as Gemini expects (parallel tool results travel
 together in one turn).
 
+A function call's thought signature, which Gemini 3 requires back, travels through the
+OpenAI round trip in the tool call's `extra_content.google.thought_signature` (where
+Google's own OpenAI endpoint puts it) and returns to its `functionCall` part. A call in the
+current turn that comes back without one — a client that kept only OpenAI's fields, a
+conversation begun on another provider — gets the value Google documents for history
+Gemini did not produce, so Gemini 3 answers instead of refusing the whole request. A PDF
+`file` part becomes inline data.
+
 The one design decision: a tool result names its function, which OpenAI's tool message
 does not, so the name is looked up from the assistant tool call whose id it answers. A
 result whose id no earlier call carries is refused, not sent with a guessed name.
@@ -20,9 +28,13 @@ from urllib.parse import urlsplit
 import orjson
 
 from crossroads.protocol.errors import bad_request
-from crossroads.providers.content import data_url, message_texts, tool_arguments
+from crossroads.providers.content import data_url, file_data, message_texts, tool_arguments
 
-__all__ = ["map_contents"]
+__all__ = ["FOREIGN_SIGNATURE", "map_contents"]
+
+# Google's documented thought signature for a function call Gemini did not issue itself.
+FOREIGN_SIGNATURE = "skip_thought_signature_validator"
+_DOCUMENT_TYPES = frozenset({"application/pdf"})
 
 _IMAGE_TYPES = {
     "png": "image/png",
@@ -68,7 +80,23 @@ def map_contents(
             contents[-1]["parts"].extend(parts)
         else:
             contents.append({"role": author, "parts": parts})
+    _sign_current_turn(contents)
     return system, contents
+
+
+def _sign_current_turn(contents: list[dict[str, Any]]) -> None:
+    """Give each step of the current turn (the contents after the last user content that
+    is not only function responses) a signature on its first function call, as Gemini 3
+    requires: the caller's own, else `FOREIGN_SIGNATURE`."""
+    for content in reversed(contents):
+        parts = content["parts"]
+        if content["role"] == "user":
+            if all("functionResponse" in part for part in parts):
+                continue
+            return
+        first = next((part for part in parts if "functionCall" in part), None)
+        if first is not None and "thoughtSignature" not in first:
+            first["thoughtSignature"] = FOREIGN_SIGNATURE
 
 
 def _user_parts(content: Any, path: str) -> list[dict[str, Any]]:
@@ -88,11 +116,8 @@ def _user_parts(content: Any, path: str) -> list[dict[str, Any]]:
             mime = f"audio/{audio['format']}"
             parts.append({"inlineData": {"mimeType": mime, "data": audio["data"]}})
         elif kind == "file":
-            raise bad_request(
-                "File parts cannot be sent to Gemini through this gateway; send the file's "
-                "text as a text part, or an image as an image_url part.",
-                param=where,
-            )
+            file = file_data(part, where, _DOCUMENT_TYPES, "Gemini")
+            parts.append({"inlineData": {"mimeType": file.media_type, "data": file.data}})
         else:
             raise bad_request(f"Unknown content part type {kind!r}.", param=f"{where}.type")
     return parts

@@ -9,8 +9,9 @@ request and once per event on the hot path. The request side's pieces live in me
 (conversation) and options.py (generation config, tools, structured output, thinking).
 
 The one design decision: nothing is silently degraded. A request that Gemini cannot
-express — a file part, an unknown tool-call id, a schema keyword outside Gemini's subset —
-raises a 400 `bad_request` naming the body path to fix, before anything is sent upstream.
+express — a file that is not an inline PDF, an unknown tool-call id, a schema keyword
+outside Gemini's subset — raises a 400 `bad_request` naming the body path to fix, before
+anything is sent upstream.
 """
 
 from __future__ import annotations
