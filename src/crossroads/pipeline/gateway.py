@@ -19,6 +19,7 @@ from typing import Any
 
 from crossroads.catalog import Catalog
 from crossroads.config import RoutingConfig
+from crossroads.learned.serve import LearnedRouter
 from crossroads.limits import KeyLimits
 from crossroads.pipeline.context import CallContext, PreparedChat
 from crossroads.pipeline.fanout import FanOutRelay
@@ -29,7 +30,6 @@ from crossroads.pipeline.stages import Stage, StageKind, check_order, select_sta
 from crossroads.protocol.errors import GatewayError
 from crossroads.protocol.sse import primed
 from crossroads.providers.base import Provider
-from crossroads.router.serve import LearnedRouter
 from crossroads.routing.attempts import RouteState
 from crossroads.routing.breaker import Breakers
 from crossroads.routing.retry import Backoff

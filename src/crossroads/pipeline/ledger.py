@@ -18,11 +18,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from crossroads.catalog import Catalog
+from crossroads.counters import StateError
 from crossroads.limits import KeyLimits, Ticket, budget_period_start
 from crossroads.protocol.assembly import StreamAssembler
 from crossroads.protocol.errors import GatewayError
 from crossroads.routing.attempts import Attempts
-from crossroads.state import StateError
 from crossroads.storage.key_store import VirtualKey
 from crossroads.storage.records import LogRecord
 from crossroads.usage import completion_characters, estimate_tokens, prompt_characters

@@ -22,13 +22,14 @@ from starlette.types import Receive, Scope, Send
 
 from crossroads.catalog import Catalog
 from crossroads.config import Config
+from crossroads.counters import build_state
+from crossroads.learned.retrain import Retrainer
+from crossroads.learned.serve import LearnedRouter, load_router
 from crossroads.limits import KeyLimits
 from crossroads.pipeline import Gateway
 from crossroads.pipeline.stages import StageKind
 from crossroads.protocol.errors import GatewayError
 from crossroads.providers.registry import build_providers
-from crossroads.router.retrain import Retrainer
-from crossroads.router.serve import LearnedRouter, load_router
 from crossroads.routing.shared import SharedRouting
 from crossroads.server import admin, feedback, routes
 from crossroads.server.auth import KeyRing, master_key_from_env
@@ -38,7 +39,6 @@ from crossroads.server.openapi import build_openapi
 from crossroads.server.responses import error_response
 from crossroads.server.state import AppState
 from crossroads.stages import config_stages
-from crossroads.state import build_state
 from crossroads.storage.database import create_engine, default_database_url
 from crossroads.storage.key_store import KeyStore
 from crossroads.storage.log_store import LogStore
