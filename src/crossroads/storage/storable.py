@@ -57,8 +57,7 @@ def _without_nul(value: Any) -> Any:
         return storable_text(value)
     if isinstance(value, dict):
         return {
-            storable_text(k) if isinstance(k, str) else k: _without_nul(v)
-            for k, v in value.items()
+            storable_text(k) if isinstance(k, str) else k: _without_nul(v) for k, v in value.items()
         }
     if isinstance(value, list | tuple):
         return [_without_nul(item) for item in value]
