@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -272,6 +273,51 @@ def test_a_record_refused_even_stripped_is_dropped_with_one_error_and_nothing_st
     assert len(errors) == 1
     chat(served)  # the writer still writes
     flush_log(served)
+
+
+class _Outage:
+    """The gateway's database unavailable for a while: on SQLite a lock held by another
+    connection, on PostgreSQL the database closed to connections and its sessions ended."""
+
+    def __init__(self, database_url: str) -> None:
+        self._url = database_url
+        self._lock: sqlite3.Connection | None = None
+
+    def __enter__(self) -> None:
+        if self._url.startswith("sqlite"):
+            self._lock = sqlite3.connect(self._url.split("///", 1)[1], isolation_level=None)
+            self._lock.execute("BEGIN EXCLUSIVE")
+            return
+        name = self._url.rsplit("/", 1)[1]
+        asyncio.run(_admin_statement(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+        asyncio.run(
+            _admin_statement(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+            )
+        )
+
+    def __exit__(self, *_: object) -> None:
+        if self._lock is not None:
+            self._lock.rollback()
+            self._lock.close()
+            return
+        name = self._url.rsplit("/", 1)[1]
+        asyncio.run(_admin_statement(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+
+
+def test_a_database_outage_keeps_records_queued_until_it_ends(
+    served: ServedApp, database_url: str
+) -> None:
+    queued = a_record(user="through-an-outage")
+    with _Outage(database_url):
+        submit(served, queued)
+        with pytest.raises((sqlite3.OperationalError, sa.exc.DBAPIError)) as failure:
+            flush_log(served)
+        assert writer(served).pending >= 1, failure.value
+    flush_log(served)
+    assert writer(served).pending == 0
+    assert record(served, queued.id)["user"] == "through-an-outage"
 
 
 # --- NUL characters ---------------------------------------------------------------------------
