@@ -40,6 +40,8 @@ _log = logging.getLogger("crossroads.admin")
 
 _MAX_BODY = 64 * 1024
 _INT_MAX = 2**31 - 1  # the columns are 32-bit on PostgreSQL
+# A later expiry is a mistake (milliseconds for seconds, a "never" sentinel): null is never.
+_MAX_EXPIRY_YEARS = 100
 
 
 def _iso8601(value: Any) -> Any:
@@ -55,9 +57,19 @@ def _iso8601(value: Any) -> Any:
             f"{value!r} is not an ISO 8601 time such as '2030-01-31T00:00:00Z'"
         ) from None
     moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    if moment <= datetime.now(UTC):
+    now = datetime.now(UTC)
+    if moment <= now:
         raise ValueError(f"{value!r} is in the past; a key's expiry must be in the future")
-    return moment.astimezone(UTC)
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:  # after the year 9999 once in UTC
+        moment = datetime.max.replace(tzinfo=UTC)
+    if moment.year - now.year > _MAX_EXPIRY_YEARS:
+        raise ValueError(
+            f"{value!r} is more than {_MAX_EXPIRY_YEARS} years away; "
+            "leave expires_at null for a key that never expires"
+        )
+    return moment
 
 
 _Text = Annotated[str, Field(min_length=1, max_length=256)]

@@ -15,6 +15,7 @@ from pydantic.json_schema import models_json_schema
 from crossroads import __version__
 from crossroads.protocol.chat import ChatCompletionRequest
 from crossroads.protocol.responses import ChatCompletion, ChatCompletionChunk, ErrorResponse
+from crossroads.server.log_query import LOG_PARAMETERS, MAX_JSON_FILTERS, USAGE_PARAMETERS
 from crossroads.storage.feedback_store import COMMENT_MAX_CHARS
 
 __all__ = ["build_openapi"]
@@ -105,17 +106,24 @@ def build_openapi() -> dict[str, Any]:
                     "operationId": "listLogs",
                     "parameters": [
                         {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
-                        for n in (
-                            "start",
-                            "end",
-                            "model",
-                            "status",
-                            "session_id",
-                            "limit",
-                            "before",
-                        )
+                        for n in LOG_PARAMETERS
+                    ]
+                    + [
+                        {
+                            "name": f"{prefix}KEY",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string"},
+                            "description": f"records whose {prefix[:-1]} holds KEY = this "
+                            f"value; at most {MAX_JSON_FILTERS} such filters and tags",
+                        }
+                        for prefix in ("metadata.", "extra.")
                     ],
-                    "responses": {"200": {"description": "Request log records, newest first"}},
+                    "responses": {
+                        "200": {"description": "Request log records, newest first"},
+                        "400": _ERRORS["400"],
+                        "401": _ERRORS["401"],
+                    },
                 }
             },
             "/v1/logs/{log_id}": {
@@ -142,7 +150,7 @@ def build_openapi() -> dict[str, Any]:
                     "summary": "Requests, tokens and cost summed from the request log",
                     "parameters": [
                         {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
-                        for n in ("start", "end", "group_by")
+                        for n in USAGE_PARAMETERS
                     ],
                     "responses": {
                         "200": {"description": "Usage rows per group, and totals"},

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Coroutine
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
@@ -20,11 +19,11 @@ from crossroads.protocol.errors import GatewayError, bad_request, client_closed
 from crossroads.protocol.json_body import decode_json_body
 from crossroads.server.auth import Caller
 from crossroads.server.hangup import ClientLeft, HangUp
+from crossroads.server.log_query import log_query, usage_query
 from crossroads.server.responses import EventStreamResponse, JSONResponse, error_response
 from crossroads.server.state import AppState
-from crossroads.storage.log_store import StatusFilter, parse_status_filter
 from crossroads.storage.records import LogRecord
-from crossroads.storage.usage_store import GROUPS, usage_totals
+from crossroads.storage.usage_store import usage_totals
 
 __all__ = [
     "chat_completions",
@@ -246,42 +245,12 @@ async def openapi(request: Request) -> Response:
 
 # --- request log -----------------------------------------------------------------------------
 
-
-def _parse_time(name: str, value: str | None) -> datetime | None:
-    if value is None or value == "":
-        return None
-    try:
-        return datetime.fromtimestamp(float(value), UTC)
-    except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise bad_request(
-            f"'{name}' must be an ISO 8601 time or Unix seconds, got {value!r}.", param=name
-        ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _parse_limit(value: str | None) -> int:
-    if value is None:
-        return 50
-    if not value.isdigit() or not 1 <= int(value) <= 1000:
-        raise bad_request("'limit' must be an integer from 1 to 1000.", param="limit")
-    return int(value)
-
-
-def _parse_status(value: str | None) -> StatusFilter | None:
-    try:
-        return parse_status_filter(value)
-    except ValueError:
-        raise bad_request(
-            "'status' must be 'ok', 'error' or an HTTP status code such as 429.", param="status"
-        ) from None
+_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(LogRecord))
 
 
 def record_json(record: LogRecord) -> dict[str, Any]:
-    data = dataclasses.asdict(record)
+    # Field by field, not `dataclasses.asdict`, which copies the bodies recursively.
+    data = {name: getattr(record, name) for name in _RECORD_FIELDS}
     data["object"] = "request_log"
     data["created_at"] = record.created_at.isoformat()
     return data
@@ -296,35 +265,18 @@ async def _visible_key(request: Request) -> tuple[str | None, bool]:
 async def list_logs(request: Request) -> Response:
     try:
         key_id, read_all = await _visible_key(request)
-        params = request.query_params
-        metadata = {
-            name.removeprefix("metadata."): value
-            for name, value in params.multi_items()
-            if name.startswith("metadata.")
-        }
-        limit = _parse_limit(params.get("limit"))
-        records = await _state(request).log_store.query(
-            start=_parse_time("start", params.get("start")),
-            end=_parse_time("end", params.get("end")),
-            model=params.get("model") or None,
-            status=_parse_status(params.get("status")),
-            session_id=params.get("session_id") or None,
-            metadata=metadata,
-            key_id=None if read_all else key_id,
-            limit=limit + 1,
-            before=params.get("before") or None,
+        query = log_query(request.query_params)
+        records, has_more = await _state(request).log_store.page(
+            limit=query.limit, key_id=None if read_all else key_id, **query.filters
         )
     except GatewayError as exc:
         return error_response(exc)
-    except ValueError as exc:  # a filter the database cannot express, e.g. a quote in a key
-        return error_response(bad_request(f"Invalid log filter: {exc}."))
-    page = records[:limit]
     return JSONResponse(
         {
             "object": "list",
-            "data": [record_json(r) for r in page],
-            "has_more": len(records) > limit,
-            "next_before": page[-1].id if len(records) > limit else None,
+            "data": [record_json(r) for r in records],
+            "has_more": has_more,
+            "next_before": records[-1].id if has_more else None,
         }
     )
 
@@ -334,15 +286,8 @@ async def usage(request: Request) -> Response:
     cost summed from the request log. A key that may not read every record sees its own."""
     try:
         key_id, read_all = await _visible_key(request)
-        params = request.query_params
-        group_by = params.get("group_by") or "day"
-        if group_by not in GROUPS:
-            raise bad_request(
-                f"'group_by' must be one of {', '.join(GROUPS)}; got {group_by!r}.",
-                param="group_by",
-            )
-        start = _parse_time("start", params.get("start"))
-        end = _parse_time("end", params.get("end"))
+        query = usage_query(request.query_params)
+        group_by, start, end = query.group_by, query.start, query.end
         rows = await usage_totals(
             _state(request).log_store.engine,
             group_by=group_by,
@@ -377,7 +322,8 @@ async def get_log(request: Request) -> Response:
     log_id = request.path_params["log_id"]
     record = await _state(request).log_store.get(log_id)
     if record is None or (not read_all and record.key_id != key_id):
+        shown = log_id[:64].encode("unicode_escape").decode()  # a bad id, shown safely
         return error_response(
-            GatewayError(404, f"No request log record with id '{log_id}'.", code="log_not_found")
+            GatewayError(404, f"No request log record with id '{shown}'.", code="log_not_found")
         )
     return JSONResponse(record_json(record))

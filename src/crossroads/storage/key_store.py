@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from crossroads.storage.migrate import upgrade
 from crossroads.storage.schema import virtual_keys
+from crossroads.storage.storable import not_stored, readable_json
 
 __all__ = [
     "BUDGET_PERIODS",
@@ -109,12 +110,34 @@ _FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(VirtualKey))
 _COLUMNS: tuple[sa.Column[Any], ...] = tuple(virtual_keys.c[name] for name in _FIELDS)
 
 
-def _to_record(row: Mapping[Any, Any]) -> VirtualKey:
+# JSON columns are read as their stored text and decoded here (`readable_json`), so no
+# stored value, however odd, can fail a listing, or a caller presenting the key.
+_SELECTED = tuple(
+    sa.cast(column, sa.Text()).label(column.name) if isinstance(column.type, sa.JSON) else column
+    for column in _COLUMNS
+)
+
+
+def _models(value: Any) -> tuple[str, ...] | None:
+    """The stored model list; one that cannot be read allows no model (never every one)."""
+    if value is None:
+        return None
+    if isinstance(value, list) and all(isinstance(model, str) for model in value):
+        return tuple(value)
+    return ()
+
+
+def _to_record(row: Mapping[Any, Any], *, stored: bool = True) -> VirtualKey:
+    """A key from a row read back (JSON columns as text), or from the values just written."""
     values = {name: row[name] for name in _FIELDS}
-    if values["models"] is not None:
-        values["models"] = tuple(values["models"])
-    values["metadata"] = values["metadata"] or {}
-    return VirtualKey(**values)
+    models, metadata = values["models"], values["metadata"]
+    if stored:
+        models, metadata = _models(readable_json(models)), readable_json(metadata)
+    elif models is not None:
+        models = tuple(models)
+    if metadata and not isinstance(metadata, dict):
+        metadata = not_stored("the stored value is not an object")
+    return VirtualKey(**(values | {"models": models, "metadata": metadata or {}}))
 
 
 def _to_values(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -161,7 +184,7 @@ class KeyStore:
         }
         async with self._engine.begin() as connection:
             await connection.execute(virtual_keys.insert(), row)
-        return _to_record(row), secret
+        return _to_record(row, stored=False), secret
 
     async def get(self, id: str) -> VirtualKey | None:
         return await self._one(virtual_keys.c.id == id)
@@ -183,7 +206,7 @@ class KeyStore:
             conditions.append(c.team == team)
         if not include_revoked:
             conditions.append(c.revoked_at.is_(None))
-        statement = sa.select(*_COLUMNS).where(*conditions).order_by(c.created_at, c.id)
+        statement = sa.select(*_SELECTED).where(*conditions).order_by(c.created_at, c.id)
         async with self._engine.connect() as connection:
             rows = (await connection.execute(statement)).mappings().all()
         return [_to_record(row) for row in rows]
@@ -216,7 +239,7 @@ class KeyStore:
     async def _one(
         self, condition: sa.ColumnElement[bool], connection: AsyncConnection | None = None
     ) -> VirtualKey | None:
-        statement = sa.select(*_COLUMNS).where(condition)
+        statement = sa.select(*_SELECTED).where(condition)
         if connection is None:
             async with self._engine.connect() as own:
                 row = (await own.execute(statement)).mappings().first()

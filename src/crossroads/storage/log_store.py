@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
+import math
 import os
 import sqlite3
 from collections.abc import Mapping, Sequence
@@ -17,17 +19,29 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from crossroads.storage.database import configure_sqlite, json_text, sqlite_file
+from crossroads.storage.database import configure_sqlite, sqlite_file
 from crossroads.storage.migrate import upgrade
 from crossroads.storage.records import LogRecord
 from crossroads.storage.schema import request_log
+from crossroads.storage.storable import readable_json, storable_json, storable_text
 
-__all__ = ["MAX_LIMIT", "LogStore", "StatusFilter", "parse_status_filter"]
+__all__ = [
+    "MAX_FILTER_KEY",
+    "MAX_LIMIT",
+    "LogStore",
+    "StatusFilter",
+    "check_filter_key",
+    "parse_status_filter",
+]
+
+_log = logging.getLogger("crossroads.storage")
 
 MAX_LIMIT = 1000
+MAX_FILTER_KEY = 256  # characters in a metadata.KEY or extra.KEY filter's key
 
 StatusFilter = int | Literal["ok", "error"]
 
@@ -48,33 +62,74 @@ def parse_status_filter(text: str | None) -> StatusFilter | None:
 _FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(LogRecord))
 _COLUMNS: tuple[sa.Column[Any], ...] = tuple(request_log.c[name] for name in _FIELDS)
 
-
-def _to_row(record: LogRecord) -> dict[str, Any]:
-    return {name: getattr(record, name) for name in _FIELDS}
-
-
-# SQLite takes rows as plain tuples, converted here the way SQLAlchemy's types would
-# (JSON text with SQL NULL for None, naive-UTC timestamps in SQLAlchemy's text format).
-# Its per-row, per-column bind processing was about a sixth of a proxied request's CPU.
-_QUOTED = ", ".join('"' + name + '"' for name in _FIELDS)
-_SQLITE_INSERT = f"INSERT INTO request_log ({_QUOTED}) VALUES ({', '.join('?' * len(_FIELDS))})"
+# How each column's values are made storable (see `storable`), by position in `_FIELDS`.
+_TEXT_INDEXES = tuple(i for i, c in enumerate(_COLUMNS) if isinstance(c.type, sa.Text))
 _JSON_INDEXES = tuple(i for i, c in enumerate(_COLUMNS) if isinstance(c.type, sa.JSON))
+_FLOAT_INDEXES = tuple(i for i, c in enumerate(_COLUMNS) if isinstance(c.type, sa.Float))
+# Integer columns are 32-bit on PostgreSQL, BigInteger ones 64-bit; both 64-bit on SQLite.
+_INT_BOUNDS = tuple(
+    (i, 2**63 - 1 if isinstance(c.type, sa.BigInteger) else 2**31 - 1)
+    for i, c in enumerate(_COLUMNS)
+    if isinstance(c.type, sa.Integer)
+)
 _CREATED_AT = _FIELDS.index("created_at")
 # Rows converted between two turns of the event loop: a full batch converted at once held
 # up every request in flight for several milliseconds, a tail-latency spike per flush.
 _ROWS_PER_STEP = 50
 
 
-def _sqlite_values(record: LogRecord) -> tuple[Any, ...]:
+def _storable_values(record: LogRecord) -> tuple[list[Any], list[str]]:
+    """The record's column values as both backends store them alike, and what was changed.
+
+    NULs in text become U+FFFD, JSON columns are JSON text (a note in place of a value
+    that cannot be stored), and a number no column can hold (a token count beyond 32 bits,
+    a cost that is not finite) is left out.
+    """
     values = [getattr(record, name) for name in _FIELDS]
+    repairs: list[str] = []
+    for i in _TEXT_INDEXES:
+        value = values[i]
+        if value is not None and "\x00" in value:
+            values[i] = storable_text(value)
     for i in _JSON_INDEXES:
         if values[i] is not None:
-            values[i] = json_text(values[i])
-    created = record.created_at
+            values[i], problem = storable_json(values[i])
+            if problem is not None:
+                repairs.append(f"{_FIELDS[i]} ({problem})")
+    for i, bound in _INT_BOUNDS:
+        value = values[i]
+        if value is not None and not -bound - 1 <= value <= bound:
+            values[i] = None
+            repairs.append(f"{_FIELDS[i]} (out of range)")
+    for i in _FLOAT_INDEXES:
+        value = values[i]
+        if value is not None and not math.isfinite(value):
+            values[i] = None  # SQLite would store NaN as NULL and PostgreSQL keep it
+    return values, repairs
+
+
+def _sqlite_row(values: list[Any]) -> tuple[Any, ...]:
+    """A row for the stdlib driver: timestamps as naive-UTC text in SQLAlchemy's format."""
+    created = values[_CREATED_AT]
     if created.tzinfo is not None:
         created = created.astimezone(UTC).replace(tzinfo=None)
     values[_CREATED_AT] = f"{created:%Y-%m-%d %H:%M:%S.%f}"
     return tuple(values)
+
+
+# Both backends take JSON columns as the text `storable_json` made, so a value is encoded
+# once and stored the same way; PostgreSQL casts the text to `json`.
+_QUOTED = ", ".join('"' + name + '"' for name in _FIELDS)
+_SQLITE_INSERT = f"INSERT INTO request_log ({_QUOTED}) VALUES ({', '.join('?' * len(_FIELDS))})"
+_BIND_NAMES = tuple(f"v_{name}" for name in _FIELDS)
+_INSERT = request_log.insert().values(
+    {
+        name: sa.cast(sa.bindparam(bind, type_=sa.Text()), column.type)
+        if isinstance(column.type, sa.JSON)
+        else sa.bindparam(bind, type_=column.type)
+        for name, bind, column in zip(_FIELDS, _BIND_NAMES, _COLUMNS, strict=True)
+    }
+)
 
 
 class _SqliteInserts:
@@ -122,20 +177,71 @@ class _SqliteInserts:
         self._executor.shutdown(wait=True)
 
 
+# Read back: JSON columns come as the stored text and are decoded here (`readable_json`),
+# so no stored value, however odd, can fail a whole page in the driver.
+_SELECTED = tuple(
+    sa.cast(column, sa.Text()).label(column.name) if isinstance(column.type, sa.JSON) else column
+    for column in _COLUMNS
+)
+_JSON_FIELDS = frozenset(_FIELDS[i] for i in _JSON_INDEXES)
+
+
 def _to_record(row: RowMapping) -> LogRecord:
-    return LogRecord(**{name: row[name] for name in _FIELDS})
+    return LogRecord(
+        **{
+            name: readable_json(row[name]) if name in _JSON_FIELDS else row[name]
+            for name in _FIELDS
+        }
+    )
+
+
+def _json_document(dialect: str, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """`column` as a JSON document the database's JSON functions never refuse.
+
+    On SQLite, text that is not valid JSON is NULL; on PostgreSQL, `\\u0000` (which rows
+    written before NULs were replaced may hold, and which fails every `json` operator) reads
+    as U+FFFD, as it is stored now.
+    """
+    if dialect == "sqlite":
+        return sa.case((sa.func.json_valid(column) == 1, column), else_=sa.null())
+    fixed = sa.func.replace(
+        sa.cast(column, sa.Text()), sa.literal("\\u0000"), sa.literal("\\ufffd")
+    )
+    return sa.cast(fixed, postgresql.JSON())
+
+
+def check_filter_key(key: str) -> None:
+    """Raise ValueError for a JSON key no backend can filter on alike."""
+    if not key or len(key) > MAX_FILTER_KEY:
+        raise ValueError(f"keys must be 1 to {MAX_FILTER_KEY} characters long")
+    if '"' in key or "\\" in key or not key.isprintable():
+        raise ValueError("keys cannot hold quotes, backslashes or control characters")
 
 
 def _json_text(dialect: str, column: sa.ColumnElement[Any], key: str) -> sa.ColumnElement[str]:
     """SQL for "the value at top-level `key` of JSON `column`, as text"."""
+    check_filter_key(key)
+    document = _json_document(dialect, column)
     if dialect == "sqlite":
-        if '"' in key:
-            raise ValueError(f"metadata keys containing '\"' cannot be filtered on: {key!r}")
-        extracted = sa.func.json_extract(column, sa.literal(f'$."{key}"', sa.Text()))
+        extracted = sa.func.json_extract(document, sa.literal(f'$."{key}"', sa.Text()))
         return sa.cast(extracted, sa.Text())
     if dialect == "postgresql":
-        return column.op("->>", return_type=sa.Text())(sa.literal(key, sa.Text()))
-    raise NotImplementedError(f"metadata filters are not implemented for {dialect}")
+        return document.op("->>", return_type=sa.Text())(sa.literal(key, sa.Text()))
+    raise NotImplementedError(f"JSON filters are not implemented for {dialect}")
+
+
+def _has_tag(dialect: str, column: sa.ColumnElement[Any], tag: str) -> sa.ColumnElement[bool]:
+    """SQL for "JSON array `column` holds the string `tag`" (false for anything else)."""
+    document = _json_document(dialect, column)
+    if dialect == "sqlite":
+        array = sa.case((sa.func.json_type(document) == "array", document), else_=sa.null())
+        elements = sa.func.json_each(array).table_valued("value")
+    elif dialect == "postgresql":
+        array = sa.case((sa.func.json_typeof(document) == "array", document), else_=sa.null())
+        elements = sa.func.json_array_elements_text(array).table_valued("value")
+    else:
+        raise NotImplementedError(f"tag filters are not implemented for {dialect}")
+    return sa.exists().where(elements.c.value == sa.literal(tag, sa.Text()))
 
 
 class LogStore:
@@ -160,16 +266,27 @@ class LogStore:
         await self._engine.dispose()
 
     async def write(self, records: Sequence[LogRecord]) -> None:
-        """Insert `records` in one transaction (a single executemany insert)."""
+        """Insert `records` in one transaction (a single executemany insert).
+
+        Values no column can hold are replaced first (see `_storable_values`), each such
+        record logged once, so the database refuses a record only for reasons of its own.
+        """
         if not records:
             return
         sqlite = self._engine.dialect.name == "sqlite"
-        convert = _sqlite_values if sqlite else _to_row
         rows: list[Any] = []
         for start in range(0, len(records), _ROWS_PER_STEP):
             if start:
                 await asyncio.sleep(0)  # let requests in between: converting is CPU work
-            rows += [convert(record) for record in records[start : start + _ROWS_PER_STEP]]
+            for record in records[start : start + _ROWS_PER_STEP]:
+                values, repairs = _storable_values(record)
+                if repairs:
+                    _log.warning(
+                        "request log: record %s stored without %s", record.id, ", ".join(repairs)
+                    )
+                rows.append(
+                    _sqlite_row(values) if sqlite else dict(zip(_BIND_NAMES, values, strict=True))
+                )
         if self._inserts is not None:
             await self._inserts.insert(rows)
             return
@@ -177,37 +294,52 @@ class LogStore:
             if sqlite:
                 await connection.exec_driver_sql(_SQLITE_INSERT, rows)
             else:
-                await connection.execute(request_log.insert(), rows)
+                await connection.execute(_INSERT, rows)
 
     async def get(self, id: str) -> LogRecord | None:
-        statement = sa.select(*_COLUMNS).where(request_log.c.id == id)
+        statement = sa.select(*_SELECTED).where(request_log.c.id == storable_text(id))
         async with self._engine.connect() as connection:
             row = (await connection.execute(statement)).mappings().first()
         return None if row is None else _to_record(row)
 
-    async def query(
+    async def query(self, *, limit: int = 100, **filters: Any) -> list[LogRecord]:
+        """Records newest first, by (`created_at`, `id`), matching every filter given.
+
+        `start` is inclusive and `end` exclusive (naive datetimes are UTC); `model` matches
+        the requested model; `status` is an exact code, or "ok" (< 400) or "error" (>= 400);
+        `user` and `session_id` match exactly; every tag in `tags` must be among the
+        record's; every `metadata` (and `extra`) key must hold exactly the given string;
+        `key_id` limits the records to one caller's. `before` is the id of the last record
+        of the previous page; an id that does not exist gives an empty page. Text compares
+        as stored: a NUL in a filter matches the U+FFFD that replaced it.
+        """
+        if not 1 <= limit <= MAX_LIMIT:
+            raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
+        return await self._select(limit, **filters)
+
+    async def page(self, *, limit: int = 100, **filters: Any) -> tuple[list[LogRecord], bool]:
+        """`query`'s first `limit` records, and whether more match after them."""
+        if not 1 <= limit <= MAX_LIMIT:
+            raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
+        records = await self._select(limit + 1, **filters)
+        return records[:limit], len(records) > limit
+
+    async def _select(
         self,
+        limit: int,
         *,
         start: datetime | None = None,
         end: datetime | None = None,
         model: str | None = None,
         status: StatusFilter | None = None,
         session_id: str | None = None,
+        user: str | None = None,
+        tags: Sequence[str] = (),
         metadata: Mapping[str, str] | None = None,
+        extra: Mapping[str, str] | None = None,
         key_id: str | None = None,
-        limit: int = 100,
         before: str | None = None,
     ) -> list[LogRecord]:
-        """Records newest first, by (`created_at`, `id`), matching every filter given.
-
-        `start` is inclusive and `end` exclusive (naive datetimes are UTC); `model` matches
-        the requested model; `status` is an exact code, or "ok" (< 400) or "error" (>= 400);
-        every `metadata` key must hold exactly the given string; `key_id` limits the
-        records to one caller's. `before` is the id of the
-        last record of the previous page; an id that does not exist gives an empty page.
-        """
-        if not 1 <= limit <= MAX_LIMIT:
-            raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
         dialect = self._engine.dialect.name
         c = request_log.c
         conditions: list[sa.ColumnElement[bool]] = []
@@ -216,7 +348,7 @@ class LogStore:
         if end is not None:
             conditions.append(c.created_at < end)
         if model is not None:
-            conditions.append(c.model_requested == model)
+            conditions.append(c.model_requested == storable_text(model))
         if status == "ok":
             conditions.append(c.status_code < 400)
         elif status == "error":
@@ -226,18 +358,25 @@ class LogStore:
         elif status is not None:
             raise ValueError(f"status must be an int, 'ok' or 'error', got {status!r}")
         if session_id is not None:
-            conditions.append(c.session_id == session_id)
+            conditions.append(c.session_id == storable_text(session_id))
+        if user is not None:
+            conditions.append(c.user == storable_text(user))
         if key_id is not None:
             conditions.append(c.key_id == key_id)
-        for key, value in (metadata or {}).items():
-            conditions.append(_json_text(dialect, c["metadata"], key) == value)
+        for tag in tags:
+            conditions.append(_has_tag(dialect, c.tags, storable_text(tag)))
+        for column, pairs in ((c["metadata"], metadata), (c.extra, extra)):
+            for key, value in (pairs or {}).items():
+                text = _json_text(dialect, column, key)
+                conditions.append(text == storable_text(value))
         if before is not None:
+            before = storable_text(before)
             cursor = sa.select(c.created_at).where(c.id == before).scalar_subquery()
             conditions.append(
                 sa.or_(c.created_at < cursor, sa.and_(c.created_at == cursor, c.id < before))
             )
         statement = (
-            sa.select(*_COLUMNS)
+            sa.select(*_SELECTED)
             .where(*conditions)
             .order_by(c.created_at.desc(), c.id.desc())
             .limit(limit)

@@ -5,35 +5,66 @@ A request handler must never wait for the database, so it only hands its record 
 queue in batches: every `flush_interval` seconds, or sooner once `max_batch` records wait.
 When the database is unavailable the records stay queued and are retried with a capped
 backoff; only when more than `max_pending` records wait are the oldest dropped (counted in
-`dropped` and logged). A batch the database rejects for its content (not for being
-unreachable) is retried record by record so one bad record cannot block the rest; records
-rejected on their own are logged with their ids and counted in `rejected`.
+`dropped` and logged). A batch that fails for any other reason than the database being
+unreachable, busy or shutting down is retried record by record, so one bad record cannot
+block the rest. A record refused on its own is stored without its bodies, metadata, extra
+and tags (each replaced by a note saying why; counted in `stripped`), or, if even that is
+refused for its data, dropped (counted in `rejected`); either is logged once, with its id.
+The writer never retries a record for what it holds, so it never stalls on one: only a
+database that refuses even a stripped record (it is down, or its schema is missing) keeps
+records queued.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import math
 import sqlite3
 from collections import deque
+from typing import Any
 
 from sqlalchemy import exc as sa_exc
 
 from crossroads.storage.log_store import LogStore
 from crossroads.storage.records import LogRecord
+from crossroads.storage.storable import not_stored, storable_text
 
 __all__ = ["LogWriter"]
 
 _log = logging.getLogger("crossroads.storage")
 
 
-def _is_data_error(error: BaseException) -> bool:
-    """True when the database refused the data itself, so retrying as is cannot succeed.
+# SQLSTATE classes of a database that is unreachable, overloaded or shutting down, or of a
+# transaction to run again: 08 connection, 40 rollback, 53 resources, 55 object state (a
+# lock), 57 operator intervention, 58 system error.
+_TRANSIENT_SQLSTATES = frozenset({"08", "40", "53", "55", "57", "58"})
 
-    Anything else (connection refused, timeouts, a locked SQLite file, errors we do not
-    recognise) counts as transient: the records are kept and retried.
-    """
+
+def _sqlstate(error: BaseException) -> str | None:
+    orig = getattr(error, "orig", None)
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return code if isinstance(code, str) else None
+
+
+def _is_transient(error: BaseException) -> bool:
+    """True when the database could not be reached or used right now: retry later as is."""
+    if isinstance(error, OSError | TimeoutError | sqlite3.OperationalError):
+        return True
+    if isinstance(error, sa_exc.DBAPIError):
+        if error.connection_invalidated or isinstance(error.orig, OSError | TimeoutError):
+            return True
+        code = _sqlstate(error)
+        if code is not None:
+            return code[:2] in _TRANSIENT_SQLSTATES
+        return isinstance(error, sa_exc.OperationalError)
+    return isinstance(error, sa_exc.DisconnectionError | sa_exc.TimeoutError)
+
+
+def _is_data_error(error: BaseException) -> bool:
+    """True when the database, or the conversion before it, refused the data itself."""
     if isinstance(error, sa_exc.IntegrityError | sa_exc.DataError):
         return True
     # The same, from the stdlib driver that writes SQLite logs (a duplicate id, a value
@@ -42,10 +73,78 @@ def _is_data_error(error: BaseException) -> bool:
         return True
     if isinstance(error, sa_exc.DBAPIError):
         # SQLSTATE classes 22 (data exception) and 23 (integrity constraint violation).
-        code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
-        return isinstance(code, str) and code[:2] in {"22", "23"}
-    # A parameter could not be converted (e.g. a body that is not JSON-serialisable).
-    return isinstance(error, sa_exc.StatementError | TypeError | ValueError)
+        code = _sqlstate(error)
+        return code is not None and code[:2] in {"22", "23"}
+    # A parameter could not be converted or encoded (a value too deep, too large, or of a
+    # type no column takes).
+    return isinstance(
+        error,
+        sa_exc.StatementError | TypeError | ValueError | RecursionError | OverflowError,
+    )
+
+
+def _safe_text(value: Any) -> str | None:
+    """Text any column takes: NULs and unpaired surrogates replaced."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else str(value)
+    return storable_text(text.encode("utf-8", "replace").decode("utf-8"))
+
+
+def _safe_number(value: Any, kind: type[int] | type[float]) -> Any:
+    """`value` if it is a `kind` that every backend's column takes, else None."""
+    if type(value) is not kind:
+        return None
+    number: float = value
+    if kind is int and not -(2**31) <= number < 2**31:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _stripped(record: LogRecord, reason: str) -> LogRecord:
+    """What is kept of a record the database refused: its accounting, without its bodies,
+    metadata, extra or tags (each replaced by a note saying why), its text made safe."""
+    note = not_stored(f"the database refused this record ({reason[:200]})")
+    texts: dict[str, Any] = {
+        name: _safe_text(getattr(record, name))
+        for name in (
+            "key_id",
+            "model_served",
+            "provider",
+            "upstream_model",
+            "error_code",
+            "error_message",
+            "user",
+            "session_id",
+        )
+    }
+    numbers: dict[str, Any] = {
+        name: _safe_number(getattr(record, name), kind)
+        for name, kind in (
+            ("prompt_tokens", int),
+            ("completion_tokens", int),
+            ("total_tokens", int),
+            ("cached_tokens", int),
+            ("prompt_characters", int),
+            ("response_characters", int),
+            ("cost", float),
+            ("latency_ms", float),
+            ("ttft_ms", float),
+        )
+    }
+    return dataclasses.replace(
+        record,
+        model_requested=_safe_text(record.model_requested) or "",
+        status_code=record.status_code if type(record.status_code) is int else 0,
+        stream=record.stream is True,
+        request=None if record.request is None else note,
+        response=None if record.response is None else note,
+        metadata=None if record.metadata is None else note,
+        extra=None if record.extra is None else note,
+        tags=None,
+        **texts,
+        **numbers,
+    )
 
 
 class LogWriter:
@@ -81,6 +180,7 @@ class LogWriter:
         self.written = 0
         self.dropped = 0
         self.rejected = 0
+        self.stripped = 0
 
     @property
     def pending(self) -> int:
@@ -140,7 +240,7 @@ class LogWriter:
         try:
             await self._store.write(batch)
         except Exception as error:
-            if not _is_data_error(error):
+            if _is_transient(error):
                 raise
             await self._write_one_by_one(batch, error)
         else:
@@ -152,19 +252,45 @@ class LogWriter:
         )
         for index, record in enumerate(batch):
             try:
-                await self._store.write([record])
-            except Exception as single_error:
-                if not _is_data_error(single_error):
-                    del batch[:index]  # the caller requeues what is left
-                    raise
-                self.rejected += 1
-                _log.error(
-                    "request log: record %s rejected by the database and not stored: %s",
-                    record.id,
-                    single_error,
-                )
-            else:
-                self.written += 1
+                try:
+                    await self._store.write([record])
+                except Exception as single_error:
+                    if _is_transient(single_error):
+                        raise
+                    await self._write_stripped(record, single_error)
+                else:
+                    self.written += 1
+            except BaseException:
+                del batch[:index]  # the caller requeues what is left, this record included
+                raise
+
+    async def _write_stripped(self, record: LogRecord, error: Exception) -> None:
+        """Store what can be kept of a record the database refused, or drop it, once.
+
+        If even the stripped record fails for a reason that is not its data, the database
+        itself is failing: that is raised, and the record retried later like any other.
+        """
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        try:
+            await self._store.write([_stripped(record, reason)])
+        except Exception as stripped_error:
+            if not _is_data_error(stripped_error):
+                raise
+            self.rejected += 1
+            _log.error(
+                "request log: record %s rejected by the database and not stored: %s",
+                record.id,
+                reason,
+            )
+        else:
+            self.written += 1
+            self.stripped += 1
+            _log.error(
+                "request log: record %s rejected by the database (%s); stored without its "
+                "bodies and metadata",
+                record.id,
+                reason,
+            )
 
     def _requeue(self, batch: list[LogRecord]) -> None:
         self._queue.extendleft(reversed(batch))
