@@ -6,6 +6,8 @@ and nowhere else. Validation errors name the dotted path of the offending value
 (`models.gpt-4o.deployments[1].price.input`) so a typo is found in seconds. Secrets are
 never written in the file itself when they can be avoided: `env:NAME` references are
 resolved here, at load time, and a missing variable is a configuration error.
+Each `[providers.NAME]` table is validated by the model its dialect declares
+(`providers/registry.py`), so this module names no dialect.
 """
 
 from __future__ import annotations
@@ -28,8 +30,7 @@ from pydantic import (
 )
 
 from crossroads.providers.registry import validate_provider_config
-from crossroads.providers.settings import HttpProviderConfig
-from crossroads.providers.settings import ProviderConfig as BaseProviderConfig
+from crossroads.providers.settings import HttpProviderConfig, ProviderConfig
 
 __all__ = [
     "BreakerConfig",
@@ -140,9 +141,7 @@ class KeyConfig(_Strict):
 
 
 # A `[providers.NAME]` table: validated by the model its dialect's descriptor declares.
-ProviderConfig = Annotated[
-    SerializeAsAny[BaseProviderConfig], PlainValidator(validate_provider_config)
-]
+ProviderTable = Annotated[SerializeAsAny[ProviderConfig], PlainValidator(validate_provider_config)]
 
 
 class DeploymentConfig(_Strict):
@@ -246,7 +245,7 @@ class Config(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     keys: list[KeyConfig] = Field(default_factory=list)
-    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    providers: dict[str, ProviderTable] = Field(default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     router: RouterConfig = Field(default_factory=RouterConfig)
