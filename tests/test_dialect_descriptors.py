@@ -225,3 +225,27 @@ def test_a_dialect_whose_extra_is_missing_is_one_clear_config_error() -> None:
         "providers.p: the needy dialect needs crossroads_test_module_that_is_not_installed, "
         "which is not installed: pip install 'crossroads[needy]'"
     ]
+
+
+@pytest.mark.parametrize(
+    ("table", "problem"),
+    [
+        ({"dialect": 5}, "providers.p: unknown dialect (known: openai, anthropic, gemini, "),
+        (5, "providers.p: Input should be a valid dictionary or instance of OpenAIProviderConfig"),
+        ({}, "providers.p: needs `base_url`, or a `preset` that supplies it"),
+        ({"dialect": "anthropic", "preset": "x"}, "providers.p.preset: unknown setting"),
+        ({"dialect": "gemini", "base_url": "x"}, "providers.p.base_url: must start with http://"),
+        ({"dialect": "llamacpp", "base_url": "http://x"}, "providers.p.base_url: unknown setting"),
+        (
+            {"dialect": "llamacpp", "context_size": 256},
+            "providers.p: context_size 256 leaves under 128 tokens for each of the 4 parallel "
+            "slots; raise context_size or lower parallel",
+        ),
+    ],
+)
+def test_provider_tables_are_reported_as_before(table: Any, problem: str) -> None:
+    """The messages and paths config errors had when the dialects were one pydantic union."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"providers": {"p": table}})
+    assert len(caught.value.problems) == 1
+    assert caught.value.problems[0].startswith(problem)
