@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from crossroads.counters import build_state
 from crossroads.limits import KeyLimits
 from crossroads.server.auth import KeyRing
 from crossroads.server.key_cache import KeyCache
-from crossroads.state import build_state
 from crossroads.storage.database import create_engine
 from crossroads.storage.key_store import KeyStore
 from crossroads.storage.log_store import LogStore

@@ -21,8 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
 from crossroads.cli import app as cli
-from crossroads.router import LabelledRow, QualityRouter
-from crossroads.router.from_log import LOG_SOURCE, feedback_rows, request_prompt
+from crossroads.learned import LabelledRow, QualityRouter
+from crossroads.learned.from_log import LOG_SOURCE, feedback_rows, request_prompt
 from crossroads.storage.database import create_engine
 from crossroads.storage.feedback_store import COMMENT_MAX_CHARS, FeedbackStore
 from crossroads.storage.log_store import LogStore

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from crossroads.counters import MemoryState, nanos_to_usd
 from crossroads.limits import KeyLimits, budget_period_start
 from crossroads.protocol.errors import GatewayError
-from crossroads.state import MemoryState, nanos_to_usd
 
 
 @dataclass

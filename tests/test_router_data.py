@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from crossroads.router.data import (
+from crossroads.learned.data import (
     LabelledRow,
     RouterDataError,
     read_csv,

@@ -19,16 +19,16 @@ from typer.testing import CliRunner
 from crossroads.catalog import Catalog
 from crossroads.cli import app as cli_app
 from crossroads.config import ConfigError, RouterConfig, parse_config
-from crossroads.router import (
+from crossroads.learned import (
     LabelledRow,
     QualityRouter,
     RouterArtifactError,
     classify,
     train,
 )
-from crossroads.router import retrain as retrain_module
-from crossroads.router.retrain import Retrainer, train_in_child
-from crossroads.router.serve import LearnedRouter, load_router
+from crossroads.learned import retrain as retrain_module
+from crossroads.learned.retrain import Retrainer, train_in_child
+from crossroads.learned.serve import LearnedRouter, load_router
 from crossroads.testing.fake_openai import FakeOpenAI
 from crossroads.testing.server import ServedApp
 from tests.conftest import API_KEY, running_gateway
@@ -468,7 +468,7 @@ async def test_the_schedule_outlives_a_failed_round(
 
     monkeypatch.setattr(retrain_module, "feedback_rows", rated)
     retrainer = Retrainer(learned, engine=None, config=config.router, models=config.models)  # type: ignore[arg-type]
-    with caplog.at_level(logging.ERROR, logger="crossroads.router"):
+    with caplog.at_level(logging.ERROR, logger="crossroads.learned"):
         retrainer.start()
         try:
             for _ in range(3000):  # 30 s at most

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from crossroads.router.decision import ModelPrice, choose_models
-from crossroads.router.metrics import (
+from crossroads.learned.decision import ModelPrice, choose_models
+from crossroads.learned.metrics import (
     apgr,
     cpt,
     length_scores,

@@ -10,17 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crossroads.router.data import LabelledRow, RouterDataError
-from crossroads.router.decision import ModelPrice
-from crossroads.router.logistic import fit_logistic, sigmoid
-from crossroads.router.metrics import apgr, pgr_curve
-from crossroads.router.predictor import (
+from crossroads.learned.data import LabelledRow, RouterDataError
+from crossroads.learned.decision import ModelPrice
+from crossroads.learned.logistic import fit_logistic, sigmoid
+from crossroads.learned.metrics import apgr, pgr_curve
+from crossroads.learned.predictor import (
     QualityRouter,
     RouterArtifactError,
     TrainSettings,
     train,
 )
-from crossroads.router.trees import fit_boosted_trees
+from crossroads.learned.trees import fit_boosted_trees
 
 WEAK, STRONG = "weak-model", "strong-model"
 SMALL = TrainSettings(rounds=30, min_leaf=10)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crossroads.router.querytype import QUERY_TYPES, classify, type_scores
+from crossroads.learned.querytype import QUERY_TYPES, classify, type_scores
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from crossroads.state import (
+from crossroads.counters import (
     PERIOD_RETENTION_S,
     MemoryState,
     RedisState,

@@ -9,7 +9,7 @@ subjects) and held-out GSM8K rows, next to the random and prompt-length baseline
 prompts, and averaged over the three folds. Ablations show each learner of the ensemble alone.
 
 The willingness-to-pay curve pools the held-out predictions of all folds (each prompt scored
-by the router that did not see it) at the reference prices in `crossroads.router.decision`.
+by the router that did not see it) at the reference prices in `crossroads.learned.decision`.
 Latency is `QualityRouter.predict` on one prompt at a time, one thread; load time is a fresh
 Python process importing the package and loading the artifact.
 
@@ -34,11 +34,11 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from crossroads.router.data import CHARS_PER_TOKEN, LabelledRow, read_rows, score_table
-from crossroads.router.decision import REFERENCE_PRICES
-from crossroads.router.evaluation import cost_matrix
-from crossroads.router.logistic import sigmoid
-from crossroads.router.metrics import (
+from crossroads.learned.data import CHARS_PER_TOKEN, LabelledRow, read_rows, score_table
+from crossroads.learned.decision import REFERENCE_PRICES
+from crossroads.learned.evaluation import cost_matrix
+from crossroads.learned.logistic import sigmoid
+from crossroads.learned.metrics import (
     apgr,
     cpt,
     length_scores,
@@ -47,7 +47,7 @@ from crossroads.router.metrics import (
     wtp_curve,
     wtp_grid,
 )
-from crossroads.router.predictor import QualityRouter, train
+from crossroads.learned.predictor import QualityRouter, train
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results" / "router.json"
@@ -72,7 +72,7 @@ def folds_of(rows: list[LabelledRow], seed: int) -> dict[str, int]:
 
 def _quality_parts(router: QualityRouter, prompts: list[str]) -> dict[str, np.ndarray]:
     """Strong-minus-weak scores of the ensemble and of each of its learners alone."""
-    from crossroads.router.features import prompt_features
+    from crossroads.learned.features import prompt_features
 
     x = np.array([prompt_features(p) for p in prompts])
     standard = (x - router.feature_mean) / router.feature_scale
@@ -230,7 +230,7 @@ def _load_time(router: QualityRouter) -> dict[str, float]:
         in_process = time.perf_counter() - t
         code = (
             "import time; t = time.perf_counter(); "
-            "from crossroads.router import QualityRouter; "
+            "from crossroads.learned import QualityRouter; "
             f"QualityRouter.load({str(path)!r}).predict('warm up'); "
             "print(time.perf_counter() - t)"
         )

@@ -21,8 +21,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from crossroads.config import Config, ConfigError, default_config, find_config_file, load_config
+from crossroads.learned.cli import router_app
 from crossroads.providers.capabilities import Capabilities
-from crossroads.router.cli import router_app
 from crossroads.server.auth import MASTER_KEY_ENV, is_loopback, loopback_only, master_key_from_env
 from crossroads.storage.log_store import StatusFilter, parse_status_filter
 from crossroads.storage.records import LogRecord
@@ -471,7 +471,7 @@ def _check_router(config: Config) -> list[str]:
     Raises `ValueError` for what would fail; returns warnings for what would never route.
     """
     from crossroads.catalog import Catalog
-    from crossroads.router.serve import LearnedRouter, load_router
+    from crossroads.learned.serve import LearnedRouter, load_router
 
     learned = LearnedRouter(
         load_router(config.router), Catalog.from_config(config), config.models, config.router

@@ -19,8 +19,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from crossroads.counters.base import (
+    Admission,
+    Refusal,
+    Reservation,
+    State,
+    nanos_to_usd,
+    usd_to_nanos,
+)
 from crossroads.protocol.errors import GatewayError
-from crossroads.state.base import Admission, Refusal, Reservation, State, nanos_to_usd, usd_to_nanos
 
 __all__ = ["KeyLimits", "LimitedKey", "Ticket", "budget_period_end", "budget_period_start"]
 

@@ -8,6 +8,7 @@ data: the pipeline's steps read and fill them, none of them owns them.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ from crossroads.storage.records import LogRecord, new_log_id
 
 if TYPE_CHECKING:
     from crossroads.pipeline.ledger import Ledger
+    from crossroads.pipeline.stages import StagePlan
     from crossroads.protocol.chat import ChatCompletionRequest
     from crossroads.routing.attempts import Attempts
     from crossroads.routing.fanout import Branch
@@ -56,9 +58,32 @@ class PreparedChat:
     # Fan-out (`model: "a,b"`): one route per model; `attempts` is then the first's.
     branches: list[Branch] | None = None
 
+    # The stages this request runs (pipeline/stages.py); None: none.
+    stages: StagePlan | None = None
+    # What each stage found, by stage name: added to the response and to the log record.
+    reports: dict[str, Any] = field(default_factory=dict)
+
     @property
     def record(self) -> LogRecord:
         return self.ledger.record
+
+    def report(self, name: str, result: Any) -> None:
+        """A stage's result, shown under `name` in the response and kept in the log."""
+        self.reports[name] = result
+
+    def rewrite_messages(self, messages: list[dict[str, Any]]) -> None:
+        """Send `messages` upstream instead of the caller's (every route of the request).
+
+        The log keeps the caller's own messages unless a stage also scrubs them
+        (`Ledger.scrub`)."""
+        self.body["messages"] = messages
+        for branch in self.branches or ():
+            branch.attempts.body["messages"] = messages
+        self.attempts.body["messages"] = messages
+
+    def scrub_log(self, scrubber: Callable[[str], str]) -> None:
+        """Apply `scrubber` to every string of the log record before it is written."""
+        self.ledger.scrub(scrubber)
 
     @property
     def notices(self) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from crossroads.pipeline.context import PreparedChat
+from crossroads.pipeline.stream_stages import StreamStages
 from crossroads.protocol.assembly import StreamAssembler
 from crossroads.protocol.errors import GatewayError, client_closed
 from crossroads.protocol.sse import SSE_DONE, sse
@@ -82,8 +83,7 @@ class FanOutRelay:
             raise errors[0]
         response = merge_responses(chat.request.model, branches, outcomes, usages, latency_ms)
         self._fanout_record(chat.record, branches, [u is not None for u in usages])
-        chat.ledger.succeed(response, response["usage"], latency_ms, attempts=None)
-        return response
+        return response  # the gateway closes the books, after the response stages
 
     async def stream(
         self, chat: PreparedChat, branches: list[Branch]
@@ -104,7 +104,9 @@ class FanOutRelay:
             raise failures[0]
         streams = [o if isinstance(o, OpenStream) else None for o in opened]
         errors = {i: o for i, o in enumerate(opened) if isinstance(o, GatewayError)}
-        return self._relay_fanout(chat, branches, streams, errors)
+        checks = chat.stages.stream_checks(chat) if chat.stages else []
+        stages = StreamStages(chat, checks) if checks else None
+        return self._relay_fanout(chat, branches, streams, errors, stages)
 
     async def _relay_fanout(
         self,
@@ -112,6 +114,7 @@ class FanOutRelay:
         branches: list[Branch],
         streams: list[OpenStream | None],
         errors: dict[int, GatewayError],
+        stages: StreamStages | None,
     ) -> AsyncGenerator[bytes, None]:
         identity = {
             "id": f"chatcmpl-{uuid.uuid4().hex[:29]}",
@@ -158,7 +161,12 @@ class FanOutRelay:
                         {**c, "index": offset + int(c.get("index") or 0), "model": model}
                         for c in choices
                     ]
-                    yield sse({**identity, "choices": shifted})
+                    chunk = {**identity, "choices": shifted}
+                    shown = chunk if stages is None else await stages.chunk(chunk)
+                    if shown is not None:
+                        yield sse(shown)
+            if stages is not None and (rest := await stages.end(identity)) is not None:
+                yield sse(rest)
             latency_ms = (time.perf_counter() - chat.context.received) * 1000
             outcomes: list[dict[str, Any] | GatewayError] = []
             usages: list[dict[str, Any] | None] = []
@@ -173,6 +181,9 @@ class FanOutRelay:
                 outcomes.append(completion)
                 usages.append(usage)
             response = merge_responses(chat.request.model, branches, outcomes, usages, latency_ms)
+            if stages is not None:
+                stages.finish(response)
+            response.update(chat.reports)
             if chat.request.stream_options and chat.request.stream_options.include_usage:
                 final = {
                     **identity,
@@ -180,8 +191,11 @@ class FanOutRelay:
                     "usage": response["usage"],
                     "provider": response["provider"],
                     "routing": response["routing"],
+                    **chat.reports,
                 }
                 yield sse(final)
+            elif chat.reports:
+                yield sse({**identity, "choices": [], **chat.reports})
             yield SSE_DONE
             finished = True
             self._fanout_record(chat.record, branches, [u is not None for u in usages])

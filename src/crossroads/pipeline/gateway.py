@@ -2,7 +2,8 @@
 
 Routes parse HTTP and hand the decoded body to `Gateway`, which only decides what happens
 next: prepare (validate and route, `prepare`), admit (key limits, on the request's
-`Ledger`), serve (one route, `relay`, or several at once, `fanout`). The books — the log
+`Ledger`), the request stages (`stages`: they may rewrite, refuse or answer the request),
+serve (one route, `relay`, or several at once, `fanout`), the response stages. The books — the log
 record, the limits ticket, usage — are the ledger's, closed exactly once on every path,
 including the gateway's own defects. The caller's body is forwarded as the dict it arrived
 as (minus Crossroads' own fields), not re-serialised from the pydantic model, so
@@ -12,21 +13,23 @@ parameters this gateway has never heard of still reach upstreams that understand
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from crossroads.catalog import Catalog
 from crossroads.config import RoutingConfig
+from crossroads.learned.serve import LearnedRouter
 from crossroads.limits import KeyLimits
 from crossroads.pipeline.context import CallContext, PreparedChat
 from crossroads.pipeline.fanout import FanOutRelay
 from crossroads.pipeline.ledger import Accounts, LogSink, SpentSource
 from crossroads.pipeline.prepare import Preparer
-from crossroads.pipeline.relay import complete_one, open_one
+from crossroads.pipeline.relay import complete_one, open_one, replay
+from crossroads.pipeline.stages import Stage, StageKind, check_order, select_stages
 from crossroads.protocol.errors import GatewayError
 from crossroads.protocol.sse import primed
 from crossroads.providers.base import Provider
-from crossroads.router.serve import LearnedRouter
 from crossroads.routing.attempts import RouteState
 from crossroads.routing.breaker import Breakers
 from crossroads.routing.retry import Backoff
@@ -45,6 +48,7 @@ class Gateway:
         limits: KeyLimits | None = None,
         spent: SpentSource | None = None,
         learned: LearnedRouter | None = None,
+        stages: Sequence[StageKind] = (),
     ) -> None:
         self.catalog = catalog
         self.providers = providers
@@ -60,6 +64,8 @@ class Gateway:
         self.accounts = Accounts(catalog, log, limits, spent)
         self._preparer = Preparer(catalog, providers, self.route_state, learned, rng)
         self._fanout = FanOutRelay()
+        check_order(stages)
+        self.stage_kinds = list(stages)
 
     @property
     def learned(self) -> LearnedRouter | None:
@@ -78,22 +84,46 @@ class Gateway:
         record = ledger.record
         record.stream = bool(request.stream)
         record.session_id = request.session_id or context.session_header
-        return PreparedChat(context, request, body, attempts, ledger, branches)
+        chat = PreparedChat(context, request, body, attempts, ledger, branches)
+        ledger.reports = chat.reports
+        if self.stage_kinds:
+            try:
+                chat.stages = select_stages(self.stage_kinds, chat)
+            except GatewayError as exc:  # a stage's settings the caller must fix
+                ledger.fail(exc)
+                raise
+            except Exception as exc:
+                raise ledger.internal(exc) from None
+        return chat
 
     def reject(self, error: GatewayError, context: CallContext, body: Any = None) -> None:
         """Record a request refused before it reached `prepare` (malformed JSON, size)."""
         self.accounts.open(body, context).fail(error)
 
     async def complete(self, chat: PreparedChat) -> dict[str, Any]:
-        await chat.ledger.admit(chat)
+        ledger = chat.ledger
+        await ledger.admit(chat)
+        stages = chat.stages
         try:
-            if chat.branches:
-                return await self._fanout.complete(chat, chat.branches)
-            return await complete_one(chat)
+            answer, answered_by = await self._before(chat)
+            if answer is not None:
+                response = answer
+            elif chat.branches:
+                response = await self._fanout.complete(chat, chat.branches)
+            else:
+                response = await complete_one(chat)
+            if stages:
+                await stages.run_after(chat, response, answered_by)
+                response.update(chat.reports)
+        except GatewayError as exc:
+            ledger.fail(exc, chat.attempts)  # a no-op where it was already recorded
+            raise
         except Exception as exc:
-            if isinstance(exc, GatewayError):
-                raise  # recorded where it was raised
-            raise chat.ledger.internal(exc, chat.attempts) from None
+            raise ledger.internal(exc, chat.attempts) from None
+        latency_ms = (time.perf_counter() - chat.context.received) * 1000
+        served = None if chat.branches or answer is not None else chat.attempts
+        ledger.succeed(response, response["usage"], latency_ms, attempts=served)
+        return response
 
     async def stream(self, chat: PreparedChat) -> AsyncIterator[bytes]:
         """Open the upstream stream; failures before its first content raise `GatewayError`.
@@ -105,15 +135,31 @@ class Gateway:
         """
         await chat.ledger.admit(chat)
         try:
-            if chat.branches:
+            answer, answered_by = await self._before(chat)
+            if answer is not None:
+                relay = replay(chat, answer, answered_by)
+            elif chat.branches:
                 relay = await self._fanout.stream(chat, chat.branches)
             else:
                 relay = await open_one(chat)
             return await primed(relay)
+        except GatewayError as exc:
+            chat.ledger.fail(exc, chat.attempts)  # a no-op where it was already recorded
+            raise
         except Exception as exc:
-            if isinstance(exc, GatewayError):
-                raise  # recorded where it was raised
             raise chat.ledger.internal(exc, chat.attempts) from None
+
+    async def _before(self, chat: PreparedChat) -> tuple[dict[str, Any] | None, Stage | None]:
+        """The request stages: an answer one of them gave (and which), or (None, None)."""
+        if not chat.stages or not chat.stages.before:
+            return None, None
+        answer, stage = await chat.stages.run_before(chat)
+        if answer is not None:
+            answer.setdefault(
+                "usage",
+                {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "cost": 0.0},
+            )
+        return answer, stage
 
     async def drain(self) -> None:
         """Wait for settlements in flight (shutdown)."""

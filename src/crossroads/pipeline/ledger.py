@@ -18,11 +18,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from crossroads.catalog import Catalog
+from crossroads.counters import StateError
 from crossroads.limits import KeyLimits, Ticket, budget_period_start
 from crossroads.protocol.assembly import StreamAssembler
 from crossroads.protocol.errors import GatewayError
 from crossroads.routing.attempts import Attempts
-from crossroads.state import StateError
 from crossroads.storage.key_store import VirtualKey
 from crossroads.storage.records import LogRecord
 from crossroads.usage import completion_characters, estimate_tokens, prompt_characters
@@ -104,13 +104,21 @@ class Accounts:
 class Ledger:
     """One request's books; its outcome is written once (later outcomes are ignored)."""
 
-    __slots__ = ("_accounts", "_ticket", "closed", "record")
+    __slots__ = ("_accounts", "_scrubbers", "_ticket", "closed", "record", "reports")
 
     def __init__(self, accounts: Accounts, record: LogRecord) -> None:
         self._accounts = accounts
         self.record = record
         self._ticket: Ticket | None = None
+        self._scrubbers: list[Callable[[str], str]] = []
+        # Stage results to keep with a failed request (a success carries them in its body).
+        self.reports: dict[str, Any] | None = None
         self.closed = False
+
+    def scrub(self, scrubber: Callable[[str], str]) -> None:
+        """Rewrite every string of the record with `scrubber` before it is written (masked
+        PII stays masked in the log)."""
+        self._scrubbers.append(scrubber)
 
     # --- key limits --------------------------------------------------------------------------
 
@@ -178,6 +186,8 @@ class Ledger:
             _served_by(record, attempts)
             if record.request is not None and record.response is None and attempts.log:
                 record.response = {"routing": attempts.routing()}  # every attempt, for the record
+        if self.reports:
+            record.response = {**(record.response or {}), **self.reports}
         record.status_code = error.status
         record.error_code = error.code or error.type
         record.error_message = error.message
@@ -223,7 +233,26 @@ class Ledger:
         if self._ticket is not None and accounts.limits is not None:
             accounts.settle(self._ticket, self.record)
             self._ticket = None
+        if self._scrubbers:
+            _scrub_record(self.record, self._scrubbers)
         accounts.log.submit(self.record)
+
+
+def _scrub_record(record: LogRecord, scrubbers: list[Callable[[str], str]]) -> None:
+    def clean(value: Any) -> Any:
+        if isinstance(value, str):
+            for scrubber in scrubbers:
+                value = scrubber(value)
+            return value
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        return value
+
+    record.request = clean(record.request)
+    record.response = clean(record.response)
+    record.error_message = clean(record.error_message)
 
 
 def _new_record(body: Any, context: CallContext) -> LogRecord:

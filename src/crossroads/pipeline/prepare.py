@@ -15,12 +15,12 @@ from pydantic import ValidationError
 
 from crossroads.access import check_model_allowed
 from crossroads.catalog import Catalog
+from crossroads.learned.serve import ROUTER_MODEL, LearnedRouter, RouterDecision
 from crossroads.pipeline.context import CallContext
 from crossroads.protocol.chat import ChatCompletionRequest, unimplemented_parameters
 from crossroads.protocol.errors import GatewayError, bad_request, unsupported_parameter
 from crossroads.protocol.validation import validation_error
 from crossroads.providers.base import Provider
-from crossroads.router.serve import ROUTER_MODEL, LearnedRouter, RouterDecision
 from crossroads.routing.attempts import Attempts, RouteState
 from crossroads.routing.fanout import Branch
 from crossroads.routing.plan import RoutePlan, Strategies, plan_route

@@ -14,6 +14,8 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from crossroads.pipeline.context import PreparedChat
+from crossroads.pipeline.stages import Stage
+from crossroads.pipeline.stream_stages import StreamStages
 from crossroads.protocol.assembly import StreamAssembler
 from crossroads.protocol.errors import GatewayError, client_closed
 from crossroads.protocol.sse import SSE_DONE, sse
@@ -22,10 +24,11 @@ from crossroads.providers.errors import to_gateway_error
 from crossroads.routing.attempts import close_chunks
 from crossroads.usage import completion_characters, enrich_usage, prompt_characters
 
-__all__ = ["complete_one", "open_one"]
+__all__ = ["complete_one", "open_one", "replay"]
 
 
 async def complete_one(chat: PreparedChat) -> dict[str, Any]:
+    """The upstream's answer, priced and labelled; the gateway closes the books with it."""
     attempts, ledger = chat.attempts, chat.ledger
     try:
         response = await attempts.complete()
@@ -51,7 +54,6 @@ async def complete_one(chat: PreparedChat) -> dict[str, Any]:
     response["provider"] = deployment.provider
     response.update(chat.notices)
     response["routing"] = attempts.routing()
-    ledger.succeed(response, usage, latency_ms, attempts=attempts)
     return response
 
 
@@ -66,13 +68,16 @@ async def open_one(chat: PreparedChat) -> AsyncGenerator[bytes, None]:
     except asyncio.CancelledError:
         chat.ledger.fail(client_closed(), attempts)
         raise
-    return _relay(chat, opened.rest, opened.head)
+    checks = chat.stages.stream_checks(chat) if chat.stages else []
+    stages = StreamStages(chat, checks) if checks else None
+    return _relay(chat, opened.rest, opened.head, stages)
 
 
 async def _relay(
     chat: PreparedChat,
     chunks: AsyncIterator[dict[str, Any]],
     head: list[dict[str, Any]],
+    stages: StreamStages | None,
 ) -> AsyncGenerator[bytes, None]:
     attempts, ledger = chat.attempts, chat.ledger
     chosen = attempts.chosen
@@ -85,8 +90,16 @@ async def _relay(
     notices = chat.notices
     finished = False
     pending = iter(head)
+    last: dict[str, Any] = {}
     try:
-        while (chunk := next(pending, None) or await anext(chunks, None)) is not None:
+        while (upstream := next(pending, None) or await anext(chunks, None)) is not None:
+            last = upstream
+            if stages is None:
+                chunk = upstream
+            elif (checked := await stages.chunk(upstream)) is not None:
+                chunk = checked
+            else:
+                continue
             had_content = assembler.saw_content
             assembler.add(chunk)
             if ttft_ms is None and assembler.saw_content and not had_content:
@@ -99,6 +112,12 @@ async def _relay(
                     chunk.update(notices)
                     notices = {}
                 yield sse(chunk)
+            if stages is not None and stages.all_refused:
+                await close_chunks(chunks)  # every choice was ended by a check
+                break
+        if stages is not None and (rest := await stages.end(last)) is not None:
+            assembler.add(rest)
+            yield sse(rest)
         latency_ms = (time.perf_counter() - chat.context.received) * 1000
         completion = assembler.completion()
         usage = enrich_usage(
@@ -109,17 +128,23 @@ async def _relay(
             latency_ms=latency_ms,
         )
         routing = attempts.routing()
+        if stages is not None:
+            stages.finish(completion)
         if include_usage:
             final = assembler.chunk([], provider=provider, usage=usage)
             final.update(chat.notices)
             final["routing"] = routing
+            final.update(chat.reports)
             yield sse(final)
+        elif chat.reports:
+            yield sse(assembler.chunk([], **chat.reports))
         yield SSE_DONE
         finished = True
         completion["usage"] = usage
         completion["provider"] = provider
         completion.update(chat.notices)
         completion["routing"] = routing
+        completion.update(chat.reports)
         attempts.record_outcome(chosen, True, latency_ms, completion, ttft_ms)
         ledger.succeed(completion, usage, latency_ms, ttft_ms, attempts=attempts)
     except (UpstreamError, GatewayError) as exc:
@@ -149,3 +174,40 @@ async def _relay(
             # The client went away: stop the upstream generation and record it.
             await close_chunks(chunks)
             ledger.fail_stream(assembler, client_closed(), ttft_ms, attempts)
+
+
+async def replay(
+    chat: PreparedChat, answer: dict[str, Any], answered_by: Stage | None
+) -> AsyncGenerator[bytes, None]:
+    """A complete answer a request stage gave (a cache hit), sent as a stream: the other
+    response stages see it whole first, then it goes out as one chunk per choice."""
+    if chat.stages:
+        await chat.stages.run_after(chat, answer, answered_by)
+    answer.update(chat.reports)
+    identity = {
+        "id": answer.get("id"),
+        "object": "chat.completion.chunk",
+        "created": answer.get("created"),
+        "model": answer.get("model"),
+    }
+    finished = False
+    try:
+        for choice in answer.get("choices") or []:
+            message = choice.get("message") or {}
+            delta = {k: v for k, v in message.items() if v is not None}
+            shown = {"index": choice.get("index", 0), "delta": delta}
+            shown["finish_reason"] = choice.get("finish_reason")
+            extra = {k: v for k, v in choice.items() if k not in ("message", "index")}
+            yield sse({**identity, "choices": [{**extra, **shown}]})
+        tail = {k: v for k, v in answer.items() if k not in ("choices", *identity)}
+        if chat.request.stream_options and chat.request.stream_options.include_usage:
+            yield sse({**identity, "choices": [], **tail})
+        elif chat.reports:
+            yield sse({**identity, "choices": [], **chat.reports})
+        yield SSE_DONE
+        finished = True
+        latency_ms = (time.perf_counter() - chat.context.received) * 1000
+        chat.ledger.succeed(answer, answer["usage"], latency_ms, latency_ms, attempts=None)
+    finally:
+        if not finished:
+            chat.ledger.fail(client_closed())

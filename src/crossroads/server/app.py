@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 
 from starlette.applications import Starlette
@@ -22,12 +22,14 @@ from starlette.types import Receive, Scope, Send
 
 from crossroads.catalog import Catalog
 from crossroads.config import Config
+from crossroads.counters import build_state
+from crossroads.learned.retrain import Retrainer
+from crossroads.learned.serve import LearnedRouter, load_router
 from crossroads.limits import KeyLimits
 from crossroads.pipeline import Gateway
+from crossroads.pipeline.stages import StageKind
 from crossroads.protocol.errors import GatewayError
 from crossroads.providers.registry import build_providers
-from crossroads.router.retrain import Retrainer
-from crossroads.router.serve import LearnedRouter, load_router
 from crossroads.routing.shared import SharedRouting
 from crossroads.server import admin, feedback, routes
 from crossroads.server.auth import KeyRing, master_key_from_env
@@ -36,7 +38,7 @@ from crossroads.server.metrics import GatewayMetrics, MeteredSink
 from crossroads.server.openapi import build_openapi
 from crossroads.server.responses import error_response
 from crossroads.server.state import AppState
-from crossroads.state import build_state
+from crossroads.stages import config_stages
 from crossroads.storage.database import create_engine, default_database_url
 from crossroads.storage.key_store import KeyStore
 from crossroads.storage.log_store import LogStore
@@ -107,8 +109,11 @@ class GatewayApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
-def create_app(config: Config) -> Starlette:
-    """Build the app; nothing is opened until the lifespan starts."""
+def create_app(config: Config, stages: Sequence[StageKind] = ()) -> Starlette:
+    """Build the app; nothing is opened until the lifespan starts.
+
+    `stages` adds kinds of pipeline stages of the embedder's own (pipeline/stages.py) to
+    the ones the config turns on; each runs at its fixed place in the pipeline."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -148,6 +153,7 @@ def create_app(config: Config) -> Starlette:
             limits=KeyLimits(counters, lease_s=config.routing.timeout),
             spent=spent,
             learned=learned,
+            stages=[*config_stages(config), *stages],
         )
         shared = None
         if config.storage.state_url and not config.storage.state_url.startswith("memory://"):

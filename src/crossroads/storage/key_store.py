@@ -52,6 +52,7 @@ SETTINGS: tuple[str, ...] = (
     "max_parallel_requests",
     "expires_at",
     "metadata",
+    "guardrails",
 )
 _PREFIX_CHARS = len(SECRET_PREFIX) + 4
 
@@ -74,6 +75,8 @@ class VirtualKey:
     created_at: datetime
     updated_at: datetime
     revoked_at: datetime | None = None
+    # Checks every request made with this key runs (a guardrail set, as stored); None: none.
+    guardrails: dict[str, Any] | None = None
 
     @property
     def has_limits(self) -> bool:

@@ -117,6 +117,7 @@ virtual_keys = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Column("revoked_at", UTCDateTime(), nullable=True),
+    sa.Column("guardrails", _json(), nullable=True),  # the key's own guardrail set
     sa.Index(None, "key_hash", unique=True),
     sa.Index(None, "team"),
 )

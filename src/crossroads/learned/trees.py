@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from crossroads.router.logistic import sigmoid
+from crossroads.learned.logistic import sigmoid
 
 __all__ = ["BoostedTrees", "fit_boosted_trees"]
 

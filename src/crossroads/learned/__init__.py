@@ -7,16 +7,16 @@ gives each candidate's predicted quality and completion tokens and the prompt's 
 
 from __future__ import annotations
 
-from crossroads.router.data import LabelledRow, RouterDataError, read_rows
-from crossroads.router.decision import REFERENCE_PRICES, ModelPrice
-from crossroads.router.predictor import (
+from crossroads.learned.data import LabelledRow, RouterDataError, read_rows
+from crossroads.learned.decision import REFERENCE_PRICES, ModelPrice
+from crossroads.learned.predictor import (
     QualityRouter,
     RouterArtifactError,
     RouterPrediction,
     TrainSettings,
     train,
 )
-from crossroads.router.querytype import QUERY_TYPES, classify
+from crossroads.learned.querytype import QUERY_TYPES, classify
 
 __all__ = [
     "QUERY_TYPES",

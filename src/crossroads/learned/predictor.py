@@ -30,12 +30,12 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from crossroads.router.data import LabelledRow, RouterDataError
-from crossroads.router.decision import ModelPrice, choose_models
-from crossroads.router.features import FEATURE_NAMES, prompt_features
-from crossroads.router.logistic import LogisticModel, fit_logistic, sigmoid
-from crossroads.router.querytype import QUERY_TYPES, classify
-from crossroads.router.trees import BoostedTrees, fit_boosted_trees
+from crossroads.learned.data import LabelledRow, RouterDataError
+from crossroads.learned.decision import ModelPrice, choose_models
+from crossroads.learned.features import FEATURE_NAMES, prompt_features
+from crossroads.learned.logistic import LogisticModel, fit_logistic, sigmoid
+from crossroads.learned.querytype import QUERY_TYPES, classify
+from crossroads.learned.trees import BoostedTrees, fit_boosted_trees
 
 __all__ = [
     "DEFAULT_COMPLETION_TOKENS",

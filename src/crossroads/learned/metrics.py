@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from crossroads.router.decision import choose_models
+from crossroads.learned.decision import choose_models
 
 __all__ = [
     "PgrCurve",

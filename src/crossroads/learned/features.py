@@ -21,7 +21,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from crossroads.router.querytype import QUERY_TYPES, classify
+from crossroads.learned.querytype import QUERY_TYPES, classify
 
 __all__ = ["FEATURE_NAMES", "prompt_features"]
 

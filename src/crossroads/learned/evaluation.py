@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from crossroads.router.data import CHARS_PER_TOKEN, RouterDataError, ScoreTable
-from crossroads.router.decision import REFERENCE_PRICES, ModelPrice
-from crossroads.router.metrics import (
+from crossroads.learned.data import CHARS_PER_TOKEN, RouterDataError, ScoreTable
+from crossroads.learned.decision import REFERENCE_PRICES, ModelPrice
+from crossroads.learned.metrics import (
     WtpPoint,
     apgr,
     cpt,
@@ -32,7 +32,7 @@ from crossroads.router.metrics import (
     wtp_curve,
     wtp_grid,
 )
-from crossroads.router.predictor import QualityRouter
+from crossroads.learned.predictor import QualityRouter
 
 __all__ = ["EvalReport", "RouterScores", "cost_matrix", "evaluate_router", "pick_pair"]
 

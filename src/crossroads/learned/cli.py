@@ -1,8 +1,8 @@
 """`crossroads router …`: train a quality router from labelled data, and judge one.
 
 Both commands take RouteLLM-layout CSV files or directories and JSON Lines rows (see
-`crossroads.router.data`); `train --from-log` adds the gateway's own rated traffic (see
-`crossroads.router.from_log`). Bad files and artifacts end in one red line naming what to fix
+`crossroads.learned.data`); `train --from-log` adds the gateway's own rated traffic (see
+`crossroads.learned.from_log`). Bad files and artifacts end in one red line naming what to fix
 and exit status 2, never a traceback.
 """
 
@@ -22,10 +22,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from crossroads.config import ConfigError, find_config_file, load_config
-from crossroads.router.data import LabelledRow, RouterDataError, read_rows, score_table
-from crossroads.router.decision import ModelPrice
-from crossroads.router.evaluation import EvalReport, evaluate_router
-from crossroads.router.predictor import QualityRouter, RouterArtifactError, train
+from crossroads.learned.data import LabelledRow, RouterDataError, read_rows, score_table
+from crossroads.learned.decision import ModelPrice
+from crossroads.learned.evaluation import EvalReport, evaluate_router
+from crossroads.learned.predictor import QualityRouter, RouterArtifactError, train
 
 __all__ = ["router_app"]
 
@@ -131,7 +131,7 @@ def _log_rows(config_path: Path | None, since: datetime | None) -> list[Labelled
     """Rated traffic from the database the gateway's config names (or the default one)."""
     from sqlalchemy import exc as sa_exc
 
-    from crossroads.router.from_log import feedback_rows
+    from crossroads.learned.from_log import feedback_rows
     from crossroads.storage.database import create_engine, default_database_url, normalise_url
     from crossroads.storage.log_store import LogStore
 

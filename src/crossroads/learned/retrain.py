@@ -31,21 +31,21 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crossroads.config import ModelConfig, RouterConfig
+from crossroads.learned.data import LabelledRow, read_rows
+from crossroads.learned.from_log import feedback_rows
+from crossroads.learned.predictor import MIN_ROWS_PER_MODEL, QualityRouter
+from crossroads.learned.serve import LearnedRouter
 from crossroads.periodic import Periodic
-from crossroads.router.data import LabelledRow, read_rows
-from crossroads.router.from_log import feedback_rows
-from crossroads.router.predictor import MIN_ROWS_PER_MODEL, QualityRouter
-from crossroads.router.serve import LearnedRouter
 
 __all__ = ["Retrainer", "train_in_child"]
 
-_log = logging.getLogger("crossroads.router")
+_log = logging.getLogger("crossroads.learned")
 
 # The child's whole program: imports only the router core (about 0.2 s), not the gateway.
 _CHILD = (
     "import sys\n"
-    "from crossroads.router.data import read_jsonl\n"
-    "from crossroads.router.predictor import train\n"
+    "from crossroads.learned.data import read_jsonl\n"
+    "from crossroads.learned.predictor import train\n"
     "train(read_jsonl(sys.argv[1])).save(sys.argv[2])\n"
 )
 

@@ -1,6 +1,6 @@
 """`RedisState`: the counters in Redis, shared by every gateway replica that uses the server.
 
-Every multi-step update is a Lua script (`crossroads.state.lua`) registered once per client
+Every multi-step update is a Lua script (`crossroads.counters.lua`) registered once per client
 and run by its SHA (`EVALSHA`, reloaded transparently after a server restart), so each
 check-and-update is one atomic round trip and times come from the server's clock.
 
@@ -28,8 +28,8 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from crossroads.state import lua
-from crossroads.state.base import (
+from crossroads.counters import lua
+from crossroads.counters.base import (
     PERIOD_RETENTION_S,
     RESERVATION_TTL_S,
     Admission,

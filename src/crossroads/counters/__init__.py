@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from crossroads.state.base import (
+from crossroads.counters.base import (
     NANOS_PER_USD,
     PERIOD_RETENTION_S,
     RESERVATION_TTL_S,
@@ -22,8 +22,8 @@ from crossroads.state.base import (
     nanos_to_usd,
     usd_to_nanos,
 )
-from crossroads.state.memory import MemoryState
-from crossroads.state.redis import RedisState
+from crossroads.counters.memory import MemoryState
+from crossroads.counters.redis import RedisState
 
 __all__ = [
     "NANOS_PER_USD",

@@ -24,11 +24,11 @@ from typing import Any
 
 from crossroads.catalog import Catalog
 from crossroads.config import ModelConfig, RouterConfig
+from crossroads.learned.decision import ModelPrice, utility
+from crossroads.learned.from_log import request_prompt
+from crossroads.learned.predictor import QualityRouter, RouterArtifactError
 from crossroads.protocol.chat import ChatCompletionRequest
 from crossroads.protocol.errors import GatewayError, bad_request
-from crossroads.router.decision import ModelPrice, utility
-from crossroads.router.from_log import request_prompt
-from crossroads.router.predictor import QualityRouter, RouterArtifactError
 from crossroads.routing.plan import RoutePlan
 from crossroads.storage.key_store import VirtualKey
 from crossroads.usage import estimate_tokens, prompt_characters

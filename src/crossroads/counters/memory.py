@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from crossroads.state.base import (
+from crossroads.counters.base import (
     PERIOD_RETENTION_S,
     RESERVATION_TTL_S,
     Admission,

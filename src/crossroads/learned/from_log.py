@@ -20,8 +20,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from crossroads.learned.data import LabelledRow
 from crossroads.providers.content import message_texts
-from crossroads.router.data import LabelledRow
 from crossroads.storage.feedback_store import FeedbackStore
 
 __all__ = ["LOG_SOURCE", "feedback_rows", "request_prompt"]
