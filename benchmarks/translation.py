@@ -37,7 +37,7 @@ from crossroads.providers.capabilities import Capabilities, plan_parameters
 from crossroads.providers.gemini import translate as gemini
 from crossroads.providers.gemini.parameters import GEMINI_CAPABILITIES
 from crossroads.providers.gemini.schema import SchemaCache
-from crossroads.providers.presets import GENERIC_OPENAI
+from crossroads.providers.openai.presets import GENERIC_OPENAI
 
 RESULTS = Path(__file__).parent / "results"
 WORDS = ("the quick brown fox jumps over the lazy dog " * 7).split()[:60]

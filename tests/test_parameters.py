@@ -10,7 +10,7 @@ import pytest
 from openai import OpenAI
 
 from crossroads.providers.capabilities import Capabilities, matrix, plan_parameters
-from crossroads.providers.presets import GENERIC_OPENAI, PRESETS
+from crossroads.providers.openai.presets import GENERIC_OPENAI, PRESETS
 from crossroads.testing.fake_openai import FakeOpenAI
 
 USER = [{"role": "user", "content": "alpha beta"}]

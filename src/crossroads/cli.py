@@ -65,7 +65,7 @@ def _load(config_path: Path | None) -> tuple[Config | None, Path | None]:
     try:
         return load_config(path), path
     except ConfigError as exc:
-        _err.print(f"[red]{exc}[/red]")
+        _err.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
 
 
@@ -82,7 +82,11 @@ def serve(
     """
     loaded, _ = _load(config)
     if loaded is None:
-        loaded = default_config()
+        try:
+            loaded = default_config()
+        except ConfigError as exc:  # the `local` extra is not installed
+            _err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
+            raise typer.Exit(2) from None
         _err.print(
             "No config file: serving model 'local', Gemma 3 270M on the embedded llama.cpp "
             "engine (a tiny base model: good for trying features, not for good answers)."
@@ -396,30 +400,9 @@ def _log_table(records: list[LogRecord], header: bool = True) -> Table:
 
 def _known_providers() -> dict[str, tuple[str, str, str, Capabilities]]:
     """name → (how to configure it, base URL, key variable, capabilities)."""
-    from crossroads.providers.anthropic.parameters import ANTHROPIC_CAPABILITIES
-    from crossroads.providers.gemini.parameters import GEMINI_CAPABILITIES
-    from crossroads.providers.llamacpp.parameters import LLAMACPP_CAPABILITIES
-    from crossroads.providers.presets import GENERIC_OPENAI, PRESETS
+    from crossroads.providers.registry import listings
 
-    known = {
-        name: (f'preset = "{name}"', p.base_url, p.key_env or "", p.capabilities)
-        for name, p in PRESETS.items()
-    }
-    known["openai-compatible"] = ('base_url = "…"', "(yours)", "", GENERIC_OPENAI)
-    known["anthropic"] = (
-        'dialect = "anthropic"',
-        "https://api.anthropic.com",
-        "ANTHROPIC_API_KEY",
-        ANTHROPIC_CAPABILITIES,
-    )
-    known["gemini"] = (
-        'dialect = "gemini"',
-        "https://generativelanguage.googleapis.com/v1beta",
-        "GEMINI_API_KEY",
-        GEMINI_CAPABILITIES,
-    )
-    known["llamacpp"] = ('dialect = "llamacpp"', "(in-process)", "", LLAMACPP_CAPABILITIES)
-    return known
+    return {r.name: (r.configure, r.base_url, r.key_env, r.capabilities) for r in listings()}
 
 
 @providers_app.command("list")

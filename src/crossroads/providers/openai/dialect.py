@@ -1,0 +1,69 @@
+"""The `openai` dialect's descriptor and `[providers.NAME]` table.
+
+`dialect = "openai"` is the default, so a table with only a `preset` or a `base_url` is an
+OpenAI-compatible upstream. Its listing is the presets plus the generic server.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import model_validator
+
+from crossroads.providers.base import Provider
+from crossroads.providers.dialect import Dialect, Listing
+from crossroads.providers.openai.presets import GENERIC_OPENAI, PRESETS
+from crossroads.providers.settings import HttpProviderConfig
+
+__all__ = ["OPENAI", "OpenAIProviderConfig"]
+
+
+class OpenAIProviderConfig(HttpProviderConfig):
+    """An OpenAI-compatible HTTP upstream (OpenAI, vLLM, llama-server, Ollama, …).
+
+    `preset` names a known provider (`crossroads providers list`), which supplies the base
+    URL and the capability matrix; `base_url` is required without one.
+    """
+
+    dialect: Literal["openai"] = "openai"
+    preset: str | None = None
+
+    @model_validator(mode="after")
+    def _preset_or_url(self) -> OpenAIProviderConfig:
+        if self.preset is not None and self.preset not in PRESETS:
+            known = ", ".join(sorted(PRESETS))
+            raise ValueError(f"unknown preset {self.preset!r} (known: {known})")
+        if self.base_url is None:
+            if self.preset is None:
+                raise ValueError("needs `base_url`, or a `preset` that supplies it")
+            object.__setattr__(self, "base_url", PRESETS[self.preset].base_url)
+        return self
+
+    @property
+    def url(self) -> str:
+        assert self.base_url is not None  # set by the validator
+        return self.base_url
+
+
+def _build(name: str, config: OpenAIProviderConfig) -> Provider:
+    from crossroads.providers.openai.provider import OpenAIProvider
+
+    return OpenAIProvider(name, config)
+
+
+def _listings() -> list[Listing]:
+    rows = [
+        Listing(name, f'preset = "{name}"', p.base_url, p.key_env or "", p.capabilities)
+        for name, p in PRESETS.items()
+    ]
+    rows.append(Listing("openai-compatible", 'base_url = "…"', "(yours)", "", GENERIC_OPENAI))
+    return rows
+
+
+OPENAI = Dialect(
+    name="openai",
+    config=OpenAIProviderConfig,
+    build=_build,
+    capabilities=GENERIC_OPENAI,
+    listings=_listings,
+)
