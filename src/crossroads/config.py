@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from crossroads.guardrails.config import GuardrailSet
 from crossroads.providers.registry import validate_provider_config
 from crossroads.providers.settings import HttpProviderConfig, ProviderConfig
 
@@ -130,6 +131,8 @@ class KeyConfig(_Strict):
     key: Annotated[str, Field(min_length=1)]
     # Which request-log records this key may read through /v1/logs.
     logs: Literal["own", "all"] = "own"
+    # Checks every request made with this key runs, on top of the global and model ones.
+    guardrails: GuardrailSet | None = None
 
     @field_validator("name")
     @classmethod
@@ -201,6 +204,8 @@ class ModelConfig(_Strict):
     quality: float | None = Field(None, ge=0, le=1)
     # The router artifact's profile that predicts this model (default: its own name).
     router_profile: str | None = None
+    # Checks every request for this model runs, on top of the global ones.
+    guardrails: GuardrailSet | None = None
 
 
 # What `router/querytype.classify` can label a prompt, in its tie-break order (the single
@@ -249,6 +254,8 @@ class Config(_Strict):
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     router: RouterConfig = Field(default_factory=RouterConfig)
+    # Checks every request runs (README "Guardrails"); models and keys may add their own.
+    guardrails: GuardrailSet | None = None
 
     @field_validator("models")
     @classmethod

@@ -204,7 +204,9 @@ class PiiEngine:
         """Each finding replaced by a stable placeholder (`<EMAIL_ADDRESS_1>`) kept in `vault`."""
         return self._anonymize(text, detections, vault=vault)
 
-    def _anonymize(self, text: str, detections: Sequence[Detection], vault: MaskVault | None) -> str:
+    def _anonymize(
+        self, text: str, detections: Sequence[Detection], vault: MaskVault | None
+    ) -> str:
         if not detections:
             return text
         from presidio_analyzer import RecognizerResult

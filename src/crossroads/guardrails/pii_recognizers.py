@@ -98,9 +98,7 @@ class PhonePatternRecognizer(PatternRecognizer):
         digits = sum(c.isdigit() for c in text)
         if digits < 7 or digits > 15:
             return False
-        regions: tuple[str | None, ...] = (
-            (None,) if text.startswith(("+", "00")) else _REGIONS
-        )
+        regions: tuple[str | None, ...] = (None,) if text.startswith(("+", "00")) else _REGIONS
         candidate = "+" + text[2:] if text.startswith("00") else text
         for region in regions:
             try:

@@ -100,8 +100,7 @@ def _category(results: Iterable[CheckResult]) -> dict[str, Any]:
             entry is not None and entry["filtered"]
         )
         types = sorted(
-            {d.kind for d in result.detections}
-            | set(entry["types"] if entry is not None else ())
+            {d.kind for d in result.detections} | set(entry["types"] if entry is not None else ())
         )
         score = max(result.score, entry["score"] if entry is not None else 0.0)
         categories[result.name] = {

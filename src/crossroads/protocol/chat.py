@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from crossroads.guardrails.config import GuardrailSet
+
 __all__ = [
     "ENGINE_PARAMETERS",
     "EXTENSION_FIELDS",
@@ -310,6 +312,8 @@ class ChatCompletionRequest(_Open):
     reasoning: ReasoningConfig | None = None
     debug: DebugOptions | None = None
     openai_api_key: NonEmptyStr | None = None
+    # Checks to run on this request and its answer, on top of the configured ones.
+    guardrails: GuardrailSet | None = None
 
     @field_validator("model")
     @classmethod

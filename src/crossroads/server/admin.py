@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from crossroads.guardrails.config import GuardrailSet
 from crossroads.protocol.errors import GatewayError, bad_request
 from crossroads.protocol.json_body import decode_json_body
 from crossroads.protocol.validation import validate_body
@@ -95,6 +96,15 @@ class KeySettings(BaseModel):
     max_parallel_requests: _Limit | None = None
     expires_at: Annotated[datetime, BeforeValidator(_iso8601)] | None = None
     metadata: dict[str, Any] | None = None
+    # Checks every request made with the key runs (README "Guardrails"); null: none.
+    guardrails: GuardrailSet | None = None
+
+    def stored(self, *, only_set: bool = False) -> dict[str, Any]:
+        """The settings as the key store takes them (guardrails as plain JSON)."""
+        values = self.model_dump(exclude_unset=only_set)
+        if self.guardrails is not None:
+            values["guardrails"] = self.guardrails.model_dump(mode="json", exclude_defaults=True)
+        return values
 
     @field_validator("models")
     @classmethod
@@ -123,6 +133,7 @@ def key_json(record: VirtualKey) -> dict[str, Any]:
         "max_parallel_requests": record.max_parallel_requests,
         "expires_at": _iso(record.expires_at),
         "metadata": record.metadata,
+        "guardrails": record.guardrails,
         "key_prefix": record.key_prefix,
         "status": record.status(),
         "created_at": _iso(record.created_at),
@@ -187,7 +198,7 @@ def _admin(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
 async def create_key(request: Request, state: AppState) -> Response:
     """Make a key; the answer holds its secret in `key`, which is never shown again."""
     settings = await _settings(request)
-    record, secret = await state.key_store.create(**settings.model_dump())
+    record, secret = await state.key_store.create(**settings.stored())
     return JSONResponse({**key_json(record), "key": secret})
 
 
@@ -212,7 +223,7 @@ async def update_key(request: Request, state: AppState) -> Response:
     """Change the fields sent; null clears a field."""
     key_id = request.path_params["key_id"]
     settings = await _settings(request)
-    record = await state.key_store.update(key_id, settings.model_dump(exclude_unset=True))
+    record = await state.key_store.update(key_id, settings.stored(only_set=True))
     if record is None:
         raise _not_found(key_id)
     state.key_cache.forget(record.key_hash)
