@@ -3,7 +3,8 @@
 Routes parse HTTP and hand the decoded body to `Gateway`, which only decides what happens
 next: prepare (validate and route, `prepare`), admit (key limits, on the request's
 `Ledger`), the request stages (`stages`: they may rewrite, refuse or answer the request),
-serve (one route, `relay`, or several at once, `fanout`), the response stages. The books — the log
+serve (`relay`: every route of the request, joined into one answer by `joins`), the
+response stages. The books — the log
 record, the limits ticket, usage — are the ledger's, closed exactly once on every path,
 including the gateway's own defects. The caller's body is forwarded as the dict it arrived
 as (minus Crossroads' own fields), not re-serialised from the pydantic model, so
@@ -21,11 +22,10 @@ from crossroads.catalog import Catalog
 from crossroads.config import RoutingConfig
 from crossroads.learned.serve import LearnedRouter
 from crossroads.limits import KeyLimits
+from crossroads.pipeline import relay
 from crossroads.pipeline.context import CallContext, PreparedChat
-from crossroads.pipeline.fanout import FanOutRelay
 from crossroads.pipeline.ledger import Accounts, LogSink, SpentSource
 from crossroads.pipeline.prepare import Preparer
-from crossroads.pipeline.relay import complete_one, open_one, replay
 from crossroads.pipeline.stages import Stage, StageKind, check_order, select_stages
 from crossroads.protocol.errors import GatewayError
 from crossroads.protocol.sse import primed
@@ -63,7 +63,6 @@ class Gateway:
         )
         self.accounts = Accounts(catalog, log, limits, spent)
         self._preparer = Preparer(catalog, providers, self.route_state, learned, rng)
-        self._fanout = FanOutRelay()
         check_order(stages)
         self.stage_kinds = list(stages)
 
@@ -106,12 +105,7 @@ class Gateway:
         stages = chat.stages
         try:
             answer, answered_by = await self._before(chat)
-            if answer is not None:
-                response = answer
-            elif chat.branches:
-                response = await self._fanout.complete(chat, chat.branches)
-            else:
-                response = await complete_one(chat)
+            response = answer if answer is not None else await relay.complete(chat)
             if stages:
                 await stages.run_after(chat, response, answered_by)
                 response.update(chat.reports)
@@ -137,12 +131,10 @@ class Gateway:
         try:
             answer, answered_by = await self._before(chat)
             if answer is not None:
-                relay = replay(chat, answer, answered_by)
-            elif chat.branches:
-                relay = await self._fanout.stream(chat, chat.branches)
+                chunks = relay.replay(chat, answer, answered_by)
             else:
-                relay = await open_one(chat)
-            return await primed(relay)
+                chunks = await relay.open_stream(chat)
+            return await primed(chunks)
         except GatewayError as exc:
             chat.ledger.fail(exc, chat.attempts)  # a no-op where it was already recorded
             raise

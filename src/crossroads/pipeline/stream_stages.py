@@ -27,12 +27,13 @@ __all__ = ["StreamStages"]
 
 
 class _Choice:
-    __slots__ = ("finished", "refused", "segmenters")
+    __slots__ = ("finished", "refused", "segmenters", "sent")
 
     def __init__(self, segmenters: list[Segmenter | None]) -> None:
         self.segmenters = segmenters
         self.finished = False
         self.refused: str | None = None
+        self.sent: list[str] = []  # the text the caller was sent, for the record
 
 
 class StreamStages:
@@ -98,7 +99,14 @@ class StreamStages:
             out.append(shown)
         if not out:
             return None
+        self._note_sent(out)
         return {**chunk, "choices": out}
+
+    def _note_sent(self, choices: list[dict[str, Any]]) -> None:
+        for choice in choices:
+            text = (choice.get("delta") or {}).get("content")
+            if isinstance(text, str) and text:
+                self._choice(int(choice.get("index") or 0)).sent.append(text)
 
     async def end(self, template: dict[str, Any]) -> dict[str, Any] | None:
         """The upstream ended: what choices that never finished still hold, as one chunk
@@ -118,6 +126,7 @@ class StreamStages:
                 out.append({**choice, **self._choice_fields(index)})
         if not out:
             return None
+        self._note_sent(out)
         return {**_identity(template), "choices": out}
 
     @property
@@ -128,7 +137,18 @@ class StreamStages:
         return done and any(s.refused is not None for s in states)
 
     def finish(self, completion: dict[str, Any]) -> None:
-        """The stream is over; every check reports on what the caller received."""
+        """The stream is over; every check reports on what the caller received.
+
+        `completion` was assembled from the upstream's chunks: its texts become what the
+        checks let through, so the record holds what the caller saw."""
+        for choice in completion.get("choices") or ():
+            state = self._choices.get(int(choice.get("index") or 0))
+            if state is None or not (state.sent or state.refused is not None):
+                continue
+            message = choice.setdefault("message", {"role": "assistant"})
+            message["content"] = "".join(state.sent)
+            if state.refused is not None:
+                choice["finish_reason"] = "content_filter"
         for check in self.checks:
             check.finish(self.chat, completion)
 
