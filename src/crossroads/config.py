@@ -27,6 +27,8 @@ from pydantic import (
     model_validator,
 )
 
+from crossroads.environ import CONFIG_ENV
+
 __all__ = [
     "AnthropicProviderConfig",
     "BreakerConfig",
@@ -51,7 +53,6 @@ __all__ = [
     "resolve_secret",
 ]
 
-CONFIG_ENV = "CROSSROADS_CONFIG"
 DEFAULT_CONFIG_NAME = "crossroads.toml"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
