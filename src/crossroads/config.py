@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from crossroads.environ import CONFIG_ENV
 from crossroads.guardrails.config import GuardrailSet
 from crossroads.providers.registry import validate_provider_config
 from crossroads.providers.settings import HttpProviderConfig, ProviderConfig
@@ -53,7 +54,6 @@ __all__ = [
     "resolve_secret",
 ]
 
-CONFIG_ENV = "CROSSROADS_CONFIG"
 DEFAULT_CONFIG_NAME = "crossroads.toml"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 

@@ -28,6 +28,7 @@ from sqlalchemy import exc as sa_exc
 
 from crossroads.access import check_model_allowed
 from crossroads.config import KeyConfig
+from crossroads.environ import MASTER_KEY_ENV
 from crossroads.protocol.errors import GatewayError
 from crossroads.server.key_cache import KeyCache
 from crossroads.storage.key_store import SECRET_PREFIX, VirtualKey
@@ -41,8 +42,6 @@ __all__ = [
     "loopback_only",
     "master_key_from_env",
 ]
-
-MASTER_KEY_ENV = "CROSSROADS_MASTER_KEY"
 
 _log = logging.getLogger("crossroads.auth")
 

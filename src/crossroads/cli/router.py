@@ -8,37 +8,29 @@ and exit status 2, never a traceback.
 
 from __future__ import annotations
 
-import asyncio
-import math
-import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import orjson
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
-from crossroads.config import ConfigError, find_config_file, load_config
-from crossroads.learned.data import LabelledRow, RouterDataError, read_rows, score_table
-from crossroads.learned.decision import ModelPrice
-from crossroads.learned.evaluation import EvalReport, evaluate_router
-from crossroads.learned.predictor import QualityRouter, RouterArtifactError, train
+from crossroads.cli.common import cell, database_url, load, note
+from crossroads.cli.common import fail as _fail
 
-__all__ = ["router_app"]
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from crossroads.learned.data import LabelledRow
+    from crossroads.learned.decision import ModelPrice
+    from crossroads.learned.evaluation import EvalReport
+
+__all__ = ["print_report", "router_app"]
 
 router_app = typer.Typer(
     help="Train and evaluate the learned quality/cost router (model: router).",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
-_err = Console(stderr=True)
-
-
-def _fail(message: str) -> typer.Exit:
-    _err.print(f"[red]{escape(message)}[/red]", soft_wrap=True)
-    return typer.Exit(2)
 
 
 @router_app.command("train")
@@ -82,6 +74,14 @@ def train_command(
 
     Rows come from --data files, from the gateway's own rated traffic (--from-log), or both.
     """
+    import time
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from crossroads.learned.data import RouterDataError, read_rows
+    from crossroads.learned.predictor import train
+
     started = time.perf_counter()
     if not data and not from_log:
         raise _fail("nothing to train on: give --data FILE (repeatable), --from-log, or both")
@@ -105,13 +105,13 @@ def train_command(
     for model in router.models:
         tokens = router.completion_tokens[model].get("*")
         table.add_row(
-            model,
+            cell(model),
             str(summary["rows_per_model"][model]),
             f"{summary['mean_score'][model]:.3f}",
             "-" if tokens is None else f"{tokens:.0f}",
         )
     Console().print(table)
-    _err.print(
+    note(
         f"{summary['prompts']} prompts, {summary['rows']} rows → {out} "
         f"({out.stat().st_size / 1024:.0f} KiB) in {time.perf_counter() - started:.1f} s"
     )
@@ -129,18 +129,16 @@ def _since(text: str | None) -> datetime | None:
 
 def _log_rows(config_path: Path | None, since: datetime | None) -> list[LabelledRow]:
     """Rated traffic from the database the gateway's config names (or the default one)."""
+    import asyncio
+
     from sqlalchemy import exc as sa_exc
 
     from crossroads.learned.from_log import feedback_rows
-    from crossroads.storage.database import create_engine, default_database_url, normalise_url
+    from crossroads.storage.database import create_engine, normalise_url
     from crossroads.storage.log_store import LogStore
 
-    path = find_config_file(config_path)
-    try:
-        loaded = load_config(path) if path is not None else None
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
-    url = (loaded.storage.database_url if loaded else None) or default_database_url()
+    loaded, _ = load(config_path)
+    url = database_url(loaded)
     shown = normalise_url(url).render_as_string(hide_password=True)
 
     async def read() -> list[LabelledRow]:
@@ -162,11 +160,13 @@ def _log_rows(config_path: Path | None, since: datetime | None) -> list[Labelled
             + ": rate answers with POST /v1/feedback (requests sent with store: false cannot "
             "be learned from)"
         )
-    _err.print(f"{len(rows)} rated requests from the request log at {shown}")
+    note(f"{len(rows)} rated requests from the request log at {shown}")
     return rows
 
 
 def _parse_prices(values: list[str] | None) -> dict[str, ModelPrice]:
+    from crossroads.learned.decision import ModelPrice
+
     prices = {}
     for value in values or ():
         model, _, numbers = value.rpartition("=")
@@ -209,6 +209,12 @@ def eval_command(
     The router is compared with a random router and the prompt-length baseline on the same
     prompts; the curve shows accuracy and total cost as willingness to pay goes 0 → ∞.
     """
+    import orjson
+
+    from crossroads.learned.data import RouterDataError, read_rows, score_table
+    from crossroads.learned.evaluation import evaluate_router
+    from crossroads.learned.predictor import QualityRouter, RouterArtifactError
+
     prices = _parse_prices(price)
     try:
         loaded = QualityRouter.load(router)
@@ -224,29 +230,36 @@ def eval_command(
 
 def print_report(report: EvalReport, console: Console | None = None) -> None:
     """The report as two rich tables: router vs baselines, then the cost/quality curve."""
+    import math
+
+    from rich.console import Console
+    from rich.table import Table
+
     out = console or Console()
     scores = Table(
         "router",
         "APGR",
         "CPT(50%)",
         "CPT(80%)",
-        title=f"{report.prompts} prompts · strong {report.strong} "
-        f"({report.strong_accuracy:.3f}) · weak {report.weak} ({report.weak_accuracy:.3f})",
+        title=cell(
+            f"{report.prompts} prompts · strong {report.strong} "
+            f"({report.strong_accuracy:.3f}) · weak {report.weak} ({report.weak_accuracy:.3f})"
+        ),
     )
     for name, s in report.routers.items():
-        scores.add_row(name, f"{s.apgr:.3f}", f"{s.cpt50:.1%}", f"{s.cpt80:.1%}")
+        scores.add_row(cell(name), f"{s.apgr:.3f}", f"{s.cpt50:.1%}", f"{s.cpt80:.1%}")
     out.print(scores)
     if not report.wtp:
-        out.print(f"[yellow]{escape(report.note)}[/yellow]")
+        out.print(f"[yellow]{cell(report.note)}[/yellow]")
         return
     prices = " · ".join(f"{m} ${p.input:g}/${p.output:g}" for m, p in report.prices.items())
     curve = Table(
         "willingness to pay $",
         "accuracy",
         "total cost $",
-        f"{report.strong} share",
-        title=f"cost/quality curve (per 1M tokens in/out: {prices})",
-        caption=report.note,
+        cell(f"{report.strong} share"),
+        title=cell(f"cost/quality curve (per 1M tokens in/out: {prices})"),
+        caption=cell(report.note),
     )
     for point in report.wtp:
         wtp = "∞" if math.isinf(point.willingness_to_pay) else f"{point.willingness_to_pay:g}"

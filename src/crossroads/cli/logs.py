@@ -1,0 +1,258 @@
+"""`crossroads logs` and `crossroads usage`: the request log, read from its database.
+
+On a terminal `logs` draws a table; piped or redirected it writes tab-separated lines, one
+per record under a header line, flushed as they are written, so `logs --follow | grep 429`
+shows each record as it arrives. Ids are shown whole: they are what `GET /v1/logs/{id}`
+and `POST /v1/feedback` take (their first digits are a timestamp, shared by neighbours).
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from crossroads.cli.common import ConfigOption, JsonOption, cell, database_url, fail, load
+
+if TYPE_CHECKING:
+    from crossroads.storage.log_store import StatusFilter
+    from crossroads.storage.records import LogRecord
+
+__all__ = ["TSV_COLUMNS", "logs", "usage"]
+
+TSV_COLUMNS = (
+    "time",
+    "id",
+    "key",
+    "model",
+    "provider",
+    "status",
+    "error",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost",
+    "latency_ms",
+    "session",
+)
+
+
+def logs(
+    config: ConfigOption = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many recent records.")] = 20,
+    model: Annotated[str | None, typer.Option(help="Only this requested model.")] = None,
+    status: Annotated[str | None, typer.Option(help="'ok', 'error' or an HTTP status.")] = None,
+    session: Annotated[str | None, typer.Option(help="Only this session_id.")] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new records.")
+    ] = False,
+) -> None:
+    """Show the request log, oldest first (reads the configured database directly).
+
+    On a terminal: a table. Piped or redirected: tab-separated lines (time in ISO 8601 UTC,
+    full id, key, model, provider, status, error, prompt and completion tokens, cost USD,
+    latency ms, session) under a header line, each flushed as it is written.
+    """
+    import asyncio
+    import contextlib
+
+    from crossroads.storage.log_store import parse_status_filter
+
+    loaded, _ = load(config)
+    try:
+        parsed_status = parse_status_filter(status)
+    except ValueError as exc:
+        raise fail(f"--status: {exc}") from None
+    printer = _TablePrinter() if sys.stdout.isatty() else _TsvPrinter()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(
+            _logs(database_url(loaded), printer, limit, model, parsed_status, session, follow)
+        )
+
+
+async def _logs(
+    url: str,
+    printer: _TablePrinter | _TsvPrinter,
+    limit: int,
+    model: str | None,
+    status: StatusFilter | None,
+    session: str | None,
+    follow: bool,
+) -> None:
+    import asyncio
+    import contextlib
+    import signal
+
+    from crossroads.storage.database import create_engine
+    from crossroads.storage.log_store import LogStore
+
+    store = LogStore(create_engine(url))
+    await store.open()
+    # Ctrl-C ends --follow between two polls rather than cancelling a query in flight: a
+    # database call cancelled half-way could leave the connection's worker thread waiting
+    # and the process unable to exit.
+    stop = asyncio.Event()
+    if follow:
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows
+            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
+    try:
+        records = await store.query(model=model, status=status, session_id=session, limit=limit)
+        printer.print(list(reversed(records)), header=True)
+        seen = {r.id for r in records}
+        since = max((r.created_at for r in records), default=datetime.now(UTC))
+        while follow and not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+            if stop.is_set():
+                break
+            fresh = await store.query(
+                start=since, model=model, status=status, session_id=session, limit=1000
+            )
+            fresh = [r for r in reversed(fresh) if r.id not in seen]
+            if fresh:
+                printer.print(fresh, header=False)
+                seen.update(r.id for r in fresh)
+                since = max(since, *(r.created_at for r in fresh))
+    finally:
+        await store.close()
+
+
+class _TsvPrinter:
+    """Records as tab-separated lines for pipes and files, each flushed at once."""
+
+    def print(self, records: list[LogRecord], header: bool) -> None:
+        if header:
+            self._line(TSV_COLUMNS)
+        for r in records:
+            self._line(
+                (
+                    r.created_at.astimezone(UTC).isoformat(timespec="milliseconds"),
+                    r.id,
+                    r.key_id,
+                    r.model_requested,
+                    r.provider,
+                    r.status_code,
+                    r.error_code,
+                    r.prompt_tokens,
+                    r.completion_tokens,
+                    None if r.cost is None else f"{r.cost:.6f}",
+                    None if r.latency_ms is None else f"{r.latency_ms:.0f}",
+                    r.session_id,
+                )
+            )
+
+    @staticmethod
+    def _line(values: tuple[object, ...]) -> None:
+        fields = ("" if v is None else " ".join(str(v).split()) for v in values)
+        sys.stdout.write("\t".join(fields) + "\n")
+        sys.stdout.flush()
+
+
+class _TablePrinter:
+    """Records as a table for a terminal; a --follow batch is a table without a header."""
+
+    def print(self, records: list[LogRecord], header: bool) -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(show_header=header, pad_edge=False)
+        for column in ("time", "id", "key", "model", "provider", "status"):
+            # The id is never cut short: it is what /v1/logs/{id} and feedback take.
+            table.add_column(column, no_wrap=True, min_width=32 if column == "id" else None)
+        for column in ("tokens", "cost $", "ms", "session"):
+            table.add_column(column, no_wrap=True)
+        for r in records:
+            tokens = (
+                f"{r.prompt_tokens}+{r.completion_tokens}" if r.prompt_tokens is not None else ""
+            )
+            table.add_row(
+                r.created_at.astimezone().strftime("%H:%M:%S"),
+                r.id,
+                cell(r.key_id or "-"),
+                cell(r.model_requested),
+                cell(r.provider or "-"),
+                str(r.status_code) + (f" {cell(r.error_code)}" if r.error_code else ""),
+                tokens,
+                f"{r.cost:.6f}" if r.cost is not None else "",
+                f"{r.latency_ms:.0f}" if r.latency_ms is not None else "",
+                cell(r.session_id or ""),
+                style="red" if r.status_code >= 400 else None,
+            )
+        Console().print(table)
+
+
+def usage(
+    config: ConfigOption = None,
+    group_by: Annotated[
+        str, typer.Option("--group-by", help="day, model, key or provider.")
+    ] = "day",
+    start: Annotated[str | None, typer.Option(help="From (ISO 8601 date or time, UTC).")] = None,
+    end: Annotated[str | None, typer.Option(help="Until, exclusive (ISO 8601, UTC).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Usage and cost summed from the request log (reads the configured database directly)."""
+    import asyncio
+
+    from crossroads.cli.common import print_json
+    from crossroads.storage.usage_store import GROUPS
+
+    if group_by not in GROUPS:
+        raise fail(f"--group-by must be one of {', '.join(GROUPS)}")
+    try:
+        since, until = (_utc(datetime.fromisoformat(t)) if t else None for t in (start, end))
+    except ValueError as exc:
+        raise fail(f"--start/--end: {exc}") from None
+    loaded, _ = load(config)
+    rows = asyncio.run(_usage(database_url(loaded), group_by, since, until))
+    if as_json:
+        print_json(rows)
+        return
+    _print_usage(rows, group_by)
+
+
+def _print_usage(rows: list[dict[str, Any]], group_by: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(group_by, "requests", "errors", "prompt", "completion", "cached", "cost USD")
+    for row in rows:
+        table.add_row(
+            cell(row[group_by]),
+            str(row["requests"]),
+            str(row["errors"]),
+            str(row["prompt_tokens"]),
+            str(row["completion_tokens"]),
+            str(row["cached_tokens"]),
+            f"{row['cost']:.6f}",
+        )
+    table.add_row(
+        "total",
+        str(sum(r["requests"] for r in rows)),
+        str(sum(r["errors"] for r in rows)),
+        str(sum(r["prompt_tokens"] for r in rows)),
+        str(sum(r["completion_tokens"] for r in rows)),
+        str(sum(r["cached_tokens"] for r in rows)),
+        f"{sum(r['cost'] for r in rows):.6f}",
+        style="bold",
+    )
+    Console().print(table)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+async def _usage(
+    url: str, group_by: str, start: datetime | None, end: datetime | None
+) -> list[dict[str, Any]]:
+    from crossroads.storage.database import create_engine
+    from crossroads.storage.log_store import LogStore
+    from crossroads.storage.usage_store import usage_totals
+
+    store = LogStore(create_engine(url))
+    await store.open()
+    try:
+        return await usage_totals(store.engine, group_by=group_by, start=start, end=end)  # type: ignore[arg-type]
+    finally:
+        await store.close()
