@@ -21,6 +21,7 @@ from typing import Protocol
 
 from crossroads.counters.base import (
     Admission,
+    BudgetUsage,
     Refusal,
     Reservation,
     State,
@@ -153,6 +154,13 @@ class KeyLimits:
             if isinstance(held, Refusal):
                 raise _over_budget(ticket, held, key.budget_period)
             ticket.reservation = held
+
+    async def budget_held(self, key: LimitedKey) -> BudgetUsage:
+        """What `key`'s budget counter holds now, in nano-dollars: settled spend and the
+        reservations of requests in flight (zero once every request has settled)."""
+        return await self._state.budget_usage(
+            f"budget:{key.id}", period_start=budget_period_start(key.budget_period)
+        )
 
     async def restore(self, key: LimitedKey, spent: float, period: datetime | None) -> None:
         """Raise the budget counter to `spent` USD (from the durable log) if it is lower."""
