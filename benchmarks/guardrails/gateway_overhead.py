@@ -1,0 +1,258 @@
+"""What guardrails cost through the gateway, and what the stage seam costs when they are off.
+
+Processes, as in production: the fake OpenAI upstream, two gateways (`crossroads serve`) and
+this client. The *baseline* gateway runs the code of a git revision from before the pipeline
+had stages (default: the commit named below, checked out into a temporary worktree and put
+first on PYTHONPATH); the *current* gateway runs this checkout. The current gateway has one
+model per guardrail setting (`off`, `pii`, `injection`, `policy`, `all`), all on the same
+upstream, so every series is measured in the same run on the same machine state.
+
+Latency: requests alternate between the series one by one at concurrency 1 (1 KB prompt);
+the p50/p99 differences are what each setting adds. Throughput: each gateway gets rounds of
+`--seconds` at `--concurrency` parallel connections with guardrails off, alternating, and
+reports requests per second; the ratio current/baseline is the seam's cost.
+
+    python benchmarks/guardrails/gateway_overhead.py --requests 400
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from crossroads.testing.server import free_port
+
+KEY = "sk-bench-0123456789"
+# The last commit before the stage seam: "today" for the issue that asked for it.
+BASELINE = "0b29155"
+RESULTS = Path(__file__).parents[1] / "results"
+REPO = Path(__file__).parents[2]
+
+# About 1 KB of ordinary prose with one email address and one phone number in it.
+PROMPT = (
+    "Please summarise the following support ticket for the on-call engineer. The customer "
+    "reports that since the upgrade on Tuesday their nightly export job fails after roughly "
+    "forty minutes with a timeout from the storage layer. They run three replicas behind a "
+    "load balancer, the job writes about two million rows, and retries make it worse because "
+    "each retry starts from the beginning. They have already doubled the connection pool and "
+    "moved the job to a quieter hour without any change. Logs show slow queries on the "
+    "events table and a lock wait on the audit table just before the failure. They would "
+    "like to know whether the new version changed the batch size or the transaction "
+    "isolation level, and whether there is a setting to make the export resumable. Contact: "
+    "jane.doe@example.com or +1 415 555 0132. Please keep the answer short and list the next "
+    "steps in order, with who should own each one and how long it should take."
+)
+MODELS = {
+    "off": None,
+    "pii": '{ input = [{ check = "pii", action = "redact" }] }',
+    "injection": '{ input = [{ check = "injection", action = "block" }] }',
+    "policy": '{ input = [{ check = "policy", action = "block", deny = ["drop table"] }] }',
+    "all": (
+        '{ input = [{ check = "pii", action = "mask" }, { check = "injection", action = '
+        '"block" }, { check = "policy", action = "block", deny = ["drop table"] }], '
+        'output = [{ check = "pii", action = "redact" }] }'
+    ),
+}
+
+
+def wait_ready(port: int, path: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", path)
+            if connection.getresponse().status < 500:
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"nothing answered on port {port}")
+
+
+def post(connection: http.client.HTTPConnection, model: str) -> float:
+    body = json.dumps(
+        {"model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 16}
+    ).encode()
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
+    started = time.perf_counter()
+    connection.request("POST", "/v1/chat/completions", body=body, headers=headers)
+    response = connection.getresponse()
+    payload = response.read()
+    elapsed = time.perf_counter() - started
+    if response.status != 200:
+        raise RuntimeError(f"{model}: HTTP {response.status}: {payload[:300]!r}")
+    return elapsed * 1000
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def config_text(workdir: Path, name: str, port: int, upstream: int, models: dict[str, Any]) -> Path:
+    lines = [
+        f"[server]\nport = {port}",
+        f'[storage]\ndatabase_url = "sqlite+aiosqlite:///{workdir / (name + ".db")}"',
+        f'[[keys]]\nname = "bench"\nkey = "{KEY}"',
+        f'[providers.fake]\nbase_url = "http://127.0.0.1:{upstream}/v1"',
+    ]
+    for model, guardrails in models.items():
+        lines.append(
+            f"[models.{model}]\n"
+            'deployments = [{ provider = "fake", model = "fixed", price = '
+            "{ input = 1.0, output = 2.0 } }]"
+            + (f"\nguardrails = {guardrails}" if guardrails else "")
+        )
+    path = workdir / f"{name}.toml"
+    path.write_text("\n\n".join(lines) + "\n")
+    return path
+
+
+def throughput(port: int, model: str, seconds: float, concurrency: int) -> float:
+    """Requests per second over `seconds` with `concurrency` keep-alive connections."""
+    done = [0] * concurrency
+    stop = time.monotonic() + seconds
+
+    def worker(slot: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        while time.monotonic() < stop:
+            post(connection, model)
+            done[slot] += 1
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(done) / (time.monotonic() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=400, help="per latency series")
+    parser.add_argument("--warmup", type=int, default=40)
+    parser.add_argument("--baseline", default=BASELINE, help="git revision before the seam")
+    parser.add_argument("--seconds", type=float, default=5.0, help="per throughput round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="crossroads-guard-bench-"))
+    baseline_tree = workdir / "baseline"
+    subprocess.run(
+        ["git", "-C", str(REPO), "worktree", "add", "--detach", str(baseline_tree), args.baseline],
+        check=True,
+        capture_output=True,
+    )
+    upstream, base_port, current_port = free_port(), free_port(), free_port()
+    base_config = config_text(workdir, "baseline", base_port, upstream, {"off": None})
+    current_config = config_text(workdir, "current", current_port, upstream, MODELS)
+    python = sys.executable
+    baseline_env = {**os.environ, "PYTHONPATH": str(baseline_tree / "src")}
+    quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    processes = [
+        subprocess.Popen(
+            [
+                python,
+                "-m",
+                "crossroads.testing.fake_openai",
+                "--port",
+                str(upstream),
+                "--no-record",
+            ],
+            **quiet,
+        ),
+        subprocess.Popen(
+            [python, "-m", "crossroads", "serve", "--config", str(base_config)],
+            env=baseline_env,
+            **quiet,
+        ),
+        subprocess.Popen(
+            [python, "-m", "crossroads", "serve", "--config", str(current_config)], **quiet
+        ),
+    ]
+    try:
+        wait_ready(upstream, "/v1/models")
+        wait_ready(base_port, "/ready")
+        wait_ready(current_port, "/ready")
+        series: dict[str, tuple[int, str]] = {"baseline (before stages)": (base_port, "off")}
+        series |= {f"current, guardrails {m}": (current_port, m) for m in MODELS}
+        connections = {
+            name: http.client.HTTPConnection("127.0.0.1", port)
+            for name, (port, _) in series.items()
+        }
+        for _ in range(args.warmup):
+            for name, (_, model) in series.items():
+                post(connections[name], model)
+        latency: dict[str, list[float]] = {name: [] for name in series}
+        for _ in range(args.requests):
+            for name, (_, model) in series.items():
+                latency[name].append(post(connections[name], model))
+        rates: dict[str, list[float]] = {"baseline": [], "current": []}
+        for _ in range(args.rounds):
+            rates["baseline"].append(throughput(base_port, "off", args.seconds, args.concurrency))
+            rates["current"].append(throughput(current_port, "off", args.seconds, args.concurrency))
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            process.wait(timeout=30)
+        subprocess.run(
+            ["git", "-C", str(REPO), "worktree", "remove", "--force", str(baseline_tree)],
+            check=False,
+            capture_output=True,
+        )
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    off = latency["current, guardrails off"]
+    result: dict[str, Any] = {
+        "baseline": args.baseline,
+        "prompt_bytes": len(PROMPT.encode()),
+        "requests": args.requests,
+        "latency": {},
+        "throughput": {},
+    }
+    print(f"{'series':<30}{'p50 ms':>9}{'p99 ms':>9}{'+p50 vs off':>13}")
+    for name, values in latency.items():
+        p50, p99 = percentile(values, 50), percentile(values, 99)
+        added = p50 - percentile(off, 50)
+        result["latency"][name] = {
+            "p50_ms": round(p50, 3),
+            "p99_ms": round(p99, 3),
+            "added_p50_vs_off_ms": round(added, 3),
+        }
+        print(f"{name:<30}{p50:>9.3f}{p99:>9.3f}{added:>13.3f}")
+    base_rps = statistics.median(rates["baseline"])
+    current_rps = statistics.median(rates["current"])
+    result["throughput"] = {
+        "concurrency": args.concurrency,
+        "rounds": rates,
+        "baseline_rps": round(base_rps, 1),
+        "current_off_rps": round(current_rps, 1),
+        "ratio": round(current_rps / base_rps, 3),
+    }
+    print(
+        f"throughput, guardrails off (c={args.concurrency}): baseline {base_rps:.1f} rps, "
+        f"current {current_rps:.1f} rps, ratio {current_rps / base_rps:.3f}"
+    )
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / "guardrails_gateway.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
