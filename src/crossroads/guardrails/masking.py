@@ -65,6 +65,18 @@ class MaskVault:
             return text
         return _PLACEHOLDER.sub(lambda m: self._by_placeholder.get(m.group(0), m.group(0)), text)
 
+    def mask_known(self, text: str) -> str:
+        """Every value this vault masked, in `text`, back to its placeholder: for the request
+        log, so an unmasked answer is stored masked."""
+        if not self._by_value:
+            return text
+        for (_, value), placeholder in sorted(
+            self._by_value.items(), key=lambda item: -len(item[0][1])
+        ):
+            if value and value in text:
+                text = text.replace(value, placeholder)
+        return text
+
     def could_become_placeholder(self, tail: str) -> bool:
         """True when `tail` (starting with '<', no '>') is the start of a known placeholder."""
         return any(p.startswith(tail) for p in self._by_placeholder)

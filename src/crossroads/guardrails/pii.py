@@ -40,14 +40,93 @@ _REPLACED = frozenset({"PhoneRecognizer", "EmailRecognizer"})
 # Words that named-entity recognition takes for people or places in technical prose.
 _TECHNICAL_TERMS = frozenset(
     t.lower()
-    for t in (
-        "S3 EC2 EKS ECS ECR RDS IAM VPC SQS SNS KMS ELB ALB NLB AMI AKS GKE GCP AWS CDK "
-        "C4 K8s k3s JSON YAML TOML HTTP HTTPS TCP UDP TLS SSL SSH DNS CPU GPU RAM SSD NVMe "
-        "API SDK CLI UI UX OAuth JWT SQL NoSQL Redis Kafka Postgres PostgreSQL MySQL SQLite "
-        "Docker Kubernetes Terraform Ansible Helm Nginx Linux Ubuntu Debian Alpine "
-        "Python Rust Golang Java JavaScript TypeScript Node npm pip GitHub GitLab "
-        "Lambda Fargate CloudFront Route53 Bedrock Azure Gemini Claude Llama Mistral"
-    ).split()
+    for t in [
+        "S3",
+        "EC2",
+        "EKS",
+        "ECS",
+        "ECR",
+        "RDS",
+        "IAM",
+        "VPC",
+        "SQS",
+        "SNS",
+        "KMS",
+        "ELB",
+        "ALB",
+        "NLB",
+        "AMI",
+        "AKS",
+        "GKE",
+        "GCP",
+        "AWS",
+        "CDK",
+        "C4",
+        "K8s",
+        "k3s",
+        "JSON",
+        "YAML",
+        "TOML",
+        "HTTP",
+        "HTTPS",
+        "TCP",
+        "UDP",
+        "TLS",
+        "SSL",
+        "SSH",
+        "DNS",
+        "CPU",
+        "GPU",
+        "RAM",
+        "SSD",
+        "NVMe",
+        "API",
+        "SDK",
+        "CLI",
+        "UI",
+        "UX",
+        "OAuth",
+        "JWT",
+        "SQL",
+        "NoSQL",
+        "Redis",
+        "Kafka",
+        "Postgres",
+        "PostgreSQL",
+        "MySQL",
+        "SQLite",
+        "Docker",
+        "Kubernetes",
+        "Terraform",
+        "Ansible",
+        "Helm",
+        "Nginx",
+        "Linux",
+        "Ubuntu",
+        "Debian",
+        "Alpine",
+        "Python",
+        "Rust",
+        "Golang",
+        "Java",
+        "JavaScript",
+        "TypeScript",
+        "Node",
+        "npm",
+        "pip",
+        "GitHub",
+        "GitLab",
+        "Lambda",
+        "Fargate",
+        "CloudFront",
+        "Route53",
+        "Bedrock",
+        "Azure",
+        "Gemini",
+        "Claude",
+        "Llama",
+        "Mistral",
+    ]
 )
 _TECHNICAL_SHAPE = re.compile(
     r"^(?:[A-Z0-9]{1,6}|[A-Za-z]+\d[\w.-]*|\w*[_/:]\w*|v?\d+(?:\.\d+)+\w*|[a-z]+[A-Z]\w*)$"
@@ -67,7 +146,7 @@ class _TokenArtifacts:
     def build(nlp: Any) -> Any:
         from presidio_analyzer.nlp_engine import NlpArtifacts, NlpEngine
 
-        class TokenizerNlpEngine(NlpEngine):  # type: ignore[misc]
+        class TokenizerNlpEngine(NlpEngine):
             def __init__(self) -> None:
                 self._nlp = nlp
 
@@ -146,7 +225,7 @@ class PiiEngine:
             nlp_engine=tokens_only, registry=registry, supported_languages=["en"]
         )
         self._ner: AnalyzerEngine | None = None
-        self._anonymizer: AnonymizerEngine = AnonymizerEngine()
+        self._anonymizer: AnonymizerEngine = AnonymizerEngine()  # type: ignore[no-untyped-call]
 
     def _ner_analyzer(self) -> AnalyzerEngine:
         with self._lock:
@@ -159,7 +238,7 @@ class PiiEngine:
                 )
                 # The model is already loaded from its package; Presidio's own `load` would
                 # look it up by name and offer to download it.
-                engine.nlp = {"en": self._nlp}
+                engine.nlp = {"en": self._nlp}  # type: ignore[assignment]
                 self._ner = AnalyzerEngine(
                     nlp_engine=engine, registry=self._registry, supported_languages=["en"]
                 )
@@ -209,8 +288,7 @@ class PiiEngine:
     ) -> str:
         if not detections:
             return text
-        from presidio_analyzer import RecognizerResult
-        from presidio_anonymizer.entities import OperatorConfig
+        from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
 
         results = [RecognizerResult(d.kind, d.start, d.end, d.score) for d in detections]
         operators: dict[str, OperatorConfig] = {}

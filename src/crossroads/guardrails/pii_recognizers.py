@@ -16,7 +16,7 @@ Imported only by `pii.py` once Presidio is known to be installed.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 import phonenumbers
 import tldextract
@@ -35,7 +35,7 @@ _EXTENSION = re.compile(r"\s?(?:x|ext\.?)\s?\d{1,5}$", re.IGNORECASE)
 class PhonePatternRecognizer(PatternRecognizer):
     """Phone numbers: one regex for candidates, libphonenumber for plausibility."""
 
-    PATTERNS = [
+    PATTERNS: ClassVar[list[Pattern]] = [
         # International: +CC or 00CC, then digits in groups.
         Pattern(
             "phone (international)",
@@ -60,7 +60,7 @@ class PhonePatternRecognizer(PatternRecognizer):
         Pattern("phone (digits)", r"(?<![\w+.-])\d{10,11}(?![\w-]|\.\d)", 0.3),
         Pattern("phone (digits, split)", r"(?<![\w+.-])\d{3}-\d{7}(?![\w-]|\.\d)", 0.3),
     ]
-    CONTEXT = [
+    CONTEXT: ClassVar[list[str]] = [
         "phone",
         "telephone",
         "tel",

@@ -103,7 +103,7 @@ class KeySettings(BaseModel):
         """The settings as the key store takes them (guardrails as plain JSON)."""
         values = self.model_dump(exclude_unset=only_set)
         if self.guardrails is not None:
-            values["guardrails"] = self.guardrails.model_dump(mode="json", exclude_defaults=True)
+            values["guardrails"] = self.guardrails.model_dump(mode="json")
         return values
 
     @field_validator("models")

@@ -8,6 +8,7 @@ module level.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -186,6 +187,9 @@ def create_app(config: Config, stages: Sequence[StageKind] = ()) -> Starlette:
             retrainer.start()
             if shared is not None:
                 shared.start()
+            for kind in gateway.stage_kinds:
+                if (warm := getattr(kind, "warm", None)) is not None:
+                    await asyncio.to_thread(warm)  # load models now, not on a first request
             state.phase = "serving"
             yield
         finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from crossroads.config import Config
 from crossroads.pipeline.stages import StageKind
+from crossroads.stages.guardrails import GuardrailsKind
 
 __all__ = ["config_stages"]
 
@@ -15,5 +16,5 @@ __all__ = ["config_stages"]
 def config_stages(config: Config) -> list[StageKind]:
     """The kinds of stage this config can run, in no particular order (the pipeline
     orders them)."""
-    kinds: list[StageKind] = []
+    kinds: list[StageKind] = [GuardrailsKind(config)]
     return kinds

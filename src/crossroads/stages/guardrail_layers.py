@@ -14,7 +14,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from crossroads.config import Config
-from crossroads.guardrails.config import GuardrailSet, combine
+from crossroads.guardrails.config import CheckConfig, GuardrailSet, combine
 
 if TYPE_CHECKING:
     from crossroads.pipeline.context import PreparedChat
@@ -34,6 +34,11 @@ class GuardrailLayers:
     def configured(self) -> bool:
         """Whether any operator layer has checks (requests may still bring their own)."""
         return bool(self._global or self._models or self._keys)
+
+    def operator_checks(self) -> list[CheckConfig]:
+        """Every check the config names, on any layer (to load their engines early)."""
+        sets = [self._global, *self._models.values(), *self._keys.values()]
+        return [c for s in sets if s is not None for c in (*s.input, *s.output)]
 
     def resolve(self, chat: PreparedChat) -> GuardrailSet | None:
         request = chat.request

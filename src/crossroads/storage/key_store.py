@@ -130,14 +130,18 @@ def _models(value: Any) -> tuple[str, ...] | None:
 def _to_record(row: Mapping[Any, Any], *, stored: bool = True) -> VirtualKey:
     """A key from a row read back (JSON columns as text), or from the values just written."""
     values = {name: row[name] for name in _FIELDS}
-    models, metadata = values["models"], values["metadata"]
+    models, metadata, guardrails = values["models"], values["metadata"], values["guardrails"]
     if stored:
         models, metadata = _models(readable_json(models)), readable_json(metadata)
+        guardrails = readable_json(guardrails)
     elif models is not None:
         models = tuple(models)
     if metadata and not isinstance(metadata, dict):
         metadata = not_stored("the stored value is not an object")
-    return VirtualKey(**(values | {"models": models, "metadata": metadata or {}}))
+    if guardrails is not None and not isinstance(guardrails, dict):
+        guardrails = None  # unreadable: the key has no guardrail set of its own
+    changes = {"models": models, "metadata": metadata or {}, "guardrails": guardrails}
+    return VirtualKey(**(values | changes))
 
 
 def _to_values(settings: Mapping[str, Any]) -> dict[str, Any]:

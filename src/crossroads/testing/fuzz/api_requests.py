@@ -147,7 +147,10 @@ def _key_body(rng: random.Random) -> Any:
                     {str(i): i for i in range(2000)},
                 )
             )
-        elif field in ("max_budget", "rpm_limit", "tpm_limit", "max_parallel_requests") and roll < 0.5:
+        elif (
+            field in ("max_budget", "rpm_limit", "tpm_limit", "max_parallel_requests")
+            and roll < 0.5
+        ):
             body[field] = odd_number(rng)
         elif field in ("name", "team") and roll < 0.5:
             body[field] = hostile_string(rng)
@@ -178,7 +181,9 @@ def _admin(rng: random.Random) -> ApiRequest:
         return "admin_list", "GET", b"/admin/keys?" + _query(params, rng), None, "master"
     if kind == 4:
         key_id = rng.choice(("{victim}", "nope", hostile_string(rng), "x" * 3000))
-        target = b"/admin/keys/" + quote(key_id.encode("utf-8", "surrogatepass"), safe="{}%").encode()
+        target = (
+            b"/admin/keys/" + quote(key_id.encode("utf-8", "surrogatepass"), safe="{}%").encode()
+        )
         return "admin_get", "GET", target, None, rng.choice(("master", "static", "none"))
     key_id = rng.choice(("nope", hostile_string(rng), "{victim}"))
     target = b"/admin/keys/" + quote(key_id.encode("utf-8", "surrogatepass"), safe="{}%").encode()

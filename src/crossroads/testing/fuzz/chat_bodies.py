@@ -211,7 +211,9 @@ def _unicode(rng: random.Random, body: dict[str, Any], headers: Headers) -> Any:
     if choice < 0.55:
         for _ in range(rng.randint(1, 3)):
             node, key = rng.choice(_strings_of(body))
-            node[key] = hostile_string(rng) if rng.random() < 0.7 else node[key] + hostile_string(rng)
+            node[key] = (
+                hostile_string(rng) if rng.random() < 0.7 else node[key] + hostile_string(rng)
+            )
     elif choice < 0.7:
         body[hostile_string(rng)] = hostile_string(rng)  # a field name no one knows
     elif choice < 0.8:
@@ -288,7 +290,9 @@ _TIMEOUTS = (
 
 
 def _timeout_header(rng: random.Random, body: dict[str, Any], headers: Headers) -> Any:
-    for name in rng.sample((b"x-crossroads-timeout", b"x-crossroads-attempt-timeout"), k=rng.randint(1, 2)):
+    for name in rng.sample(
+        (b"x-crossroads-timeout", b"x-crossroads-attempt-timeout"), k=rng.randint(1, 2)
+    ):
         headers.append((name, rng.choice(_TIMEOUTS).encode("utf-8")))
     return body
 
@@ -297,7 +301,9 @@ def _header_value(rng: random.Random) -> bytes:
     """A header value: UTF-8 text, latin-1 bytes, bytes invalid as either, a NUL, 60 KB."""
     kind = rng.randrange(6)
     if kind == 0:
-        return hostile_string(rng).replace("\r", "").replace("\n", "").encode("utf-8", "surrogatepass")
+        return (
+            hostile_string(rng).replace("\r", "").replace("\n", "").encode("utf-8", "surrogatepass")
+        )
     if kind == 1:
         return "café €".encode("cp1252")
     if kind == 2:
@@ -339,7 +345,9 @@ def _structure(rng: random.Random, body: dict[str, Any], headers: Headers) -> An
     if kind == 4:
         body["messages"] = rng.choice(([], {}, [[]], [{}], [None], "hi"))
     elif kind == 5:
-        body["messages"][0] = {"role": rng.choice(("robot", "", None, "tool", "function", "assistant"))}
+        body["messages"][0] = {
+            "role": rng.choice(("robot", "", None, "tool", "function", "assistant"))
+        }
     elif kind == 6:
         body["messages"][0]["content"] = [
             rng.choice(

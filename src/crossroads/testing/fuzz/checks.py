@@ -168,7 +168,9 @@ async def check_admin(stage: Stage) -> Check:
     for name, reply in steps:
         if reply.status != 200:
             problems.append(f"{name} answered {reply.status}: {reply.body[:200]!r}")
-    return Check("admin", not problems, "; ".join(problems) or "create/list/get/update/revoke/usage")
+    return Check(
+        "admin", not problems, "; ".join(problems) or "create/list/get/update/revoke/usage"
+    )
 
 
 async def run_checks(stage: Stage, last_log_id: str | None) -> list[Check]:

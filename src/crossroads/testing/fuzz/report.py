@@ -33,7 +33,9 @@ class FuzzReport:
             "seconds": round(tally.seconds, 1),
             "requests_per_s": round(tally.sent / tally.seconds, 1) if tally.seconds else None,
             "server_errors": tally.server_errors,
-            "by_endpoint": {k: dict(sorted(v.items())) for k, v in sorted(tally.by_endpoint.items())},
+            "by_endpoint": {
+                k: dict(sorted(v.items())) for k, v in sorted(tally.by_endpoint.items())
+            },
             "by_family": {k: dict(sorted(v.items())) for k, v in sorted(tally.by_family.items())},
             "failures": [f.as_json() for f in tally.failures],
             "checks": {c.name: {"ok": c.ok, "detail": c.detail} for c in self.checks},

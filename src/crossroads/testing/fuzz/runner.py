@@ -90,7 +90,9 @@ class Tally:
             self.by_endpoint[case.endpoint]["not an envelope"] += 1
 
 
-def _prepared(case: Case, stage: Stage, last_log: str | None) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+def _prepared(
+    case: Case, stage: Stage, last_log: str | None
+) -> tuple[bytes, list[tuple[bytes, bytes]]]:
     target = case.target.replace(b"{victim}", stage.victim_id.encode())
     headers = list(case.headers)
     names = {name.lower() for name, _ in headers}

@@ -45,7 +45,9 @@ def _encode(value: Any, ascii_only: bool) -> str:
     if isinstance(value, Raw):
         return value.text
     if isinstance(value, dict):
-        items = (f"{_string(str(k), ascii_only)}:{_encode(v, ascii_only)}" for k, v in value.items())
+        items = (
+            f"{_string(str(k), ascii_only)}:{_encode(v, ascii_only)}" for k, v in value.items()
+        )
         return "{" + ",".join(items) + "}"
     if isinstance(value, list | tuple):
         return "[" + ",".join(_encode(v, ascii_only) for v in value) + "]"

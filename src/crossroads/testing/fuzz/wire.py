@@ -115,7 +115,11 @@ async def exchange(
     timeout: float = 120.0,
 ) -> Reply:
     """Send one request to 127.0.0.1:`port` exactly as given and read the whole answer."""
-    head = [method.encode() + b" " + target + b" HTTP/1.1", b"Host: 127.0.0.1", b"Connection: close"]
+    head = [
+        method.encode() + b" " + target + b" HTTP/1.1",
+        b"Host: 127.0.0.1",
+        b"Connection: close",
+    ]
     head += [name + b": " + value for name, value in headers]
     if body is not None:
         head.append(b"Content-Length: " + str(len(body)).encode())
