@@ -152,6 +152,14 @@ class _HttpProviderConfig(_Strict):
     # Corrections to the capability matrix, e.g. `{ top_k = "native" }` for a server that
     # honours a parameter its preset does not list, or `"unsupported"` to drop one.
     parameters: dict[str, SupportLevel] = Field(default_factory=dict)
+    # Transport (providers/proxy.py, providers/tls.py): an http:// proxy URL or "direct";
+    # unset, HTTPS_PROXY / HTTP_PROXY / NO_PROXY decide. TLS files are checked at load.
+    proxy: str | None = None
+    ca_bundle: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    client_key_password: str | None = None
+    verify: bool = True
 
     @field_validator("base_url")
     @classmethod
@@ -497,7 +505,13 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
         ]
         resolved_providers = {
             name: p.model_copy(
-                update={"api_key": resolve_secret(p.api_key, f"providers.{name}.api_key")}
+                update={
+                    "api_key": resolve_secret(p.api_key, f"providers.{name}.api_key"),
+                    "proxy": resolve_secret(p.proxy, f"providers.{name}.proxy"),
+                    "client_key_password": resolve_secret(
+                        p.client_key_password, f"providers.{name}.client_key_password"
+                    ),
+                }
             )
             if isinstance(p, _HttpProviderConfig)
             else p
@@ -505,6 +519,17 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
         }
     except ConfigError as exc:
         raise ConfigError(exc.problems, source) from None
+    # Proxies and TLS files are checked now, so a bad one stops start-up with its path.
+    from crossroads.providers.transport import transport_problems
+
+    problems = [
+        f"{dotted_path(('providers', name))}.{problem}"
+        for name, p in resolved_providers.items()
+        if isinstance(p, _HttpProviderConfig)
+        for problem in transport_problems(p, os.environ)
+    ]
+    if problems:
+        raise ConfigError(problems, source)
     return config.model_copy(update={"keys": resolved_keys, "providers": resolved_providers})
 
 
