@@ -101,8 +101,6 @@ _TEXT_DIRECTIVES = frozenset({"reply", "args", "think"})
 _FLAGS = frozenset(
     {"malformed", "no_usage", "blocked", "prompt_blocked", "redacted", "signed", "drop_reused"}
 )
-# Set on a request that arrived on a connection which already served one.
-REUSED = "crossroads.fake.reused"
 _FILLER = "lorem ipsum dolor sit amet "
 
 
@@ -356,10 +354,12 @@ class FakeUpstream:
         )
         if self.record:
             self.requests.append(record)
-        if request.protocol in self._served:
-            request[REUSED] = True
-        self._served.add(request.protocol)
-        return await self.answer(request, record)
+        transport = request.transport
+        try:
+            return await self.answer(request, record)
+        finally:
+            if transport is not None:
+                self._served.add(transport)  # the next request on it arrives on a reused one
 
     async def answer(self, request: web.Request, record: RecordedRequest) -> web.StreamResponse:
         """Answer one request in the dialect's wire format."""
@@ -375,8 +375,8 @@ class FakeUpstream:
             return behaviour.without_faults()
         return behaviour
 
-    @staticmethod
     async def early_answer(
+        self,
         request: web.Request,
         behaviour: Behaviour,
         *,
@@ -387,7 +387,7 @@ class FakeUpstream:
         """The answer every dialect gives before its own work: after `delay`, the directed
         `error`, a dropped connection or a malformed body (the last two when not streaming,
         where they are sent in the stream instead). None: go on and answer normally."""
-        if behaviour.drop_reused and request.get(REUSED):
+        if behaviour.drop_reused and request.transport in self._served:
             close_connection(request)
             return web.Response()
         if behaviour.delay:
