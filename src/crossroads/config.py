@@ -407,7 +407,13 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
         ]
         resolved_providers = {
             name: p.model_copy(
-                update={"api_key": resolve_secret(p.api_key, f"providers.{name}.api_key")}
+                update={
+                    "api_key": resolve_secret(p.api_key, f"providers.{name}.api_key"),
+                    "proxy": resolve_secret(p.proxy, f"providers.{name}.proxy"),
+                    "client_key_password": resolve_secret(
+                        p.client_key_password, f"providers.{name}.client_key_password"
+                    ),
+                }
             )
             if isinstance(p, HttpProviderConfig)
             else p
@@ -415,6 +421,17 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
         }
     except ConfigError as exc:
         raise ConfigError(exc.problems, source) from None
+    # Proxies and TLS files are checked now, so a bad one stops start-up with its path.
+    from crossroads.providers.transport import transport_problems
+
+    problems = [
+        f"{dotted_path(('providers', name))}.{problem}"
+        for name, p in resolved_providers.items()
+        if isinstance(p, HttpProviderConfig)
+        for problem in transport_problems(p, os.environ)
+    ]
+    if problems:
+        raise ConfigError(problems, source)
     return config.model_copy(update={"keys": resolved_keys, "providers": resolved_providers})
 
 

@@ -35,6 +35,8 @@ def to_gateway_error(
     upstream 401/403 is the caller's to fix and keeps its status."""
     if exc.failure != "http" or exc.status is None:
         status, code = _FAILURE_CODES.get(exc.failure, (502, "upstream_error"))
+        if exc.failure == "connection" and exc.code:  # e.g. upstream_tls_error
+            code = exc.code
         return GatewayError(status, exc.message, type="upstream_error", code=code)
     upstream = exc.status
     prefix = f"Upstream '{provider}' returned HTTP {upstream}: "

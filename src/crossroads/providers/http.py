@@ -6,12 +6,14 @@ timeout, a dropped connection or an error status is reported. `HttpUpstream` hol
 part; a dialect subclasses it and adds its translation. Events are yielded as they arrive,
 one at a time: nothing is buffered beyond the event being read.
 
-The connections are `HttpClient`'s (see `http_client` for why it is not aiohttp's).
+The connections are `HttpClient`'s (see `http_client` for why it is not aiohttp's); a
+provider's proxy and TLS settings only configure it (`transport`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
@@ -26,6 +28,7 @@ from crossroads.providers.http_client import (
     HttpClientError,
     Response,
 )
+from crossroads.providers.transport import TransportSettings, client_options
 
 __all__ = [
     "HttpSettings",
@@ -64,7 +67,7 @@ def redact_credentials(text: str, headers: Mapping[str, str]) -> str:
     return text
 
 
-class HttpSettings(Protocol):
+class HttpSettings(TransportSettings, Protocol):
     """The connection settings every HTTP provider config carries."""
 
     @property
@@ -205,10 +208,13 @@ class HttpUpstream:
 
     async def start(self) -> None:
         settings = self._settings
+        tls, proxies = client_options(self.name, settings, os.environ)
         self._client = HttpClient(
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
             max_connections=settings.max_connections,
+            tls=tls,
+            proxies=proxies,
         )
 
     async def aclose(self) -> None:
@@ -307,6 +313,14 @@ class HttpUpstream:
         if isinstance(exc, ConnectionDropped) and exc.answered:
             message = f"upstream {self.name!r} closed the connection mid-answer: {exc}"
             return UpstreamError(message, failure="stream_interrupted")
+        if isinstance(exc, ConnectFailed) and exc.tls:
+            message = f"could not reach upstream {self.name!r}: {exc}"
+            if exc.untrusted:
+                message += (
+                    f" (if a private CA signed the upstream's certificate, name it in "
+                    f"providers.{self.name}.ca_bundle)"
+                )
+            return UpstreamError(message, failure="connection", code="upstream_tls_error")
         return UpstreamError(f"could not reach upstream {self.name!r}: {exc}", failure="connection")
 
     def interrupted(self) -> UpstreamError:

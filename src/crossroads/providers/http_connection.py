@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Hashable
 from typing import Protocol, cast
 
 import httptools
@@ -43,11 +44,17 @@ class HttpClientError(Exception):
 
 
 class ConnectFailed(HttpClientError):
-    """No connection: refused, unresolvable, a failed TLS handshake, or connect timeout."""
+    """No connection: refused, unresolvable, a failed TLS handshake (`tls`; `untrusted` when
+    the upstream's certificate could not be verified), a proxy that refused the tunnel, or
+    connect timeout (`timed_out`)."""
 
-    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+    def __init__(
+        self, message: str, *, timed_out: bool = False, tls: bool = False, untrusted: bool = False
+    ) -> None:
         super().__init__(message)
         self.timed_out = timed_out
+        self.tls = tls or untrusted
+        self.untrusted = untrusted
 
 
 class ReadTimedOut(HttpClientError, TimeoutError):
@@ -191,9 +198,14 @@ class Response:
 class Connection(asyncio.Protocol):
     """One keep-alive connection, serving one request at a time; also httptools' callbacks."""
 
-    def __init__(self, pool: Pool, key: tuple[str, int, bool]) -> None:
+    def __init__(self, pool: Pool, key: Hashable) -> None:
         self._client = pool
         self.key = key
+        # Served a response before the current one: it was taken from the idle pool.
+        self.reused = False
+        # Some byte of the current response arrived (a silent death before any is a
+        # stale keep-alive connection, which the client may replay on a fresh one).
+        self.heard = False
         self._loop = asyncio.get_running_loop()
         self._parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
@@ -218,6 +230,7 @@ class Connection(asyncio.Protocol):
         self._response = Response(self)
         self._head = self._loop.create_future()
         self._length_known = False
+        self.heard = False
         self._last_read = self._loop.time()
         self._arm_timer()
         self.transport.write(data)
@@ -233,6 +246,7 @@ class Connection(asyncio.Protocol):
             self._timer = None
         if reusable and self._keep_alive and not self.closed:
             self.resume()
+            self.reused = True
             self._client.park(self)
         else:
             self.close()
@@ -283,6 +297,7 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._last_read = self._loop.time()
+        self.heard = True
         if self._response is None:
             self.close()  # bytes nobody asked for: the connection cannot be trusted
             return

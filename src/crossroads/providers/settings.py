@@ -36,6 +36,14 @@ class HttpProviderConfig(ProviderConfig):
     # Corrections to the capability matrix, e.g. `{ top_k = "native" }` for a server that
     # honours a parameter its preset does not list, or `"unsupported"` to drop one.
     parameters: dict[str, SupportLevel] = Field(default_factory=dict)
+    # Transport (providers/proxy.py, providers/tls.py): an http:// proxy URL or "direct";
+    # unset, HTTPS_PROXY / HTTP_PROXY / NO_PROXY decide. TLS files are checked at load.
+    proxy: str | None = None
+    ca_bundle: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    client_key_password: str | None = None
+    verify: bool = True
 
     @field_validator("base_url")
     @classmethod

@@ -25,6 +25,9 @@ Behaviour strings are `+`-separated directives, e.g. `echo`, `fixed+delay=200`,
     malformed         200 with a body that is not JSON (streams: an event that is not JSON)
     drop_after=<n>    streams: send n content events, then close the connection;
                       non-streaming: close the connection without answering
+    drop_reused       close the connection without answering when the request came on a
+                      kept-alive connection that already served one (an upstream closing an
+                      idle connection just as the next request reaches it)
     stream_error      streams: after the first content event, send the dialect's in-stream
                       overload error event (Anthropic: `overloaded_error`, Gemini: UNAVAILABLE)
     stream_error=<n>  the same after n content events (0: before any content)
@@ -54,7 +57,9 @@ import itertools
 import random
 import re
 import signal
+import ssl
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypedDict
@@ -93,7 +98,9 @@ _INT_DIRECTIVES = frozenset(
     }
 )
 _TEXT_DIRECTIVES = frozenset({"reply", "args", "think"})
-_FLAGS = frozenset({"malformed", "no_usage", "blocked", "prompt_blocked", "redacted", "signed"})
+_FLAGS = frozenset(
+    {"malformed", "no_usage", "blocked", "prompt_blocked", "redacted", "signed", "drop_reused"}
+)
 _FILLER = "lorem ipsum dolor sit amet "
 
 
@@ -127,6 +134,7 @@ class Behaviour:
     retry_after: str | None = None
     malformed: bool = False
     drop_after: int | None = None
+    drop_reused: bool = False
     stream_error: int | None = None  # content events before the error event
     chunk_delay: int = 0
     chunks: int | None = None
@@ -140,7 +148,13 @@ class Behaviour:
     def without_faults(self) -> Behaviour:
         """The same behaviour with its faults (error, malformed, drop_after, stream_error) off."""
         return dataclasses.replace(
-            self, error=None, retry_after=None, malformed=False, drop_after=None, stream_error=None
+            self,
+            error=None,
+            retry_after=None,
+            malformed=False,
+            drop_after=None,
+            drop_reused=False,
+            stream_error=None,
         )
 
 
@@ -248,8 +262,12 @@ class FakeUpstream:
         *,
         record: bool = True,
         seed: int | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
+        # Serve https:// with this server-side context (tests of CA bundles, client certs).
+        self.tls = tls
+        self._served: weakref.WeakSet[Any] = weakref.WeakSet()  # connections that answered
         self.api_key = api_key
         # Benchmarks turn recording off so a long run does not grow without bound.
         self.record = record
@@ -268,7 +286,8 @@ class FakeUpstream:
     def base_url(self) -> str:
         """The base URL a provider is configured with, e.g. `http://127.0.0.1:PORT/v1`."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self._port}{self.base_path}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{host}:{self._port}{self.base_path}"
 
     async def start(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -276,7 +295,7 @@ class FakeUpstream:
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.25)
         await runner.setup()
         try:
-            await web.TCPSite(runner, self.host, self._port).start()
+            await web.TCPSite(runner, self.host, self._port, ssl_context=self.tls).start()
         except BaseException:
             await runner.cleanup()
             raise
@@ -335,7 +354,12 @@ class FakeUpstream:
         )
         if self.record:
             self.requests.append(record)
-        return await self.answer(request, record)
+        transport = request.transport
+        try:
+            return await self.answer(request, record)
+        finally:
+            if transport is not None:
+                self._served.add(transport)  # the next request on it arrives on a reused one
 
     async def answer(self, request: web.Request, record: RecordedRequest) -> web.StreamResponse:
         """Answer one request in the dialect's wire format."""
@@ -351,8 +375,8 @@ class FakeUpstream:
             return behaviour.without_faults()
         return behaviour
 
-    @staticmethod
     async def early_answer(
+        self,
         request: web.Request,
         behaviour: Behaviour,
         *,
@@ -363,6 +387,9 @@ class FakeUpstream:
         """The answer every dialect gives before its own work: after `delay`, the directed
         `error`, a dropped connection or a malformed body (the last two when not streaming,
         where they are sent in the stream instead). None: go on and answer normally."""
+        if behaviour.drop_reused and request.transport in self._served:
+            close_connection(request)
+            return web.Response()
         if behaviour.delay:
             await asyncio.sleep(behaviour.delay / 1000)
         if behaviour.error is not None:
