@@ -40,7 +40,7 @@ BASELINE = "0b29155"
 RESULTS = Path(__file__).parents[1] / "results"
 REPO = Path(__file__).parents[2]
 
-# About 1 KB of ordinary prose with one email address and one phone number in it.
+# A little over 1 KB of ordinary prose with one email address and one phone number in it.
 PROMPT = (
     "Please summarise the following support ticket for the on-call engineer. The customer "
     "reports that since the upgrade on Tuesday their nightly export job fails after roughly "
@@ -52,7 +52,8 @@ PROMPT = (
     "like to know whether the new version changed the batch size or the transaction "
     "isolation level, and whether there is a setting to make the export resumable. Contact: "
     "jane.doe@example.com or +1 415 555 0132. Please keep the answer short and list the next "
-    "steps in order, with who should own each one and how long it should take."
+    "steps in order, with who should own each one and how long it should take. Mention any "
+    "risk to the data already exported and whether a restore from backup could be needed."
 )
 MODELS = {
     "off": None,

