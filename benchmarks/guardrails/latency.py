@@ -17,11 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gateway_overhead import PROMPT  # noqa: E402
+from gateway_overhead import PROMPT
 
-from crossroads.guardrails.config import GuardrailSet  # noqa: E402
-from crossroads.guardrails.masking import MaskVault  # noqa: E402
-from crossroads.guardrails.runner import GuardrailEngines  # noqa: E402
+from crossroads.guardrails.config import GuardrailSet
+from crossroads.guardrails.masking import MaskVault
+from crossroads.guardrails.runner import GuardrailEngines
 
 RESULTS = Path(__file__).parents[1] / "results"
 RUNS = 500

@@ -28,10 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from injection_data import wheel  # noqa: E402
+from injection_data import wheel
 
-from crossroads.guardrails.config import DEFAULT_PII_ENTITIES  # noqa: E402
-from crossroads.guardrails.pii import PiiEngine  # noqa: E402
+from crossroads.guardrails.config import DEFAULT_PII_ENTITIES
+from crossroads.guardrails.pii import PiiEngine
 
 RESULTS = Path(__file__).parents[1] / "results"
 RAW = "presidio_evaluator/data_generator/raw_data/"
@@ -134,6 +134,38 @@ def iban(rng: random.Random) -> str:
     return f"DE{check:02d}{bban}"
 
 
+def fill(
+    slot: str, person: dict[str, str], companies: list[str], rng: random.Random
+) -> tuple[str, str | None]:
+    """A value for one template slot, and its entity type when the slot is scored."""
+    generators = {
+        "email": lambda: person["EmailAddress"],
+        "phone_number": lambda: phone(rng),
+        "credit_card_number": lambda: card(rng),
+        "ssn": lambda: ssn(rng),
+        "ip_address": lambda: ip(rng),
+        "iban": lambda: iban(rng),
+    }
+    if slot in generators:
+        return generators[slot](), SLOT_ENTITY[slot]
+    plain = {
+        "organization": rng.choice(companies),
+        "company": rng.choice(companies),
+        "city": person["City"],
+        "country": person["CountryFull"],
+        "address": f"{person['StreetAddress']}, {person['City']}",
+        "street_name": person["StreetAddress"],
+        "first_name": person["GivenName"],
+        "last_name": person["Surname"],
+        "age": person["Age"],
+        "job": person["Occupation"],
+        "postcode": person["ZipCode"],
+        "zipcode": person["ZipCode"],
+    }
+    name = f"{person['GivenName']} {person['Surname']}"
+    return plain.get(slot, name if "name" in slot or slot == "person" else person["City"]), None
+
+
 def build(samples: int, seed: int) -> list[tuple[str, list[tuple[int, int, str]]]]:
     archive = wheel("presidio_evaluator")
     # The file writes line breaks inside a template as the two characters "\\n".
@@ -163,40 +195,10 @@ def build(samples: int, seed: int) -> list[tuple[str, list[tuple[int, int, str]]
         template = rng.choice(scored) if rng.random() < 0.7 else rng.choice(templates)
         person = rng.choice(people)
 
-        def value(slot: str) -> tuple[str, str | None]:
-            generators = {
-                "email": lambda: person["EmailAddress"],
-                "phone_number": lambda: phone(rng),
-                "credit_card_number": lambda: card(rng),
-                "ssn": lambda: ssn(rng),
-                "ip_address": lambda: ip(rng),
-                "iban": lambda: iban(rng),
-            }
-            if slot in generators:
-                return generators[slot](), SLOT_ENTITY[slot]
-            plain = {
-                "organization": rng.choice(companies),
-                "company": rng.choice(companies),
-                "city": person["City"],
-                "country": person["CountryFull"],
-                "address": f"{person['StreetAddress']}, {person['City']}",
-                "street_name": person["StreetAddress"],
-                "first_name": person["GivenName"],
-                "last_name": person["Surname"],
-                "age": person["Age"],
-                "job": person["Occupation"],
-                "postcode": person["ZipCode"],
-                "zipcode": person["ZipCode"],
-            }
-            name = f"{person['GivenName']} {person['Surname']}"
-            return plain.get(
-                slot, name if "name" in slot or slot == "person" else person["City"]
-            ), None
-
         text, spans, cursor = "", [], 0
         for match in re.finditer(r"{{(\w+)}}", template):
             text += template[cursor : match.start()]
-            filled, entity = value(match.group(1))
+            filled, entity = fill(match.group(1), person, companies, rng)
             if entity is not None:
                 spans.append((len(text), len(text) + len(filled), entity))
             text += filled
