@@ -34,9 +34,10 @@ __all__ = [
 ]
 
 # orjson encodes at most 254 levels; an API answer puts a stored value up to 4 levels down
-# (`{"data": [{"metadata": value}]}`), and the padding below checks the bound at no cost.
-MAX_STORED_DEPTH = 250
-_PAD = 254 - MAX_STORED_DEPTH
+# (`{"data": [{"metadata": value}]}`), and encoding it inside 4 lists checks the bound at
+# no cost.
+_PAD = 4
+MAX_STORED_DEPTH = 254 - _PAD
 _NUL = "\x00"
 _ESCAPED_NUL = b"\\u0000"
 _REPLACEMENT = "\ufffd"
@@ -66,12 +67,9 @@ def _without_nul(value: Any) -> Any:
 
 def _encode(value: Any) -> bytes:
     """JSON for `value`, or TypeError/ValueError when it cannot be, or nests too deeply."""
-    padded: Any = value
-    for _ in range(_PAD):
-        padded = [padded]
     try:
         # Padded, orjson's own depth limit is exactly MAX_STORED_DEPTH for `value`.
-        return orjson.dumps(padded, option=orjson.OPT_NON_STR_KEYS)[_PAD:-_PAD]
+        return orjson.dumps([[[[value]]]], option=orjson.OPT_NON_STR_KEYS)[_PAD:-_PAD]
     except TypeError:
         pass
     # What orjson refuses besides depth (an integer beyond 64 bits): the standard library,
@@ -89,6 +87,13 @@ def storable_json(value: Any) -> tuple[str | None, str | None]:
     """
     if value is None:
         return None, None
+    try:
+        # The common case, inlined: it runs for every JSON column of every record.
+        text = orjson.dumps([[[[value]]]], option=orjson.OPT_NON_STR_KEYS)[_PAD:-_PAD]
+    except TypeError:
+        text = _ESCAPED_NUL  # anything else takes the long way below
+    if _ESCAPED_NUL not in text:
+        return text.decode(), None
     try:
         text = _encode(value)
         if _ESCAPED_NUL in text:
