@@ -612,3 +612,25 @@ def test_an_odd_stored_key_never_fails_the_admin_api_or_its_caller(served: Serve
         headers=_auth(key["key"]),
     )
     assert_error(response, 403, "model_not_allowed")
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"name": "a\u0000"}, "name"),
+        ({"team": "\u0000"}, "team"),
+        ({"models": ["echo", "e\u0000"]}, "models[1]"),
+        ({"metadata": {"k": ["v\u0000"]}}, "metadata"),
+        ({"metadata": {"k\u0000": 1}}, "metadata"),
+    ],
+)
+def test_a_nul_in_a_key_setting_is_a_400_on_create_and_update(
+    served: ServedApp, body: dict[str, Any], param: str
+) -> None:
+    created = _admin("POST", f"{served.url}/admin/keys", json=body)
+    assert_error(created, 400, "invalid_value", param)
+    made = _admin("POST", f"{served.url}/admin/keys", json={"name": "clean"})
+    assert made.status_code == 200, made.text
+    patched = _admin("PATCH", f"{served.url}/admin/keys/{made.json()['id']}", json=body)
+    assert_error(patched, 400, "invalid_value", param)
+    assert _admin("GET", f"{served.url}/admin/keys").status_code == 200
