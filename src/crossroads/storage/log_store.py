@@ -12,7 +12,6 @@ import dataclasses
 import logging
 import os
 import sqlite3
-import sys
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -67,16 +66,17 @@ _TEXT_INDEXES = tuple(i for i, c in enumerate(_COLUMNS) if isinstance(c.type, sa
 _JSON_INDEXES = tuple(i for i, c in enumerate(_COLUMNS) if isinstance(c.type, sa.JSON))
 # The numbers each numeric column holds, alike on both backends: Integer columns are 32-bit
 # on PostgreSQL (BigInteger ones 64-bit, both 64-bit on SQLite), and floats must be finite
-# (SQLite stores NaN as NULL; PostgreSQL keeps it, and JSON has no way to show it).
+# (SQLite stores NaN as NULL; PostgreSQL keeps it, and JSON has no way to show it) and at
+# most 1e15 in size (USD, milliseconds), so that sums over any number of rows stay finite:
+# PostgreSQL refuses a sum that overflows.
+_MAX_FLOAT = 1e15
 _NUMBER_BOUNDS = tuple(
     (i, -bound - 1, bound)
     for i, c in enumerate(_COLUMNS)
     if isinstance(c.type, sa.Integer)
     for bound in [2**63 - 1 if isinstance(c.type, sa.BigInteger) else 2**31 - 1]
 ) + tuple(
-    (i, -sys.float_info.max, sys.float_info.max)
-    for i, c in enumerate(_COLUMNS)
-    if isinstance(c.type, sa.Float)
+    (i, -_MAX_FLOAT, _MAX_FLOAT) for i, c in enumerate(_COLUMNS) if isinstance(c.type, sa.Float)
 )
 _CREATED_AT = _FIELDS.index("created_at")
 # Rows converted between two turns of the event loop: a full batch converted at once held
@@ -95,7 +95,7 @@ def _storable_values(record: LogRecord) -> tuple[list[Any], list[str]]:
     repairs: list[str] = []
     for i in _TEXT_INDEXES:
         value = values[i]
-        if value is not None and "\x00" in value:
+        if value is not None and ("\x00" in value or not value.isascii()):
             values[i] = storable_text(value)
     for i in _JSON_INDEXES:
         if values[i] is not None:

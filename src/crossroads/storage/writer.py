@@ -84,11 +84,11 @@ def _is_data_error(error: BaseException) -> bool:
 
 
 def _safe_text(value: Any) -> str | None:
-    """Text any column takes: NULs and unpaired surrogates replaced."""
+    """Text any column takes (see `storable_text`), whatever the value was."""
     if value is None:
         return None
     text = value if isinstance(value, str) else str(value)
-    return storable_text(text.encode("utf-8", "replace").decode("utf-8"))
+    return storable_text(text)
 
 
 def _safe_number(value: Any, kind: type[int] | type[float]) -> Any:
@@ -98,7 +98,7 @@ def _safe_number(value: Any, kind: type[int] | type[float]) -> Any:
     number: float = value
     if kind is int and not -(2**31) <= number < 2**31:
         return None
-    return number if math.isfinite(number) else None
+    return number if math.isfinite(number) and abs(number) <= 1e15 else None
 
 
 def _stripped(record: LogRecord, reason: str) -> LogRecord:
