@@ -1,19 +1,20 @@
 """Values every backend stores, and reads back, alike: whatever a request carried.
 
 A log record holds what callers and upstreams sent, so a value may be one no database
-column takes as is. Two cases are known, and both are made storable here rather than
-refused by the database (which lost the record, or stalled the writer retrying it):
+column takes as is. These are made storable here rather than refused by the database
+(which lost the record, or stalled the writer retrying it):
 
 - NUL characters. PostgreSQL's text type cannot hold U+0000, and its `json` type takes
   `\\u0000` but then refuses every operator on that value. NUL becomes U+FFFD (the
   replacement character) on both backends, in text columns and in JSON strings and keys,
-  and in filter values, so a filter finds what was stored.
+  and in filter values, so a filter finds what was stored. So do unpaired surrogates,
+  which no UTF-8 text holds.
 - JSON nested too deeply to be encoded, or encoded but not shown again: the API answers
   with orjson, which stops at 254 levels, and a stored value sits up to four levels down in
   an answer. A value nested more than `MAX_STORED_DEPTH` levels is stored as a short note
   saying why (`{"not_stored": "..."}`), and a value read back that could not be shown (an
   older row, one written by another tool) is shown as such a note instead of failing the
-  whole page.
+  whole page. Integers beyond 64 bits, which orjson cannot encode, are stored as floats.
 """
 
 from __future__ import annotations
