@@ -8,8 +8,10 @@ query is a 400 naming the parameter, and the admin API answers bad keys the same
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
+import random
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -235,16 +237,17 @@ def test_nesting_within_the_storage_cap_is_stored_as_it_is(served: ServedApp) ->
 def test_a_record_the_database_refuses_is_stored_stripped_and_the_batch_kept(
     served: ServedApp, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # An unpaired surrogate: no UTF-8 database column takes it, and nothing before the
-    # database replaces it, so the database refuses the record as it is.
-    refused = a_record(user="u\ud800", request={"messages": HELLO}, metadata={"team": "a"})
+    # No model: the database refuses the record as it is (the column is NOT NULL).
+    refused = a_record(
+        model_requested=None, user="refused", request={"messages": HELLO}, metadata={"team": "a"}
+    )
     neighbours = [a_record(user=f"neighbour-{i}") for i in range(3)]
     submit(served, neighbours[0], refused, *neighbours[1:])
     with caplog.at_level(logging.WARNING, logger="crossroads.storage"):
         flush_log(served)
     assert writer(served).pending == 0
     stored = record(served, refused.id)
-    assert stored["user"] == "u?"
+    assert (stored["user"], stored["model_requested"]) == ("refused", "")
     assert stored["request"]["not_stored"].startswith("the database refused this record")
     assert stored["metadata"] == stored["request"]
     for neighbour in neighbours:
@@ -346,11 +349,28 @@ def test_nul_characters_are_stored_as_replacement_characters_and_found_by_filter
     assert listed_ids(served, "metadata.team=nul") == [log_id]
 
 
-def test_a_nul_in_an_upstream_error_message_is_kept(served: ServedApp) -> None:
-    log_record = a_record(status_code=502, error_message="upstream said \u0000 oops")
+def test_text_no_database_takes_is_kept_with_replacement_characters(served: ServedApp) -> None:
+    """A NUL in an upstream's error message; unpaired surrogates (which no UTF-8 text can
+    hold) in text, in JSON strings and keys; integers beyond 64 bits and numbers no column
+    holds: the record is stored, bodies and all."""
+    log_record = a_record(
+        status_code=502,
+        error_message="upstream said \u0000 oops",
+        user="u\ud800",
+        response={"k\udfff": ["v\ud800", 2**70]},
+        prompt_tokens=2**40,
+        cost=float("nan"),
+        latency_ms=1e308,
+    )
     submit(served, log_record)
     flush_log(served)
-    assert record(served, log_record.id)["error_message"] == "upstream said \ufffd oops"
+    stored = record(served, log_record.id)
+    assert stored["error_message"] == "upstream said \ufffd oops"
+    assert stored["user"] == "u\ufffd"
+    assert stored["response"] == {"k\ufffd": ["v\ufffd", float(2**70)]}
+    assert stored["prompt_tokens"] is stored["cost"] is stored["latency_ms"] is None
+    usage = httpx.get(f"{served.url}/v1/usage?group_by=model", headers=_auth())
+    assert usage.status_code == 200, usage.text
 
 
 # --- reading odd rows -------------------------------------------------------------------------
@@ -377,6 +397,7 @@ def _odd_rows(served: ServedApp) -> dict[str, str]:
             status_code=200,
             stream=False,
             key_id="main",
+            cost=1e308,  # summed, these overflow a float
             metadata=metadata,
             tags=metadata,
             extra=metadata,
@@ -612,3 +633,66 @@ def test_an_odd_stored_key_never_fails_the_admin_api_or_its_caller(served: Serve
         headers=_auth(key["key"]),
     )
     assert_error(response, 403, "model_not_allowed")
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"name": "a\u0000"}, "name"),
+        ({"team": "\u0000"}, "team"),
+        ({"models": ["echo", "e\u0000"]}, "models[1]"),
+        ({"metadata": {"k": ["v\u0000"]}}, "metadata"),
+        ({"metadata": {"k\u0000": 1}}, "metadata"),
+    ],
+)
+def test_a_nul_in_a_key_setting_is_a_400_on_create_and_update(
+    served: ServedApp, body: dict[str, Any], param: str
+) -> None:
+    created = _admin("POST", f"{served.url}/admin/keys", json=body)
+    assert_error(created, 400, "invalid_value", param)
+    made = _admin("POST", f"{served.url}/admin/keys", json={"name": "clean"})
+    assert made.status_code == 200, made.text
+    patched = _admin("PATCH", f"{served.url}/admin/keys/{made.json()['id']}", json=body)
+    assert_error(patched, 400, "invalid_value", param)
+    assert _admin("GET", f"{served.url}/admin/keys").status_code == 200
+
+
+# --- mutated queries --------------------------------------------------------------------------
+
+_FUZZ_NAMES = [
+    *("start", "end", "model", "status", "session_id", "user", "tags", "limit", "before"),
+    *("group_by", "metadata.team", "metadata.", "metadata.\u0000", 'metadata."', "extra.Country"),
+    *(
+        "extra.",
+        "foo",
+        "Tags",
+        "key_id",
+        "metadata.\U0001f642",
+        "metadata.\\",
+        "metadata." + "k" * 300,
+    ),
+]
+_FUZZ_VALUES = [
+    *("", "inf", "-inf", "nan", "1e20", "1e308", "-1", "0", "1", "1000", "1001", "253402300799"),
+    *("253402300800", "9999-12-31T23:00:00-14:00", "0001-01-01T00:00:00+14:00", "2026-13-01"),
+    *("\u0000", "a\u0000b", "\u00e9", "\U0001f642", "'", '"', "\\", "%", "x" * 3000, "ok", "429"),
+    *("\u00b2", "\u0661\u0662\u0663", "day", "week", "null", "[]", ",", ",,a,,", "a,b,c"),
+]
+
+
+def test_mutated_log_and_usage_queries_are_never_a_5xx(served: ServedApp) -> None:
+    rng = random.Random(14)
+    statuses: collections.Counter[int] = collections.Counter()
+    with httpx.Client(base_url=served.url, headers=_auth(), timeout=30) as http:
+        for i in range(400):
+            pairs = [(rng.choice(_FUZZ_NAMES), rng.choice(_FUZZ_VALUES)) for _ in range(7)]
+            parts = [f"{quote(n, safe='')}={quote(v, safe='')}" for n, v in pairs]
+            parts = parts[: rng.randint(0, 6)]
+            if rng.random() < 0.05:
+                parts += [f"metadata.k{n}=v" for n in range(rng.randint(15, 40))]
+            response = http.get(f"{'/v1/usage' if i % 4 == 0 else '/v1/logs'}?{'&'.join(parts)}")
+            statuses[response.status_code] += 1
+            assert response.status_code in (200, 400), (parts, response.text)
+            if response.status_code == 400:
+                assert response.json()["error"]["code"], response.text
+    assert statuses[200] > 50 and statuses[400] > 50

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -73,7 +74,25 @@ def _iso8601(value: Any) -> Any:
     return moment
 
 
-_Text = Annotated[str, Field(min_length=1, max_length=256)]
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
+def _no_nul(value: Any) -> Any:
+    """Refuse NUL characters, which PostgreSQL cannot store (in text, or usably in JSON).
+    Bodies nest at most 64 levels (`decode_json_body`), so the walk's recursion is bounded."""
+    if _has_nul(value):
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+_Text = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_no_nul)]
 _Limit = Annotated[int, Field(ge=1, le=_INT_MAX)]
 
 
@@ -95,7 +114,7 @@ class KeySettings(BaseModel):
     tpm_limit: _Limit | None = None
     max_parallel_requests: _Limit | None = None
     expires_at: Annotated[datetime, BeforeValidator(_iso8601)] | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Annotated[dict[str, Any], AfterValidator(_no_nul)] | None = None
     # Checks every request made with the key runs (README "Guardrails"); null: none.
     guardrails: GuardrailSet | None = None
 

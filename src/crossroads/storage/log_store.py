@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import math
 import os
 import sqlite3
 from collections.abc import Mapping, Sequence
@@ -65,12 +64,19 @@ _COLUMNS: tuple[sa.Column[Any], ...] = tuple(request_log.c[name] for name in _FI
 # How each column's values are made storable (see `storable`), by position in `_FIELDS`.
 _TEXT_INDEXES = tuple(i for i, c in enumerate(_COLUMNS) if isinstance(c.type, sa.Text))
 _JSON_INDEXES = tuple(i for i, c in enumerate(_COLUMNS) if isinstance(c.type, sa.JSON))
-_FLOAT_INDEXES = tuple(i for i, c in enumerate(_COLUMNS) if isinstance(c.type, sa.Float))
-# Integer columns are 32-bit on PostgreSQL, BigInteger ones 64-bit; both 64-bit on SQLite.
-_INT_BOUNDS = tuple(
-    (i, 2**63 - 1 if isinstance(c.type, sa.BigInteger) else 2**31 - 1)
+# The numbers each numeric column holds, alike on both backends: Integer columns are 32-bit
+# on PostgreSQL (BigInteger ones 64-bit, both 64-bit on SQLite), and floats must be finite
+# (SQLite stores NaN as NULL; PostgreSQL keeps it, and JSON has no way to show it) and at
+# most 1e15 in size (USD, milliseconds), so that sums over any number of rows stay finite:
+# PostgreSQL refuses a sum that overflows.
+_MAX_FLOAT = 1e15
+_NUMBER_BOUNDS = tuple(
+    (i, -bound - 1, bound)
     for i, c in enumerate(_COLUMNS)
     if isinstance(c.type, sa.Integer)
+    for bound in [2**63 - 1 if isinstance(c.type, sa.BigInteger) else 2**31 - 1]
+) + tuple(
+    (i, -_MAX_FLOAT, _MAX_FLOAT) for i, c in enumerate(_COLUMNS) if isinstance(c.type, sa.Float)
 )
 _CREATED_AT = _FIELDS.index("created_at")
 # Rows converted between two turns of the event loop: a full batch converted at once held
@@ -89,22 +95,18 @@ def _storable_values(record: LogRecord) -> tuple[list[Any], list[str]]:
     repairs: list[str] = []
     for i in _TEXT_INDEXES:
         value = values[i]
-        if value is not None and "\x00" in value:
+        if value is not None and ("\x00" in value or not value.isascii()):
             values[i] = storable_text(value)
     for i in _JSON_INDEXES:
         if values[i] is not None:
             values[i], problem = storable_json(values[i])
             if problem is not None:
                 repairs.append(f"{_FIELDS[i]} ({problem})")
-    for i, bound in _INT_BOUNDS:
+    for i, low, high in _NUMBER_BOUNDS:
         value = values[i]
-        if value is not None and not -bound - 1 <= value <= bound:
+        if value is not None and not low <= value <= high:
             values[i] = None
             repairs.append(f"{_FIELDS[i]} (out of range)")
-    for i in _FLOAT_INDEXES:
-        value = values[i]
-        if value is not None and not math.isfinite(value):
-            values[i] = None  # SQLite would store NaN as NULL and PostgreSQL keep it
     return values, repairs
 
 

@@ -1,19 +1,20 @@
 """Values every backend stores, and reads back, alike: whatever a request carried.
 
 A log record holds what callers and upstreams sent, so a value may be one no database
-column takes as is. Two cases are known, and both are made storable here rather than
-refused by the database (which lost the record, or stalled the writer retrying it):
+column takes as is. These are made storable here rather than refused by the database
+(which lost the record, or stalled the writer retrying it):
 
 - NUL characters. PostgreSQL's text type cannot hold U+0000, and its `json` type takes
   `\\u0000` but then refuses every operator on that value. NUL becomes U+FFFD (the
   replacement character) on both backends, in text columns and in JSON strings and keys,
-  and in filter values, so a filter finds what was stored.
+  and in filter values, so a filter finds what was stored. So do unpaired surrogates,
+  which no UTF-8 text holds.
 - JSON nested too deeply to be encoded, or encoded but not shown again: the API answers
   with orjson, which stops at 254 levels, and a stored value sits up to four levels down in
   an answer. A value nested more than `MAX_STORED_DEPTH` levels is stored as a short note
   saying why (`{"not_stored": "..."}`), and a value read back that could not be shown (an
   older row, one written by another tool) is shown as such a note instead of failing the
-  whole page.
+  whole page. Integers beyond 64 bits, which orjson cannot encode, are stored as floats.
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ __all__ = [
 ]
 
 # orjson encodes at most 254 levels; an API answer puts a stored value up to 4 levels down
-# (`{"data": [{"metadata": value}]}`), and the padding below checks the bound at no cost.
-MAX_STORED_DEPTH = 250
-_PAD = 254 - MAX_STORED_DEPTH
+# (`{"data": [{"metadata": value}]}`), and encoding it inside 4 lists checks the bound at
+# no cost.
+_PAD = 4
+MAX_STORED_DEPTH = 254 - _PAD
 _NUL = "\x00"
 _ESCAPED_NUL = b"\\u0000"
 _REPLACEMENT = "\ufffd"
@@ -48,57 +50,65 @@ def not_stored(reason: str) -> dict[str, str]:
 
 
 def storable_text(value: str) -> str:
-    """`value` with every NUL replaced by U+FFFD."""
-    return value.replace(_NUL, _REPLACEMENT) if _NUL in value else value
-
-
-def _without_nul(value: Any) -> Any:
-    if isinstance(value, str):
-        return storable_text(value)
-    if isinstance(value, dict):
-        return {
-            storable_text(k) if isinstance(k, str) else k: _without_nul(v) for k, v in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [_without_nul(item) for item in value]
+    """`value` with every NUL, and every unpaired surrogate (which no UTF-8 text can hold),
+    replaced by U+FFFD."""
+    if _NUL in value:
+        value = value.replace(_NUL, _REPLACEMENT)
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     return value
 
 
-def _encode(value: Any) -> bytes:
-    """JSON for `value`, or TypeError/ValueError when it cannot be, or nests too deeply."""
-    padded: Any = value
-    for _ in range(_PAD):
-        padded = [padded]
-    try:
-        # Padded, orjson's own depth limit is exactly MAX_STORED_DEPTH for `value`.
-        return orjson.dumps(padded, option=orjson.OPT_NON_STR_KEYS)[_PAD:-_PAD]
-    except TypeError:
-        pass
-    # What orjson refuses besides depth (an integer beyond 64 bits): the standard library,
-    # checked for depth first (it would recurse until RecursionError) and strict about
-    # NaN, which is not JSON.
-    if isinstance(value, dict | list) and exceeds_depth(value, MAX_STORED_DEPTH):
-        raise ValueError(f"nested more than {MAX_STORED_DEPTH} levels deep")
-    return json.dumps(value, allow_nan=False).encode()
+def _plain(value: Any) -> Any:
+    """`value` with what orjson or a database refuses replaced: text as `storable_text` does,
+    integers beyond 64 bits by floats, keys that are not text by their text. Only for values
+    already known to nest at most `MAX_STORED_DEPTH` levels."""
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, dict):
+        return {storable_text(str(k)): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        return float(value) if abs(value) < 2**1023 else str(value)
+    return value
+
+
+def _padded(value: Any) -> bytes:
+    # Inside 4 lists, orjson's own depth limit is exactly MAX_STORED_DEPTH for `value`.
+    return orjson.dumps([[[[value]]]], option=orjson.OPT_NON_STR_KEYS)[_PAD:-_PAD]
+
+
+def _too_deep(value: Any) -> bool:
+    return isinstance(value, dict | list) and exceeds_depth(value, MAX_STORED_DEPTH)
 
 
 def storable_json(value: Any) -> tuple[str | None, str | None]:
-    """`value` as JSON text any backend stores, and why it had to be replaced, if it was.
+    """`value` as JSON text any backend stores and orjson reads and shows back, and why it
+    had to be replaced, if it was.
 
     Never raises: a value that cannot be stored becomes a `not_stored` note.
     """
     if value is None:
         return None, None
     try:
-        text = _encode(value)
-        if _ESCAPED_NUL in text:
-            text = _encode(_without_nul(value))
-    except (TypeError, ValueError, RecursionError) as error:
-        reason = str(error) or type(error).__name__
-        if isinstance(error, TypeError) and "Recursion limit" in reason:
-            reason = f"nested more than {MAX_STORED_DEPTH} levels deep"
+        # The common case, inlined: it runs for every JSON column of every record.
+        text = orjson.dumps([[[[value]]]], option=orjson.OPT_NON_STR_KEYS)[_PAD:-_PAD]
+    except TypeError:
+        text = _ESCAPED_NUL  # anything else takes the long way below
+    if _ESCAPED_NUL not in text:
+        return text.decode(), None
+    if _too_deep(value):
+        reason = f"nested more than {MAX_STORED_DEPTH} levels deep"
         return orjson.dumps(not_stored(reason)).decode(), reason
-    return text.decode(), None
+    try:
+        return _padded(_plain(value)).decode(), None
+    except (TypeError, ValueError) as error:  # a type JSON has no form for
+        reason = str(error) or type(error).__name__
+        return orjson.dumps(not_stored(reason)).decode(), reason
 
 
 def readable_json(text: str | bytes | None) -> Any:
@@ -109,13 +119,14 @@ def readable_json(text: str | bytes | None) -> Any:
         value = orjson.loads(text)
     except orjson.JSONDecodeError:
         try:
-            value = json.loads(text)  # NaN and other non-standard JSON the stdlib wrote
+            # What another writer may have stored: NaN, integers beyond 64 bits, escaped
+            # unpaired surrogates; made showable below.
+            value = json.loads(text)
         except (ValueError, RecursionError):
             return not_stored("the stored value is not JSON that can be read back")
-    if (
-        isinstance(value, dict | list)
-        and len(text) > 2 * MAX_STORED_DEPTH  # each level takes two characters at least
-        and exceeds_depth(value, MAX_STORED_DEPTH)
-    ):
+    else:
+        if not isinstance(value, dict | list) or len(text) <= 2 * MAX_STORED_DEPTH:
+            return value  # each level takes two characters at least: never too deep
+    if _too_deep(value):
         return not_stored(f"the stored value nests more than {MAX_STORED_DEPTH} levels deep")
-    return value
+    return _plain(value)

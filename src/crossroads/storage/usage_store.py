@@ -59,7 +59,9 @@ async def usage_totals(
         ),
         sa.func.coalesce(sa.func.sum(c.total_tokens).filter(billed), 0).label("total_tokens"),
         sa.func.coalesce(sa.func.sum(c.cached_tokens).filter(billed), 0).label("cached_tokens"),
-        sa.func.coalesce(sa.func.sum(c.cost), 0).label("cost"),
+        # Summed as numeric: PostgreSQL refuses a float sum that overflows, and rows written
+        # before costs were bounded (or by another tool) may hold any float.
+        sa.func.coalesce(sa.func.sum(sa.cast(c.cost, sa.Numeric())), 0).label("cost"),
     ).group_by(group)
     if start is not None:
         statement = statement.where(c.created_at >= start)

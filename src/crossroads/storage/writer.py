@@ -7,8 +7,8 @@ When the database is unavailable the records stay queued and are retried with a 
 backoff; only when more than `max_pending` records wait are the oldest dropped (counted in
 `dropped` and logged). A batch that fails for any other reason than the database being
 unreachable, busy or shutting down is retried record by record, so one bad record cannot
-block the rest. A record refused on its own is stored without its bodies, metadata, extra
-and tags (each replaced by a note saying why; counted in `stripped`), or, if even that is
+block the rest. A record refused on its own is stored without its tags, bodies, metadata
+and extra (those replaced by a note saying why; counted in `stripped`), or, if even that is
 refused for its data, dropped (counted in `rejected`); either is logged once, with its id.
 The writer never retries a record for what it holds, so it never stalls on one: only a
 database that refuses even a stripped record (it is down, or its schema is missing) keeps
@@ -84,11 +84,11 @@ def _is_data_error(error: BaseException) -> bool:
 
 
 def _safe_text(value: Any) -> str | None:
-    """Text any column takes: NULs and unpaired surrogates replaced."""
+    """Text any column takes (see `storable_text`), whatever the value was."""
     if value is None:
         return None
     text = value if isinstance(value, str) else str(value)
-    return storable_text(text.encode("utf-8", "replace").decode("utf-8"))
+    return storable_text(text)
 
 
 def _safe_number(value: Any, kind: type[int] | type[float]) -> Any:
@@ -98,12 +98,12 @@ def _safe_number(value: Any, kind: type[int] | type[float]) -> Any:
     number: float = value
     if kind is int and not -(2**31) <= number < 2**31:
         return None
-    return number if math.isfinite(number) else None
+    return number if math.isfinite(number) and abs(number) <= 1e15 else None
 
 
 def _stripped(record: LogRecord, reason: str) -> LogRecord:
-    """What is kept of a record the database refused: its accounting, without its bodies,
-    metadata, extra or tags (each replaced by a note saying why), its text made safe."""
+    """What is kept of a record the database refused: its accounting, without its tags,
+    bodies, metadata or extra (those replaced by a note saying why), its text made safe."""
     note = not_stored(f"the database refused this record ({reason[:200]})")
     texts: dict[str, Any] = {
         name: _safe_text(getattr(record, name))
