@@ -368,3 +368,38 @@ def test_the_openai_sdk_sees_strict_types_as_bad_requests(served: ServedApp) -> 
             extra_body={"seed": "42"},
         )
     assert caught.value.param == "seed"  # type: ignore[attr-defined]
+
+
+# --- the caller's own timeouts ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("header", ["x-crossroads-timeout", "x-crossroads-attempt-timeout"])
+@pytest.mark.parametrize("value", ["1e-9", "0", "-1", "nan", "inf", "3601", "soon"])
+def test_a_timeout_header_no_upstream_could_meet_is_a_400(
+    served: ServedApp, header: str, value: str
+) -> None:
+    response = httpx.post(
+        f"{served.url}/v1/chat/completions",
+        json={"model": "fixed", "messages": HELLO},
+        headers={"Authorization": f"Bearer {API_KEY}", header: value},
+    )
+    assert_error(response, 400, "invalid_value", header)
+    assert "0.01" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("header", ["x-crossroads-timeout", "x-crossroads-attempt-timeout"])
+def test_timeouts_the_caller_chose_never_open_the_deployments_breaker(
+    served: ServedApp, header: str
+) -> None:
+    """Six requests in a row time out by the caller's own header (the breaker opens after
+    five real failures); the deployment stays closed and answers the next request."""
+    for _ in range(6):
+        response = httpx.post(
+            f"{served.url}/v1/chat/completions",
+            json={"model": "slow", "messages": HELLO},
+            headers={"Authorization": f"Bearer {API_KEY}", header: "0.05"},
+            timeout=30,
+        )
+        assert response.status_code == 504, response.text
+    assert all(state == "closed" for key, state in breaker_states(served).items() if "delay" in key)
+    assert post(served, {"model": "slow", "messages": HELLO}).status_code == 200

@@ -112,6 +112,8 @@ class Preparer:
             deadline=time.monotonic() - (time.perf_counter() - context.received) + timeout,
             attempt_timeout=context.attempt_timeout,
             echo=bool(request.debug and request.debug.echo_upstream_body),
+            caller_deadline=context.timeout is not None
+            and context.timeout < self.route_state.config.timeout,
         )
 
     def _plan(self, request: ChatCompletionRequest, body: dict[str, Any]) -> RoutePlan:

@@ -64,6 +64,8 @@ class Attempts:
     deadline: float  # time.monotonic() by which the request must be answered
     attempt_timeout: float | None  # overrides the deployment's and the config's
     echo: bool = False  # keep the exact upstream bodies (`debug.echo_upstream_body`)
+    # The deadline is the caller's own (`x-crossroads-timeout`), shorter than the config's.
+    caller_deadline: bool = False
     log: list[dict[str, Any]] = field(default_factory=list)  # `routing.attempts`
     bodies: list[dict[str, Any]] = field(default_factory=list)
     chosen: Candidate | None = None
@@ -143,8 +145,15 @@ class Attempts:
                 if remaining <= 0:
                     breaker.release()
                     raise last_error or _deadline_error()
-                timeout = self.attempt_timeout or candidate.deployment.attempt_timeout
-                timeout = min(timeout or config.attempt_timeout or remaining, remaining)
+                operator = candidate.deployment.attempt_timeout or config.attempt_timeout
+                timeout = min(self.attempt_timeout or operator or remaining, remaining)
+                # A timeout the caller chose (shorter than the operator's) says nothing
+                # about the deployment: it must not count against it.
+                caller_bound = (
+                    self.attempt_timeout is not None
+                    and timeout == self.attempt_timeout
+                    and (operator is None or self.attempt_timeout < operator)
+                ) or (self.caller_deadline and timeout == remaining)
                 self.last = candidate
                 started = time.perf_counter()
                 try:
@@ -176,7 +185,9 @@ class Attempts:
                     caller_key=self.request.openai_api_key is not None,
                 )
                 self._note(candidate, error.status, mapped.code, latency_ms)
-                if counts_against_deployment(error):
+                if counts_against_deployment(error) and not (
+                    error.failure == "timeout" and caller_bound
+                ):
                     breaker.on_failure()
                     self.state.stats.record(
                         candidate.deployment.key,

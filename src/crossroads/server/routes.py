@@ -72,6 +72,11 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(parts)
 
 
+# The shortest timeout a caller may ask for: anything shorter cannot be met by any upstream
+# and only measures the gateway's own scheduling.
+_MIN_TIMEOUT_S = 0.01
+
+
 def _seconds_header(headers: Any, name: str) -> float | None:
     """A positive number of seconds from header `name`, or None when it is absent."""
     value = headers.get(name)
@@ -81,9 +86,10 @@ def _seconds_header(headers: Any, name: str) -> float | None:
         seconds = float(value)
     except ValueError:
         seconds = 0.0
-    if not 0 < seconds <= 3600 or seconds != seconds:
+    if not _MIN_TIMEOUT_S <= seconds <= 3600 or seconds != seconds:
         raise bad_request(
-            f"Header '{name}' must be a number of seconds between 0 and 3600, got {value!r}.",
+            f"Header '{name}' must be a number of seconds from {_MIN_TIMEOUT_S} to 3600, "
+            f"got {value!r}.",
             param=name,
             code="invalid_value",
         )
