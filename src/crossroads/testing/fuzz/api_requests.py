@@ -58,13 +58,14 @@ def _text(rng: random.Random) -> str:
     return rng.choice(("", "x", "openai-echo", hostile_string(rng), "a" * 5000))
 
 
+def _encoded(text: str) -> str:
+    return quote(text.encode("utf-8", "surrogatepass"))
+
+
 def _query(params: list[tuple[str, str]], rng: random.Random) -> bytes:
     """Percent-encoded (usually) or raw UTF-8 (sometimes) query text."""
     if rng.random() < 0.85:
-        return "&".join(
-            f"{quote(k.encode('utf-8', 'surrogatepass'))}={quote(v.encode('utf-8', 'surrogatepass'))}"
-            for k, v in params
-        ).encode()
+        return "&".join(f"{_encoded(k)}={_encoded(v)}" for k, v in params).encode()
     raw = "&".join(f"{k}={v}" for k, v in params)
     return raw.replace(" ", "%20").replace("#", "%23").encode("utf-8", "surrogatepass")
 
@@ -170,8 +171,9 @@ def _admin(rng: random.Random) -> ApiRequest:
     if kind == 2:
         # `{victim}` is replaced by the runner with a key made for this purpose, never the
         # key the chat requests use.
-        target = rng.choice(("/admin/keys/{victim}", "/admin/keys/" + quote(hostile_string(rng))))
-        return "admin_update", "PATCH", target.encode(), _key_body(rng), "master"
+        hostile = quote(hostile_string(rng).encode("utf-8", "surrogatepass"), safe="")
+        path = rng.choice(("/admin/keys/{victim}", "/admin/keys/" + hostile))
+        return "admin_update", "PATCH", path.encode(), _key_body(rng), "master"
     if kind == 3:
         params = []
         if rng.random() < 0.7:

@@ -76,7 +76,7 @@ NUMERIC = (
     "max_cost",
     "willingness_to_pay",
 )
-TOOL = {
+TOOL: dict[str, Any] = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -88,7 +88,10 @@ TOOL = {
         },
     },
 }
-IMAGE = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg=="
+IMAGE = (
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4Dw"
+    "ABBAEAwS2OUAAAAABJRU5ErkJggg=="
+)
 
 
 def base_body(rng: random.Random) -> dict[str, Any]:

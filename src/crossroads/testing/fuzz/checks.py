@@ -46,7 +46,7 @@ async def _call(
     if body is not None:
         raw = orjson.dumps(body)
         sent.append((b"Content-Type", b"application/json"))
-    return await exchange(stage.port, method, target.encode(), sent, raw, timeout=60)
+    return await exchange(stage.port, method, target.encode(), sent, raw, limit_s=60)
 
 
 def _json(reply: Reply) -> Any:

@@ -112,7 +112,7 @@ async def exchange(
     headers: list[tuple[bytes, bytes]],
     body: bytes | None,
     *,
-    timeout: float = 120.0,
+    limit_s: float = 120.0,
 ) -> Reply:
     """Send one request to 127.0.0.1:`port` exactly as given and read the whole answer."""
     head = [
@@ -125,7 +125,7 @@ async def exchange(
         head.append(b"Content-Length: " + str(len(body)).encode())
     request = b"\r\n".join(head) + b"\r\n\r\n" + (body or b"")
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(limit_s):
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             try:
                 raw = await _talk(reader, writer, request)
