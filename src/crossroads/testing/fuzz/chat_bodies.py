@@ -229,10 +229,18 @@ def _unicode(rng: random.Random, body: dict[str, Any], headers: Headers) -> Any:
     return body
 
 
+def _first_messages(body: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The body's messages when an earlier mutation left them a list of objects."""
+    messages = body.get("messages")
+    if isinstance(messages, list) and messages and all(isinstance(m, dict) for m in messages):
+        return messages
+    return None
+
+
 def _huge(rng: random.Random, body: dict[str, Any], headers: Headers) -> Any:
     choice = rng.randrange(7)
-    if choice == 0:
-        body["messages"][-1]["content"] = huge_string(rng)
+    if choice == 0 and (messages := _first_messages(body)):
+        messages[-1]["content"] = huge_string(rng)
     elif choice == 1:
         body["messages"] = huge_array(rng, {"role": "user", "content": "hi"})
     elif choice == 2:
@@ -258,8 +266,8 @@ def _odd_number(rng: random.Random, body: dict[str, Any], headers: Headers) -> A
             body["logit_bias"] = {"50256": odd_number(rng)}
         elif place < 0.95:
             body["provider"] = {"max_price": {"prompt": odd_number(rng)}}
-        else:
-            body["messages"][0]["content"] = odd_number(rng)
+        elif messages := _first_messages(body):
+            messages[0]["content"] = odd_number(rng)
     return body
 
 
@@ -347,12 +355,12 @@ def _structure(rng: random.Random, body: dict[str, Any], headers: Headers) -> An
         return encode(body, rng)[:-1] + b',"model":"openai-echo","model":"nope"}'
     if kind == 4:
         body["messages"] = rng.choice(([], {}, [[]], [{}], [None], "hi"))
-    elif kind == 5:
-        body["messages"][0] = {
+    elif kind == 5 and (messages := _first_messages(body)):
+        messages[0] = {
             "role": rng.choice(("robot", "", None, "tool", "function", "assistant"))
         }
-    elif kind == 6:
-        body["messages"][0]["content"] = [
+    elif kind == 6 and (messages := _first_messages(body)):
+        messages[0]["content"] = [
             rng.choice(
                 (
                     {"type": "unknown"},
