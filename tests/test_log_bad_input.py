@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from crossroads.server.auth import MASTER_KEY_ENV
 from crossroads.server.log_query import MAX_JSON_FILTERS
 from crossroads.storage.records import LogRecord, new_log_id
-from crossroads.storage.storable import MAX_STORED_DEPTH
+from crossroads.storage.storable import MAX_INDEXED_TEXT, MAX_STORED_DEPTH
 from crossroads.storage.writer import LogWriter
 from crossroads.testing.fake_openai import FakeOpenAI
 from crossroads.testing.server import ServedApp
@@ -254,6 +254,37 @@ def test_a_record_the_database_refuses_is_stored_stripped_and_the_batch_kept(
         assert record(served, neighbour.id)["user"] == neighbour.user
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len([r for r in errors if refused.id in r.getMessage()]) == 1
+
+
+def test_an_overlong_indexed_value_is_cut_and_nothing_stalls(
+    served: ServedApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    # PostgreSQL refuses an index row over 2,704 bytes: a 5,000-character session id (a
+    # request answered 400 for it still has its record) once stalled the writer for good.
+    long_session = "word " * 1000
+    long = a_record(session_id=long_session, model_requested="m" * 3000, user="long")
+    after = a_record(user="after-long")
+    submit(served, long, after)
+    with caplog.at_level(logging.WARNING, logger="crossroads.storage"):
+        flush_log(served)
+    assert writer(served).pending == 0
+    stored = record(served, long.id)
+    assert stored["session_id"] == long_session[:MAX_INDEXED_TEXT]
+    assert stored["model_requested"] == "m" * MAX_INDEXED_TEXT
+    assert record(served, after.id)["user"] == "after-long"
+    # A filter longer than the cut matches what was kept.
+    assert listed_ids(served, f"session_id={quote(long_session[:700])}") == [long.id]
+    rejected = served.url + "/v1/chat/completions"
+    response = httpx.post(
+        rejected,
+        json={"model": "echo", "messages": HELLO, "session_id": long_session},
+        headers=_auth(),
+        timeout=30,
+    )
+    assert_error(response, 400, "invalid_value", "session_id")
+    flush_log(served)
+    assert writer(served).pending == 0
+    assert record(served, response.headers["x-crossroads-log-id"])["status_code"] == 400
 
 
 def test_a_record_refused_even_stripped_is_dropped_with_one_error_and_nothing_stalls(
@@ -655,6 +686,14 @@ def test_a_nul_in_a_key_setting_is_a_400_on_create_and_update(
     patched = _admin("PATCH", f"{served.url}/admin/keys/{made.json()['id']}", json=body)
     assert_error(patched, 400, "invalid_value", param)
     assert _admin("GET", f"{served.url}/admin/keys").status_code == 200
+
+
+@pytest.mark.parametrize("key_id", ["hello\u0000", "\ud800x"])
+def test_a_key_id_no_store_can_hold_is_a_404(served: ServedApp, key_id: str) -> None:
+    path = f"{served.url}/admin/keys/{quote(key_id.encode('utf-8', 'surrogatepass'))}"
+    for method, body in (("GET", None), ("PATCH", {"name": "x"}), ("DELETE", None)):
+        response = _admin(method, path, json=body) if body else _admin(method, path)
+        assert_error(response, 404, "key_not_found")
 
 
 # --- mutated queries --------------------------------------------------------------------------

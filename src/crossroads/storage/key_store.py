@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from crossroads.storage.migrate import upgrade
 from crossroads.storage.schema import virtual_keys
-from crossroads.storage.storable import not_stored, readable_json
+from crossroads.storage.storable import not_stored, readable_json, storable_text
 
 __all__ = [
     "BUDGET_PERIODS",
@@ -191,7 +191,7 @@ class KeyStore:
         return _to_record(row, stored=False), secret
 
     async def get(self, id: str) -> VirtualKey | None:
-        return await self._one(virtual_keys.c.id == id)
+        return await self._one(virtual_keys.c.id == storable_text(id))
 
     async def find_by_secret(self, secret: str) -> VirtualKey | None:
         """The key whose secret this is, whatever its status; None for no key at all."""
@@ -207,7 +207,7 @@ class KeyStore:
         c = virtual_keys.c
         conditions: list[sa.ColumnElement[bool]] = []
         if team is not None:
-            conditions.append(c.team == team)
+            conditions.append(c.team == storable_text(team))
         if not include_revoked:
             conditions.append(c.revoked_at.is_(None))
         statement = sa.select(*_SELECTED).where(*conditions).order_by(c.created_at, c.id)
@@ -221,6 +221,7 @@ class KeyStore:
         Revoked keys can still be updated (their metadata, say); it does not revive them.
         """
         values = _to_values(settings)
+        id = storable_text(id)  # a NUL or lone surrogate: no such key, not a store failure
         async with self._engine.begin() as connection:
             if values:
                 values["updated_at"] = datetime.now(UTC)
@@ -231,6 +232,7 @@ class KeyStore:
     async def revoke(self, id: str) -> VirtualKey | None:
         """Revoke the key for good; revoking again keeps the first `revoked_at`."""
         c = virtual_keys.c
+        id = storable_text(id)
         now = datetime.now(UTC)
         async with self._engine.begin() as connection:
             await connection.execute(

@@ -26,7 +26,13 @@ from crossroads.storage.database import configure_sqlite, sqlite_file
 from crossroads.storage.migrate import upgrade
 from crossroads.storage.records import LogRecord
 from crossroads.storage.schema import request_log
-from crossroads.storage.storable import readable_json, storable_json, storable_text
+from crossroads.storage.storable import (
+    MAX_INDEXED_TEXT,
+    indexed_text,
+    readable_json,
+    storable_json,
+    storable_text,
+)
 
 __all__ = [
     "MAX_FILTER_KEY",
@@ -63,6 +69,12 @@ _COLUMNS: tuple[sa.Column[Any], ...] = tuple(request_log.c[name] for name in _FI
 
 # How each column's values are made storable (see `storable`), by position in `_FIELDS`.
 _TEXT_INDEXES = tuple(i for i, c in enumerate(_COLUMNS) if isinstance(c.type, sa.Text))
+# Text columns in an index (see `indexed_text`): longer values are cut, not refused.
+_INDEXED_TEXT = tuple(
+    i
+    for i, c in enumerate(_COLUMNS)
+    if isinstance(c.type, sa.Text) and any(c.name in index.columns for index in request_log.indexes)
+)
 _JSON_INDEXES = tuple(i for i, c in enumerate(_COLUMNS) if isinstance(c.type, sa.JSON))
 # The numbers each numeric column holds, alike on both backends: Integer columns are 32-bit
 # on PostgreSQL (BigInteger ones 64-bit, both 64-bit on SQLite), and floats must be finite
@@ -97,6 +109,11 @@ def _storable_values(record: LogRecord) -> tuple[list[Any], list[str]]:
         value = values[i]
         if value is not None and ("\x00" in value or not value.isascii()):
             values[i] = storable_text(value)
+    for i in _INDEXED_TEXT:
+        value = values[i]
+        if value is not None and len(value) > MAX_INDEXED_TEXT:
+            values[i] = indexed_text(value)
+            repairs.append(f"{_FIELDS[i]} beyond {MAX_INDEXED_TEXT} characters")
     for i in _JSON_INDEXES:
         if values[i] is not None:
             values[i], problem = storable_json(values[i])
@@ -350,7 +367,7 @@ class LogStore:
         if end is not None:
             conditions.append(c.created_at < end)
         if model is not None:
-            conditions.append(c.model_requested == storable_text(model))
+            conditions.append(c.model_requested == indexed_text(model))
         if status == "ok":
             conditions.append(c.status_code < 400)
         elif status == "error":
@@ -360,11 +377,11 @@ class LogStore:
         elif status is not None:
             raise ValueError(f"status must be an int, 'ok' or 'error', got {status!r}")
         if session_id is not None:
-            conditions.append(c.session_id == storable_text(session_id))
+            conditions.append(c.session_id == indexed_text(session_id))
         if user is not None:
             conditions.append(c.user == storable_text(user))
         if key_id is not None:
-            conditions.append(c.key_id == key_id)
+            conditions.append(c.key_id == indexed_text(key_id))
         for tag in tags:
             conditions.append(_has_tag(dialect, c.tags, storable_text(tag)))
         for column, pairs in ((c["metadata"], metadata), (c.extra, extra)):

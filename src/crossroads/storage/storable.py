@@ -62,6 +62,19 @@ def storable_text(value: str) -> str:
     return value
 
 
+# Characters of an indexed text column a row keeps: at most 4 bytes each in UTF-8, so 512
+# stay under PostgreSQL's B-tree limit of 2,704 bytes per index row (a longer value makes
+# the database refuse the whole row), and no real session id, key id or model name is
+# longer.
+MAX_INDEXED_TEXT = 512
+
+
+def indexed_text(value: str) -> str:
+    """`value` as an indexed text column stores it (and a filter on it must match it):
+    storable, and cut to `MAX_INDEXED_TEXT` characters."""
+    return storable_text(value)[:MAX_INDEXED_TEXT]
+
+
 def _plain(value: Any) -> Any:
     """`value` with what orjson or a database refuses replaced: text as `storable_text` does,
     integers beyond 64 bits by floats, keys that are not text by their text. Only for values

@@ -72,9 +72,10 @@ def _is_data_error(error: BaseException) -> bool:
     if isinstance(error, sqlite3.IntegrityError | sqlite3.DataError | sqlite3.InterfaceError):
         return True
     if isinstance(error, sa_exc.DBAPIError):
-        # SQLSTATE classes 22 (data exception) and 23 (integrity constraint violation).
+        # SQLSTATE classes 22 (data exception), 23 (integrity constraint violation) and 54
+        # (program limit exceeded: a value too large for an index row, say).
         code = _sqlstate(error)
-        return code is not None and code[:2] in {"22", "23"}
+        return code is not None and code[:2] in {"22", "23", "54"}
     # A parameter could not be converted or encoded (a value too deep, too large, or of a
     # type no column takes).
     return isinstance(
