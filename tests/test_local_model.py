@@ -1,7 +1,8 @@
 """The embedded llama.cpp engine through the real gateway, with the OpenAI SDK as client.
 
 One gateway serves the default Gemma 3 270M twice: `local` (4 slots, as users get it) and
-`local-1` (1 slot, to show that a client hanging up frees its slot).
+`local-1` (1 slot, to show that a client hanging up frees its slot; answers capped at 6
+tokens unless a request says otherwise).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def local_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedAp
                     "threads": 2,
                     "parallel": 1,
                     "context_size": 2048,
+                    "default_max_tokens": 6,
                 },
             },
             "models": {
@@ -400,6 +402,34 @@ def test_what_the_engine_cannot_take_in_a_message_is_400_unsupported(
         chat(sdk, **kwargs)
     assert caught.value.code == "unsupported_parameter"
     assert caught.value.param == param
+
+
+def test_an_answer_without_max_tokens_stops_at_the_default_cap(sdk: OpenAI) -> None:
+    """A request without max_tokens gets `default_max_tokens` (256 unless configured), not
+    an answer that runs until the context is full."""
+    never_stops = {"ignore_eos": True}  # a llama.cpp option: the model never ends on its own
+    capped = sdk.chat.completions.create(model="local", messages=HELLO, extra_body=never_stops)
+    assert capped.usage.completion_tokens == 256
+    assert capped.choices[0].finish_reason == "length"
+    configured = sdk.chat.completions.create(
+        model="local-1", messages=HELLO, extra_body=never_stops
+    )
+    assert configured.usage.completion_tokens == 6
+    streamed = list(
+        sdk.chat.completions.create(
+            model="local-1",
+            messages=HELLO,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_body=never_stops,
+        )
+    )
+    assert streamed[-1].usage.completion_tokens == 6
+    for limit in ({"max_tokens": 9}, {"max_completion_tokens": 9}):  # the caller's own wins
+        asked = sdk.chat.completions.create(
+            model="local-1", messages=HELLO, extra_body={**never_stops, **limit}
+        )
+        assert asked.usage.completion_tokens == 9
 
 
 def test_a_client_that_hangs_up_frees_its_slot(local_gateway: ServedApp, sdk: OpenAI) -> None:
