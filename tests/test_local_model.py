@@ -404,6 +404,24 @@ def test_what_the_engine_cannot_take_in_a_message_is_400_unsupported(
     assert caught.value.param == param
 
 
+def test_every_part_the_engine_cannot_take_is_named_at_once(sdk: OpenAI) -> None:
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    text = {"type": "text", "text": "What is this?"}
+    messages = [
+        {"role": "user", "content": [text, image]},
+        {"role": "assistant", "content": "A picture."},
+        {"role": "user", "content": [image, text, image]},
+    ]
+    with pytest.raises(openai.BadRequestError) as caught:
+        chat(sdk, messages=messages)
+    assert caught.value.code == "unsupported_parameter"
+    assert caught.value.param == "messages[0].content[1]"
+    message = caught.value.response.json()["error"]["message"]
+    for path in ("messages[0].content[1]", "messages[2].content[0]", "messages[2].content[2]"):
+        assert f"'{path}'" in message, message
+    assert "messages[2].content[1]" not in message
+
+
 def test_an_answer_without_max_tokens_stops_at_the_default_cap(sdk: OpenAI) -> None:
     """A request without max_tokens gets `default_max_tokens` (256 unless configured), not
     an answer that runs until the context is full."""
