@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from crossroads.environ import CONFIG_ENV
+from crossroads.config_file import find_config_file
 from crossroads.guardrails.config import GuardrailSet
 from crossroads.providers.registry import validate_provider_config
 from crossroads.providers.settings import HttpProviderConfig, ProviderConfig
@@ -54,7 +54,6 @@ __all__ = [
     "resolve_secret",
 ]
 
-DEFAULT_CONFIG_NAME = "crossroads.toml"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -456,13 +455,3 @@ def load_config(path: str | Path) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"not valid TOML: {exc}"], str(path)) from None
     return parse_config(data, str(path))
-
-
-def find_config_file(explicit: str | Path | None = None) -> Path | None:
-    """`--config`, else `$CROSSROADS_CONFIG`, else `./crossroads.toml` if it exists."""
-    if explicit:
-        return Path(explicit)
-    if env := os.environ.get(CONFIG_ENV):
-        return Path(env)
-    local = Path.cwd() / DEFAULT_CONFIG_NAME
-    return local if local.is_file() else None
