@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint format bench-overhead bench-local bench-translation bench-chaos bench-gateway bench-router clean
+.PHONY: serve test test-fast lint format bench-overhead bench-local bench-translation bench-chaos bench-gateway bench-router clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ serve: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest $(ARGS)
+
+# Everything but the tests that run the embedded engine (marker `engine`): for quick rounds
+# while developing; `make test` and CI run them all.
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not engine" $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

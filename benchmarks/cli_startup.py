@@ -4,11 +4,17 @@ The command line is run as users run it: a fresh `crossroads` process per call, 
 config file whose request log is a SQLite file that already exists (migrated by a first
 call). Commands that need a running gateway (`keys list`, `chat`) are pointed at a closed
 port, so they measure everything up to the connection attempt. Each command runs
-`--runs` times; the table gives the fastest and the median wall time, and how many
-modules the process had imported (`python -X importtime`), which is what start-up time
-is made of.
+`--runs` times; the table gives the fastest and the median wall time, the median CPU time
+(user + system: what the command costs, nearly the same on a machine busy with other work,
+where the wall time also counts waiting for a core), and how many modules the process had
+imported (`python -X importtime`), which is what start-up time is made of.
 
-    python benchmarks/cli_startup.py [--runs 7]
+With `--baseline SRC` (another checkout's `src` directory, e.g. from `git archive`) every
+command is also run from that source tree, the two runs of each command alternating so both
+see the same machine load, and the table gives the ratio of medians (this tree / baseline).
+The floor is a Python that imports nothing: no command can start faster.
+
+    python benchmarks/cli_startup.py [--runs 7] [--baseline /tmp/before/src]
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import socket
 import statistics
 import subprocess
@@ -75,39 +82,89 @@ def _modules(args: list[str], env: dict[str, str]) -> int:
     return sum(1 for line in done.stderr.splitlines() if line.startswith("import time:")) - 1
 
 
-def measure(runs: int) -> dict[str, Any]:
+def _timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds, and CPU seconds (user + system) of the child: on a machine busy with
+    other work the wall time includes waiting for a core, the CPU time hardly changes."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    subprocess.run(argv, env=env, capture_output=True)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def _row(times: list[tuple[float, float]], modules: int) -> dict[str, Any]:
+    walls = [wall for wall, _ in times]
+    return {
+        "min_s": round(min(walls), 3),
+        "median_s": round(statistics.median(walls), 3),
+        "cpu_median_s": round(statistics.median(cpu for _, cpu in times), 3),
+        "modules": modules,
+    }
+
+
+def measure(runs: int, baseline: Path | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         config = _config(directory)
         env = {**os.environ, "HOME": tmp, "XDG_DATA_HOME": tmp, "NO_COLOR": "1"}
         env.pop("CROSSROADS_CONFIG", None)
-        subprocess.run(  # the first call creates and migrates the request log
-            [str(CROSSROADS), "logs", "--config", str(config)], env=env, capture_output=True
-        )
-        rows = {}
+        variants = {"this": env}
+        if baseline is not None:
+            variants["baseline"] = {**env, "PYTHONPATH": str(baseline)}
+        for variant in variants.values():  # the first call creates and migrates the log
+            subprocess.run(
+                [str(CROSSROADS), "logs", "--config", str(config)], env=variant, capture_output=True
+            )
+        floor = [_timed([sys.executable, "-c", "pass"], env) for _ in range(runs)]
+        rows: dict[str, Any] = {"(python, nothing imported)": {"this": _row(floor, 0)}}
         for name, args in _commands(config).items():
-            times = []
+            times: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
             for _ in range(runs):
-                started = time.perf_counter()
-                subprocess.run([str(CROSSROADS), *args], env=env, capture_output=True)
-                times.append(time.perf_counter() - started)
+                for variant, variant_env in variants.items():
+                    times[variant].append(_timed([str(CROSSROADS), *args], variant_env))
             rows[name] = {
-                "min_s": round(min(times), 3),
-                "median_s": round(statistics.median(times), 3),
-                "modules": _modules(args, env),
+                variant: _row(times[variant], _modules(args, variants[variant]))
+                for variant in variants
             }
+            if baseline is not None:
+                rows[name]["ratio_median"] = round(
+                    rows[name]["this"]["median_s"] / rows[name]["baseline"]["median_s"], 2
+                )
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--baseline", type=Path, help="a src/ directory to compare with")
     parser.add_argument("--out", type=Path, default=RESULTS / "cli_startup.json")
     args = parser.parse_args()
-    rows = measure(args.runs)
-    print(f"{'command':<26} {'min s':>7} {'median s':>9} {'modules':>8}")
+    load_before = os.getloadavg()[0]
+    rows = measure(args.runs, args.baseline)
+    print(
+        f"{'command':<28} {'min s':>7} {'median s':>9} {'cpu s':>7} {'modules':>8}"
+        + (
+            f" {'base median':>12} {'base cpu':>9} {'base mods':>10} {'ratio':>6}"
+            if args.baseline
+            else ""
+        )
+    )
     for name, row in rows.items():
-        print(f"{name:<26} {row['min_s']:>7.3f} {row['median_s']:>9.3f} {row['modules']:>8}")
+        this = row["this"]
+        line = (
+            f"{name:<28} {this['min_s']:>7.3f} {this['median_s']:>9.3f} "
+            f"{this['cpu_median_s']:>7.3f} {this['modules']:>8}"
+        )
+        if "baseline" in row:
+            base = row["baseline"]
+            line += (
+                f" {base['median_s']:>12.3f} {base['cpu_median_s']:>9.3f} {base['modules']:>10}"
+                f" {row['ratio_median']:>6.2f}"
+            )
+        print(line)
+    print(f"load average (1 min) before/after: {load_before:.2f}/{os.getloadavg()[0]:.2f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(
@@ -115,7 +172,8 @@ def main() -> None:
                 "runs": args.runs,
                 "python": platform.python_version(),
                 "cpus": os.cpu_count(),
-                "load_average_1m": round(os.getloadavg()[0], 2),
+                "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+                "baseline": str(args.baseline) if args.baseline else None,
                 "commands": rows,
             },
             indent=2,

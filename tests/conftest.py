@@ -56,6 +56,30 @@ BEHAVIOURS = {
 PRICE = {"input": 2.0, "output": 8.0, "cached_input": 0.5}
 
 
+# Seconds one engine test may take, its fixtures' set-up included (loading the model, the
+# module's gateway): minutes on a busy 2-core machine, where the default 120 s is not enough.
+ENGINE_TIMEOUT = 900
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Engine tests get ENGINE_TIMEOUT unless they set their own; a test that uses the
+    `engine` fixture below without the `engine` marker is refused, so `-m "not engine"`
+    (`make test-fast`) never loads the model by surprise."""
+    unmarked = []
+    for item in items:
+        marked = item.get_closest_marker("engine") is not None
+        if marked and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(ENGINE_TIMEOUT))
+        definitions = getattr(item, "_fixtureinfo", None)
+        defs = definitions.name2fixturedefs.get("engine", ()) if definitions else ()
+        if not marked and defs and defs[-1].func.__module__ == __name__:
+            unmarked.append(item.nodeid)
+    if unmarked:
+        raise pytest.UsageError(
+            "tests that drive the embedded engine need @pytest.mark.engine: " + ", ".join(unmarked)
+        )
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def engine() -> AsyncIterator[LlamaEngine]:
     """The default GGUF on the embedded engine, loaded once for every test that drives it."""

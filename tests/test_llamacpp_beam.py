@@ -312,11 +312,13 @@ async def chat_greedy(
     return await engine.call("handle_chat_completions", {**body, "top_logprobs": 1})
 
 
+@pytest.mark.engine
 async def test_engine_eos_ids(eos_ids: frozenset[int]) -> None:
     # <eos>, <end_of_turn>, and "</s>" (id 212), which llama.cpp also treats as end-of-generation.
     assert eos_ids == {1, 106, 212}
 
 
+@pytest.mark.engine
 async def test_step_logprobs_are_full_softmax_and_prompt_matches_chat(engine: LlamaEngine) -> None:
     prompt_ids = await engine_prompt(engine, SAY_HI)
     assert prompt_ids[0] == 2  # BOS
@@ -349,6 +351,7 @@ async def test_step_logprobs_are_full_softmax_and_prompt_matches_chat(engine: Ll
     assert step[0].piece == bytes(chosen[2]["bytes"])
 
 
+@pytest.mark.engine
 @pytest.mark.parametrize("messages", [SAY_HI, SKY])
 async def test_engine_width_one_is_greedy(
     engine: LlamaEngine, eos_ids: frozenset[int], messages: list[dict[str, Any]]
@@ -370,6 +373,7 @@ async def test_engine_width_one_is_greedy(
     assert beam.finish_reason == chat["choices"][0]["finish_reason"] == "length"
 
 
+@pytest.mark.engine
 @pytest.mark.parametrize("messages", [SAY_HI, SKY])
 async def test_engine_best_beam_scores_at_least_greedy(
     engine: LlamaEngine, eos_ids: frozenset[int], messages: list[dict[str, Any]]
@@ -396,6 +400,7 @@ async def test_engine_best_beam_scores_at_least_greedy(
     assert usage["completion_tokens"] == sum(len(b.tokens) for b in beams)
 
 
+@pytest.mark.engine
 async def test_engine_early_stopping(engine: LlamaEngine, eos_ids: frozenset[int]) -> None:
     # The newline ends hypotheses too (this model rarely ends a turn within 10 tokens), and a
     # strong length penalty makes the hypotheses found after the first three worth waiting for.
@@ -419,6 +424,7 @@ async def test_engine_early_stopping(engine: LlamaEngine, eos_ids: frozenset[int
     assert len(results[True][0].tokens) < len(results["never"][0].tokens)
 
 
+@pytest.mark.engine
 @pytest.mark.parametrize("messages", [SAY_HI, HELLO])
 async def test_engine_length_penalty(
     engine: LlamaEngine, eos_ids: frozenset[int], messages: list[dict[str, Any]]
@@ -442,6 +448,7 @@ async def test_engine_length_penalty(
     assert lengths == sorted(lengths) and lengths[0] < lengths[-1]
 
 
+@pytest.mark.engine
 async def test_engine_stop_string(engine: LlamaEngine, eos_ids: frozenset[int]) -> None:
     beams = await engine_beam_search(
         engine,
@@ -458,6 +465,7 @@ async def test_engine_stop_string(engine: LlamaEngine, eos_ids: frozenset[int]) 
     assert beams[0].text == "Is the sky blue"
 
 
+@pytest.mark.engine
 @pytest.mark.parametrize("width", [1, 2, 4])
 async def test_engine_step_latency(engine: LlamaEngine, width: int) -> None:
     prompt_ids = await engine_prompt(engine, SAY_HI)

@@ -362,6 +362,7 @@ async def generate(
     return content
 
 
+@pytest.mark.engine
 async def test_json_schemas_are_enforced(engine: LlamaEngine) -> None:
     cases = [
         ({"guided_json": PERSON}, PERSON, "Describe a person as JSON.", 1),
@@ -391,6 +392,7 @@ async def test_json_schemas_are_enforced(engine: LlamaEngine) -> None:
             assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", value["day"]), value
 
 
+@pytest.mark.engine
 async def test_json_object_is_enforced(engine: LlamaEngine) -> None:
     # Any object is allowed, so nothing bounds its length; without an example this model
     # runs to max_tokens about a third of the time. With one, it answers briefly.
@@ -405,6 +407,7 @@ async def test_json_object_is_enforced(engine: LlamaEngine) -> None:
         assert isinstance(json.loads(output), dict)
 
 
+@pytest.mark.engine
 async def test_regexes_are_enforced(engine: LlamaEngine) -> None:
     patterns = [
         (r"^[A-Z]{3}-\d{3,4}$", "A ticket code:"),
@@ -421,6 +424,7 @@ async def test_regexes_are_enforced(engine: LlamaEngine) -> None:
         assert re.fullmatch(pattern, output), (pattern, output)
 
 
+@pytest.mark.engine
 async def test_choices_and_grammars_are_enforced(engine: LlamaEngine) -> None:
     runs = [
         ({"guided_choice": CHOICES}, "Pick one.", 1),

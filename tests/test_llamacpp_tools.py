@@ -276,6 +276,7 @@ async def complete(
     return content, calls, choice["finish_reason"]
 
 
+@pytest.mark.engine
 async def test_rewritten_conversation_renders_in_the_gemma_template(engine: LlamaEngine) -> None:
     rendered = await engine.http("/apply-template", {"messages": tool_messages(HISTORY, TOOLS)})
     prompt = rendered["prompt"]
@@ -285,6 +286,7 @@ async def test_rewritten_conversation_renders_in_the_gemma_template(engine: Llam
     assert prompt.endswith("<start_of_turn>model\n")
 
 
+@pytest.mark.engine
 async def test_required_and_named_calls_are_valid(engine: LlamaEngine) -> None:
     ask = [{"role": "user", "content": "What is the weather in Oslo?"}]
     named = {"type": "function", "function": {"name": "get_time"}}
@@ -299,6 +301,7 @@ async def test_required_and_named_calls_are_valid(engine: LlamaEngine) -> None:
             valid_call(call, set(SCHEMAS) if choice == "required" else {"get_time"})
 
 
+@pytest.mark.engine
 async def test_parallel_calls_are_valid(engine: LlamaEngine) -> None:
     ask = [{"role": "user", "content": "Weather and time in Oslo and in Rome?"}]
     content, calls, finish = await complete(engine, ask, "required", True, 5, 160)
@@ -309,6 +312,7 @@ async def test_parallel_calls_are_valid(engine: LlamaEngine) -> None:
         assert content is None
 
 
+@pytest.mark.engine
 async def test_multi_turn_conversation_completes(engine: LlamaEngine) -> None:
     runs = [("auto", True, 6), ("auto", True, 7), ("required", True, 8), ("none", True, 9)]
     results = await asyncio.gather(*(complete(engine, HISTORY, c, p, s) for c, p, s in runs))

@@ -1,7 +1,8 @@
 """The embedded llama.cpp engine through the real gateway, with the OpenAI SDK as client.
 
 One gateway serves the default Gemma 3 270M twice: `local` (4 slots, as users get it) and
-`local-1` (1 slot, to show that a client hanging up frees its slot).
+`local-1` (1 slot, to show that a client hanging up frees its slot; answers capped at 6
+tokens unless a request says otherwise).
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from crossroads.server import create_app
 from crossroads.testing.server import ServedApp, serve_in_thread
 from tests.conftest import API_KEY
 
+pytestmark = pytest.mark.engine
+
 HELLO = [{"role": "user", "content": "Write one sentence about the sea."}]
 
 
-def _wait_ready(served: ServedApp, timeout: float = 120) -> None:
+def _wait_ready(served: ServedApp, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while httpx.get(f"{served.url}/ready").status_code != 200:
         assert time.monotonic() < deadline, httpx.get(f"{served.url}/ready").text
@@ -47,6 +50,7 @@ def local_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedAp
                     "threads": 2,
                     "parallel": 1,
                     "context_size": 2048,
+                    "default_max_tokens": 6,
                 },
             },
             "models": {
@@ -402,11 +406,61 @@ def test_what_the_engine_cannot_take_in_a_message_is_400_unsupported(
     assert caught.value.param == param
 
 
+def test_every_part_the_engine_cannot_take_is_named_at_once(sdk: OpenAI) -> None:
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    text = {"type": "text", "text": "What is this?"}
+    messages = [
+        {"role": "user", "content": [text, image]},
+        {"role": "assistant", "content": "A picture."},
+        {"role": "user", "content": [image, text, image]},
+    ]
+    with pytest.raises(openai.BadRequestError) as caught:
+        chat(sdk, messages=messages)
+    assert caught.value.code == "unsupported_parameter"
+    assert caught.value.param == "messages[0].content[1]"
+    message = caught.value.response.json()["error"]["message"]
+    for path in ("messages[0].content[1]", "messages[2].content[0]", "messages[2].content[2]"):
+        assert f"'{path}'" in message, message
+    assert "messages[2].content[1]" not in message
+
+
+def test_an_answer_without_max_tokens_stops_at_the_default_cap(sdk: OpenAI) -> None:
+    """A request without max_tokens gets `default_max_tokens` (256 unless configured), not
+    an answer that runs until the context is full."""
+    never_stops = {"ignore_eos": True}  # a llama.cpp option: the model never ends on its own
+    capped = sdk.chat.completions.create(model="local", messages=HELLO, extra_body=never_stops)
+    assert capped.usage.completion_tokens == 256
+    assert capped.choices[0].finish_reason == "length"
+    configured = sdk.chat.completions.create(
+        model="local-1", messages=HELLO, extra_body=never_stops
+    )
+    assert configured.usage.completion_tokens == 6
+    streamed = list(
+        sdk.chat.completions.create(
+            model="local-1",
+            messages=HELLO,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_body=never_stops,
+        )
+    )
+    assert streamed[-1].usage.completion_tokens == 6
+    for limit in ({"max_tokens": 9}, {"max_completion_tokens": 9}):  # the caller's own wins
+        asked = sdk.chat.completions.create(
+            model="local-1", messages=HELLO, extra_body={**never_stops, **limit}
+        )
+        assert asked.usage.completion_tokens == 9
+
+
 def test_a_client_that_hangs_up_frees_its_slot(local_gateway: ServedApp, sdk: OpenAI) -> None:
+    """The only slot is free again at once: the next request does not wait for the abandoned
+    tokens. Both durations are measured on this machine as it is, so a busy machine slows
+    them alike and the comparison still holds."""
+    abandoned = 900
     body = {
         "model": "local-1",
         "messages": HELLO,
-        "max_tokens": 900,
+        "max_tokens": abandoned,
         "stream": True,
         "ignore_eos": True,  # a llama.cpp option, passed through: never stop early
     }
@@ -415,13 +469,21 @@ def test_a_client_that_hangs_up_frees_its_slot(local_gateway: ServedApp, sdk: Op
         f"{local_gateway.url}/v1/chat/completions",
         headers={"Authorization": f"Bearer {API_KEY}"},
         json=body,
-        timeout=60,
+        timeout=120,
     ) as response:
-        next(response.iter_raw())
+        chunks = response.iter_lines()
+        while not next(chunks).startswith("data: "):
+            pass
+        started = time.monotonic()
+        streamed = 0
+        while streamed < 10:  # the generation's pace now, on this machine
+            streamed += next(chunks).startswith("data: ")
+        per_token = (time.monotonic() - started) / 10
     started = time.monotonic()
-    # The only slot is free again: this request does not wait for the 900 abandoned tokens.
     chat(sdk, model="local-1", max_tokens=4)
-    assert time.monotonic() - started < 8
+    elapsed = time.monotonic() - started
+    # Waiting for the rest would take (900 - 11) tokens' time; a free slot takes a few.
+    assert elapsed < (abandoned - 11) * per_token / 4, (elapsed, per_token)
 
 
 def test_a_model_that_fails_to_load_is_not_ready_and_answers_503(tmp_path: Path) -> None:

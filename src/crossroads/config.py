@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from crossroads.environ import CONFIG_ENV
+from crossroads.config_file import find_config_file
 from crossroads.guardrails.config import GuardrailSet
 from crossroads.providers.registry import validate_provider_config
 from crossroads.providers.settings import HttpProviderConfig, ProviderConfig
@@ -54,7 +54,6 @@ __all__ = [
     "resolve_secret",
 ]
 
-DEFAULT_CONFIG_NAME = "crossroads.toml"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -399,28 +398,37 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> Config:
         raise ConfigError(problems, source) from None
     except ConfigError as exc:
         raise ConfigError(exc.problems, source) from None
-    # Secrets are resolved now so a missing variable stops start-up, not the first request.
-    try:
-        resolved_keys = [
-            k.model_copy(update={"key": resolve_secret(k.key, f"keys[{i}].key")})
-            for i, k in enumerate(config.keys)
-        ]
-        resolved_providers = {
-            name: p.model_copy(
-                update={
-                    "api_key": resolve_secret(p.api_key, f"providers.{name}.api_key"),
-                    "proxy": resolve_secret(p.proxy, f"providers.{name}.proxy"),
-                    "client_key_password": resolve_secret(
-                        p.client_key_password, f"providers.{name}.client_key_password"
-                    ),
-                }
-            )
-            if isinstance(p, HttpProviderConfig)
-            else p
-            for name, p in config.providers.items()
-        }
-    except ConfigError as exc:
-        raise ConfigError(exc.problems, source) from None
+    # Secrets are resolved now so a missing variable stops start-up, not the first request;
+    # every missing one is reported at once, so the operator sets them all in one go.
+    missing: list[str] = []
+
+    def secret(value: str | None, path: str) -> str | None:
+        try:
+            return resolve_secret(value, path)
+        except ConfigError as exc:
+            missing.extend(exc.problems)
+            return None
+
+    resolved_keys = [
+        k.model_copy(update={"key": secret(k.key, f"keys[{i}].key")})
+        for i, k in enumerate(config.keys)
+    ]
+    resolved_providers = {
+        name: p.model_copy(
+            update={
+                "api_key": secret(p.api_key, f"providers.{name}.api_key"),
+                "proxy": secret(p.proxy, f"providers.{name}.proxy"),
+                "client_key_password": secret(
+                    p.client_key_password, f"providers.{name}.client_key_password"
+                ),
+            }
+        )
+        if isinstance(p, HttpProviderConfig)
+        else p
+        for name, p in config.providers.items()
+    }
+    if missing:
+        raise ConfigError(missing, source)
     # Proxies and TLS files are checked now, so a bad one stops start-up with its path.
     from crossroads.providers.transport import transport_problems
 
@@ -447,13 +455,3 @@ def load_config(path: str | Path) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"not valid TOML: {exc}"], str(path)) from None
     return parse_config(data, str(path))
-
-
-def find_config_file(explicit: str | Path | None = None) -> Path | None:
-    """`--config`, else `$CROSSROADS_CONFIG`, else `./crossroads.toml` if it exists."""
-    if explicit:
-        return Path(explicit)
-    if env := os.environ.get(CONFIG_ENV):
-        return Path(env)
-    local = Path.cwd() / DEFAULT_CONFIG_NAME
-    return local if local.is_file() else None

@@ -17,7 +17,12 @@ def chat(
     prompt: Annotated[str, typer.Argument(help="What to ask.")],
     model: Annotated[str, typer.Option("--model", "-m", help="Model name.")] = "local",
     stream: Annotated[bool, typer.Option(help="Print the answer as it is generated.")] = False,
-    max_tokens: Annotated[int | None, typer.Option(min=1, help="Longest answer in tokens.")] = 512,
+    max_tokens: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Longest answer in tokens (default: the model's; 256 on a local one)."
+        ),
+    ] = None,
     url: Annotated[str, typer.Option(help="Gateway base URL.")] = "http://127.0.0.1:8000/v1",
     api_key: Annotated[
         str | None, typer.Option(envvar=API_KEY_ENV, help="Bearer key for the gateway.")

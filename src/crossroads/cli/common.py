@@ -73,11 +73,22 @@ def load(config_path: Path | None) -> tuple[Config | None, Path | None]:
         raise fail(str(exc)) from None
 
 
-def database_url(config: Config | None) -> str:
-    """The request log's database: the config's, else the default SQLite file."""
+def database_url(config_path: Path | None) -> str:
+    """The request log's database: the config's `[storage] database_url`, else the default
+    SQLite file. Only that setting is read (see `crossroads.config_file`), so reading the
+    log neither waits for nor depends on the rest of the config being valid."""
+    from crossroads.config_file import find_config_file, storage_database_url
+
+    path = find_config_file(config_path)
+    try:
+        url = storage_database_url(path) if path is not None else None
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if url:
+        return url
     from crossroads.storage.database import default_database_url
 
-    return (config.storage.database_url if config else None) or default_database_url()
+    return default_database_url()
 
 
 def cell(value: object) -> str:

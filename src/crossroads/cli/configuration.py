@@ -60,7 +60,17 @@ def check_router(config: Config) -> list[str]:
     """Load the router artifact and map the configured models onto it, as serving will.
 
     Raises `ValueError` for what would fail; returns warnings for what would never route.
+    A config that routes no model and keeps the packaged artifact has nothing to check, so
+    the artifact (and numpy) is not loaded for it.
     """
+    router = config.router
+    if (
+        router.artifact is None
+        and not router.retrain_data
+        and not router.rules
+        and not any(m.routable or m.router_profile for m in config.models.values())
+    ):
+        return []
     from crossroads.catalog import Catalog
     from crossroads.learned.serve import LearnedRouter, load_router
 

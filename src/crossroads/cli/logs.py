@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from crossroads.cli.common import ConfigOption, JsonOption, cell, database_url, fail, load
+from crossroads.cli.common import ConfigOption, JsonOption, cell, database_url, fail
 
 if TYPE_CHECKING:
     from crossroads.storage.log_store import StatusFilter
@@ -59,7 +59,6 @@ def logs(
 
     from crossroads.storage.log_store import parse_status_filter
 
-    loaded, _ = load(config)
     try:
         parsed_status = parse_status_filter(status)
     except ValueError as exc:
@@ -67,7 +66,7 @@ def logs(
     printer = _TablePrinter() if sys.stdout.isatty() else _TsvPrinter()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
-            _logs(database_url(loaded), printer, limit, model, parsed_status, session, follow)
+            _logs(database_url(config), printer, limit, model, parsed_status, session, follow)
         )
 
 
@@ -203,8 +202,7 @@ def usage(
         since, until = (_utc(datetime.fromisoformat(t)) if t else None for t in (start, end))
     except ValueError as exc:
         raise fail(f"--start/--end: {exc}") from None
-    loaded, _ = load(config)
-    rows = asyncio.run(_usage(database_url(loaded), group_by, since, until))
+    rows = asyncio.run(_usage(database_url(config), group_by, since, until))
     if as_json:
         print_json(rows)
         return

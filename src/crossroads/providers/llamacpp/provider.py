@@ -218,6 +218,8 @@ class LlamaCppProvider:
             if body.get(name) is not None:
                 request[name] = body[name]
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        if limit is None:
+            limit = self._config.default_max_tokens
         if limit is not None:
             request["max_tokens"] = limit
         if body.get("logprobs"):

@@ -1,0 +1,90 @@
+"""What each command line command imports: start-up time is made of imports, so a client
+command must not load the server stack, the database layer or the validated config unless
+it uses them. Timings are measured by benchmarks/cli_startup.py; this keeps the imports
+that made them so (a module list does not depend on how busy the machine is)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from crossroads.storage.migrate import MIGRATIONS_DIR, alembic_config, head_revision
+
+SERVER = {"starlette", "uvicorn", "aiohttp", "crossroads.server", "crossroads.pipeline"}
+DATABASE = {"sqlalchemy", "alembic", "aiosqlite", "asyncpg"}
+CONFIG = {"crossroads.config", "crossroads.protocol.chat"}
+HEAVY = {"numpy", "xllamacpp", "redis"}
+
+
+def _imported(args: list[str], cwd: Path) -> set[str]:
+    """Top-level and package names the command imports, from `python -X importtime`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CROSSROADS_")}
+    env.update(HOME=str(cwd), XDG_DATA_HOME=str(cwd))
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "crossroads", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    lines = [x for x in done.stderr.splitlines() if x.startswith("import time:")]
+    return {x.rsplit("|", 1)[1].strip() for x in lines[1:]}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A config whose request log exists and is migrated, as on a second call."""
+    directory = tmp_path_factory.mktemp("startup")
+    (directory / "crossroads.toml").write_text(
+        "[storage]\n"
+        f'database_url = "sqlite+aiosqlite:///{directory / "log.db"}"\n'
+        "[providers.up]\n"
+        'base_url = "http://127.0.0.1:9/v1"\n'
+        "[models.m]\n"
+        'deployments = [{ provider = "up", model = "m" }]\n'
+    )
+    first = _imported(["logs"], directory)
+    assert "alembic" in first  # the first call creates the schema
+    return directory
+
+
+@pytest.mark.parametrize(
+    ("args", "unwanted"),
+    [
+        (["--help"], SERVER | DATABASE | CONFIG | HEAVY | {"pydantic", "rich"}),
+        (["logs", "--help"], SERVER | DATABASE | CONFIG | HEAVY),
+        (["config", "check"], SERVER | DATABASE | HEAVY),
+        (["logs", "--limit", "5"], SERVER | CONFIG | HEAVY | {"alembic"}),
+        (["usage", "--json"], SERVER | CONFIG | HEAVY | {"alembic"}),
+        (["providers", "list"], SERVER | DATABASE | HEAVY),
+        (
+            ["keys", "list", "--url", "http://127.0.0.1:9", "--master-key", "k"],
+            SERVER | DATABASE | CONFIG | HEAVY,
+        ),
+        (["chat", "hi", "--url", "http://127.0.0.1:9/v1"], SERVER | DATABASE | CONFIG | HEAVY),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else "",
+)
+def test_a_command_imports_only_what_it_uses(
+    workdir: Path, args: list[str], unwanted: set[str]
+) -> None:
+    imported = _imported(args, workdir)
+    assert "crossroads.cli" in imported
+    assert not imported & unwanted, sorted(imported & unwanted)
+
+
+def test_the_head_revision_from_file_names_is_alembics() -> None:
+    """`upgrade` skips Alembic when the database is at `head_revision()`: it must be the head
+    Alembic itself would migrate to."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config())
+    assert head_revision() == script.get_current_head()
+    assert len(list((MIGRATIONS_DIR / "versions").glob("*.py"))) == len(
+        list(script.walk_revisions())
+    )
