@@ -76,9 +76,9 @@ def providers_matrix(
     known = _known_providers()
     chosen = names or list(known)
     if unknown := [n for n in chosen if n not in known]:
-        names = ", ".join(repr(n) for n in unknown)
+        listed = ", ".join(repr(n) for n in unknown)
         noun = "provider" if len(unknown) == 1 else "providers"
-        raise fail(f"unknown {noun} {names} (known: {', '.join(known)})")
+        raise fail(f"unknown {noun} {listed} (known: {', '.join(known)})")
     matrix = {name: {p: known[name][3].support(p) for p in MATRIX_PARAMETERS} for name in chosen}
     if as_json:
         print_json(matrix)
