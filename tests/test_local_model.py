@@ -67,7 +67,7 @@ def local_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedAp
 @pytest.fixture
 def sdk(local_gateway: ServedApp) -> Iterator[OpenAI]:
     with OpenAI(
-        base_url=f"{local_gateway.url}/v1", api_key=API_KEY, max_retries=0, timeout=120
+        base_url=f"{local_gateway.url}/v1", api_key=API_KEY, max_retries=0, timeout=300
     ) as client:
         yield client
 

@@ -27,6 +27,7 @@ __all__ = [
     "load",
     "note",
     "print_json",
+    "print_table",
     "warning",
 ]
 
@@ -96,6 +97,16 @@ def cell(value: object) -> str:
     from rich.markup import escape
 
     return escape(str(value))
+
+
+def print_table(table: Any) -> None:
+    """Print a rich table: as wide as the terminal on one, and never cut short when piped
+    or redirected (rich would otherwise assume 80 columns and end cells with '…')."""
+    import sys
+
+    from rich.console import Console
+
+    Console(width=None if sys.stdout.isatty() else 10_000).print(table)
 
 
 def print_json(value: Any) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from crossroads.cli.common import JsonOption, cell, fail, print_json, warning
+from crossroads.cli.common import JsonOption, cell, fail, print_json, print_table, warning
 from crossroads.environ import MASTER_KEY_ENV
 
 __all__ = ["keys_app"]
@@ -125,7 +125,6 @@ def _admin_call(
 
 
 def _print_keys(keys: list[dict[str, Any]]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(pad_edge=False)
@@ -155,7 +154,7 @@ def _print_keys(keys: list[dict[str, Any]]) -> None:
             ),
             style="dim" if k["status"] != "active" else None,
         )
-    Console().print(table)
+    print_table(table)
 
 
 @keys_app.command("create")

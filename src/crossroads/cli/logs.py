@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from crossroads.cli.common import ConfigOption, JsonOption, cell, database_url, fail
+from crossroads.cli.common import (
+    ConfigOption,
+    JsonOption,
+    cell,
+    database_url,
+    fail,
+    print_table,
+)
 
 if TYPE_CHECKING:
     from crossroads.storage.log_store import StatusFilter
@@ -152,7 +159,6 @@ class _TablePrinter:
     """Records as a table for a terminal; a --follow batch is a table without a header."""
 
     def print(self, records: list[LogRecord], header: bool) -> None:
-        from rich.console import Console
         from rich.table import Table
 
         table = Table(show_header=header, pad_edge=False)
@@ -178,7 +184,7 @@ class _TablePrinter:
                 cell(r.session_id or ""),
                 style="red" if r.status_code >= 400 else None,
             )
-        Console().print(table)
+        print_table(table)
 
 
 def usage(
@@ -210,7 +216,6 @@ def usage(
 
 
 def _print_usage(rows: list[dict[str, Any]], group_by: str) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(group_by, "requests", "errors", "prompt", "completion", "cached", "cost USD")
@@ -234,7 +239,7 @@ def _print_usage(rows: list[dict[str, Any]], group_by: str) -> None:
         f"{sum(r['cost'] for r in rows):.6f}",
         style="bold",
     )
-    Console().print(table)
+    print_table(table)
 
 
 def _utc(moment: datetime) -> datetime:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from crossroads.cli.common import JsonOption, cell, fail, print_json
+from crossroads.cli.common import JsonOption, cell, fail, print_json, print_table
 
 if TYPE_CHECKING:
     from crossroads.providers.capabilities import Capabilities
@@ -38,7 +38,6 @@ def providers_list(as_json: JsonOption = False) -> None:
         preset = "groq"
         api_key = "env:GROQ_API_KEY"
     """
-    from rich.console import Console
     from rich.table import Table
 
     known = _known_providers()
@@ -55,7 +54,7 @@ def providers_list(as_json: JsonOption = False) -> None:
         column.no_wrap = True
     for name, (how, url, key, capabilities) in known.items():
         table.add_row(*(cell(v) for v in (name, how, url, key, capabilities.notes)))
-    Console().print(table)
+    print_table(table)
 
 
 @providers_app.command("matrix")
@@ -70,7 +69,6 @@ def providers_matrix(
     Unsupported parameters are dropped and listed in the response's `dropped_params`, unless
     the request sets `provider.require_parameters: true`.
     """
-    from rich.console import Console
     from rich.table import Table
 
     from crossroads.providers.capabilities import MATRIX_PARAMETERS
@@ -78,7 +76,9 @@ def providers_matrix(
     known = _known_providers()
     chosen = names or list(known)
     if unknown := [n for n in chosen if n not in known]:
-        raise fail(f"unknown provider {unknown[0]!r} (known: {', '.join(known)})")
+        listed = ", ".join(repr(n) for n in unknown)
+        noun = "provider" if len(unknown) == 1 else "providers"
+        raise fail(f"unknown {noun} {listed} (known: {', '.join(known)})")
     matrix = {name: {p: known[name][3].support(p) for p in MATRIX_PARAMETERS} for name in chosen}
     if as_json:
         print_json(matrix)
@@ -89,4 +89,4 @@ def providers_matrix(
         cells = [marks.get(matrix[n][parameter], "[dim]—[/dim]") for n in chosen]
         table.add_row(parameter, *cells)
     table.add_row("(other)", *(cell(known[n][3].unknown) for n in chosen))
-    Console().print(table)
+    print_table(table)

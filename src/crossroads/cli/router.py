@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from crossroads.cli.common import cell, database_url, note
+from crossroads.cli.common import cell, database_url, note, print_table
 from crossroads.cli.common import fail as _fail
 
 if TYPE_CHECKING:
@@ -76,7 +76,6 @@ def train_command(
     """
     import time
 
-    from rich.console import Console
     from rich.table import Table
 
     from crossroads.learned.data import RouterDataError, read_rows
@@ -110,7 +109,7 @@ def train_command(
             f"{summary['mean_score'][model]:.3f}",
             "-" if tokens is None else f"{tokens:.0f}",
         )
-    Console().print(table)
+    print_table(table)
     note(
         f"{summary['prompts']} prompts, {summary['rows']} rows → {out} "
         f"({out.stat().st_size / 1024:.0f} KiB) in {time.perf_counter() - started:.1f} s"
