@@ -80,7 +80,8 @@ class SentenceSplitter:
             sentences.append(self._buffer[:end])
             self._buffer = self._buffer[end:]
             self._scanned = 0
-        if len(self._buffer) > self._max_chars:
+        # A chunk may bring several limits' worth of text with no sentence end in it.
+        while len(self._buffer) > self._max_chars:
             cut = self._buffer.rfind(" ", 0, self._max_chars)
             cut = cut + 1 if cut > 0 else self._max_chars
             sentences.append(self._buffer[:cut])
