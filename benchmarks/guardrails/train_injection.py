@@ -179,7 +179,7 @@ def main() -> None:
     parser.add_argument("--mining-rounds", type=int, default=1)
     parser.add_argument("--mining-boost", type=float, default=4.0)
     parser.add_argument("--mining-top", type=float, default=0.02)
-    parser.add_argument("--long-quantile", type=float, default=0.98)
+    parser.add_argument("--long-quantile", type=float, default=1.0)
     args = parser.parse_args()
 
     started = time.perf_counter()
