@@ -4,6 +4,7 @@ on the shipped hashed features, one on token ids from a `tokenizer.json`."""
 
 from __future__ import annotations
 
+import itertools
 from importlib import resources
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def test_windows_overlap_and_cover_a_long_text() -> None:
     parts = windows(text)
     assert len(parts) > 2 and all(len(p) <= WINDOW_CHARS for p in parts)
     assert parts[0].startswith("word0 ") and parts[-1].endswith("word599")
-    for left, right in zip(parts, parts[1:], strict=False):
+    for left, right in itertools.pairwise(parts):
         assert left[-20:] in right or right[:20] in left  # neighbours share text
     assert windows("short") == ["short"]
 
@@ -241,7 +242,7 @@ def test_an_unusable_onnx_model_says_why(tmp_path: Path) -> None:
         OnnxInjectionModel(garbage)
     tokens = _token_model(tmp_path)
     (tmp_path / "tokenizer.json").unlink()
-    with pytest.raises(GuardrailUnavailable, match="tokenizer.json"):
+    with pytest.raises(GuardrailUnavailable, match=r"tokenizer\.json"):
         OnnxInjectionModel(tokens)
 
 

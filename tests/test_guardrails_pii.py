@@ -4,7 +4,6 @@ analyzer breaks."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,7 +19,7 @@ SAMPLES = {
     "EMAIL_ADDRESS": "jane.doe@example.com",
     "PHONE_NUMBER": "+44 20 7946 0958",
     "CREDIT_CARD": "4111 1111 1111 1111",
-    "US_SSN": "078-05-1120",
+    "US_SSN": "536-22-8726",
     "IP_ADDRESS": "192.168.10.24",
     "IBAN_CODE": "DE89370400440532013000",
 }
@@ -115,12 +114,12 @@ class _Broken(EntityRecognizer):
 
 
 @pytest.fixture
-def broken_engines() -> Iterator[GuardrailEngines]:
+def broken_engines() -> GuardrailEngines:
     """Engines whose PII analyzer raises on every text."""
     engines = GuardrailEngines()
     registry = engines.pii()._registry
     registry.add_recognizer(_Broken())
-    yield engines
+    return engines
 
 
 def test_an_analyzer_error_is_a_guardrail_error(broken_engines: GuardrailEngines) -> None:

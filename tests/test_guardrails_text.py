@@ -7,6 +7,8 @@ gives, and the splitter must hand out the same sentences whatever the chunking.
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -95,7 +97,7 @@ _MASKED = (
 def _chunkings(draw: st.DrawFn, text: str) -> list[str]:
     cuts = sorted(draw(st.sets(st.integers(1, len(text) - 1), max_size=25)))
     bounds = [0, *cuts, len(text)]
-    return [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [text[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 @settings(max_examples=200, deadline=None)
@@ -146,7 +148,7 @@ def test_an_endless_sentence_is_cut_at_a_space_within_the_limit() -> None:
 
 _PROSE = (
     "Call me at 415.555.0132 today. The bill was $3.50, i.e. cheap! Really?\n"
-    "Mr. Jones (not Dr. No) said: \"stop.\" Then he left... Quietly. 2. Item two.\n\nEnd"
+    'Mr. Jones (not Dr. No) said: "stop." Then he left... Quietly. 2. Item two.\n\nEnd'
 )
 
 

@@ -194,9 +194,7 @@ def main() -> None:
     print(f"{len(rows.labels)} windows; fitting", flush=True)
     weights, bias = fit(rows, epochs=args.epochs, l2=args.l2, lr=args.lr)
     for round_ in range(1, args.mining_rounds + 1):
-        boosted = hard_negatives(
-            rows, weights, bias, boost=args.mining_boost, top=args.mining_top
-        )
+        boosted = hard_negatives(rows, weights, bias, boost=args.mining_boost, top=args.mining_top)
         print(f"hard negatives, round {round_}: {boosted} benign windows weighed up", flush=True)
         weights, bias = fit(
             rows, epochs=args.epochs // 2, l2=args.l2, lr=args.lr, start=(weights, bias)

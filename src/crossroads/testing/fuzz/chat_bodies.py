@@ -356,9 +356,7 @@ def _structure(rng: random.Random, body: dict[str, Any], headers: Headers) -> An
     if kind == 4:
         body["messages"] = rng.choice(([], {}, [[]], [{}], [None], "hi"))
     elif kind == 5 and (messages := _first_messages(body)):
-        messages[0] = {
-            "role": rng.choice(("robot", "", None, "tool", "function", "assistant"))
-        }
+        messages[0] = {"role": rng.choice(("robot", "", None, "tool", "function", "assistant"))}
     elif kind == 6 and (messages := _first_messages(body)):
         messages[0]["content"] = [
             rng.choice(
