@@ -307,14 +307,22 @@ async def test_plain_http_is_forwarded_in_absolute_form_with_proxy_credentials(
         try:
             assert await ask(authorized) == REPLY
             assert await ask(authorized) == REPLY
+            stream = authorized.stream(
+                UpstreamCall({"model": "fixed", "messages": USER, "stream": True})
+            )
+            pieces = [c async for c in stream]
+            assert await ask(authorized) == REPLY
         finally:
             await authorized.aclose()
-        assert (guarded.forwarded, guarded.tunnels, guarded.refused) == (1, 0, 0)
+        # One kept-alive client connection; every request on it read and forwarded.
+        assert guarded.connections == 1
+        assert (guarded.forwarded, guarded.tunnels, guarded.refused) == (4, 0, 0)
         path = f"{upstream.base_url}/chat/completions"
-        assert guarded.heads[0].startswith(f"POST {path} HTTP/1.1\r\n".encode())
+        assert all(h.startswith(f"POST {path} HTTP/1.1\r\n".encode()) for h in guarded.heads)
+        assert len(guarded.heads) == 4 and len(pieces) > 1
         # The proxy's credential is the proxy's: the upstream never sees it.
         assert all("proxy-authorization" not in r["headers"] for r in upstream.requests)
-        assert len(upstream.requests) == 2
+        assert len(upstream.requests) == 4
 
 
 async def test_a_proxy_refusing_the_tunnel_is_a_clear_connection_error(
