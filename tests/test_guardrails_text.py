@@ -1,4 +1,5 @@
-"""The text machinery under the guardrails: reversible masking and the sentence splitter.
+"""The text machinery under the guardrails: reversible masking, and the sentences a stream
+check is given (pipeline/segments.py).
 
 Both see a streamed answer cut anywhere, so each is checked against every way of cutting a
 text into chunks (hypothesis): unmasking chunk by chunk must give what unmasking the whole
@@ -13,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crossroads.guardrails.masking import MaskVault, StreamUnmasker
-from crossroads.guardrails.sentences import SentenceSplitter, split_sentences
+from crossroads.pipeline.segments import Sentences
 
 EMAIL = "jane.doe@example.com"
 OTHER = "bob@example.org"
@@ -110,6 +111,12 @@ def test_unmasking_a_stream_equals_unmasking_the_whole(chunks: list[str]) -> Non
     assert EMAIL in out and "<EMAIL_ADDRESS_7>" in out and "<b>tags</b>" in out
 
 
+def split_sentences(text: str) -> list[str]:
+    """A whole text as the sentences the stream would have been cut into."""
+    cut = Sentences()
+    return cut.push(text) + cut.flush()
+
+
 def test_sentence_ends_that_are_not_ends() -> None:
     text = (
         "Version 3.5 is out, e.g. on example.com today. Dr. Smith agreed! "
@@ -125,25 +132,25 @@ def test_sentence_ends_that_are_not_ends() -> None:
 
 
 def test_a_sentence_waits_until_its_end_is_certain() -> None:
-    splitter = SentenceSplitter()
-    assert splitter.feed("It ends here.") == []
-    assert splitter.feed(" ") == []  # the next sentence has not started yet
-    assert splitter.feed("And") == ["It ends here. "]
-    assert splitter.feed(" then\n") == []  # trailing line breaks wait for the next text
-    assert splitter.feed("\nmore") == ["And then\n\n"]
+    splitter = Sentences()
+    assert splitter.push("It ends here.") == []
+    assert splitter.push(" ") == []  # the next sentence has not started yet
+    assert splitter.push("And") == ["It ends here. "]
+    assert splitter.push(" then\n") == []  # trailing line breaks wait for the next text
+    assert splitter.push("\nmore") == ["And then\n\n"]
     assert splitter.pending == "more"
-    assert splitter.flush() == "more" and splitter.flush() == ""
+    assert splitter.flush() == ["more"] and splitter.flush() == []
 
 
 def test_an_endless_sentence_is_cut_at_a_space_within_the_limit() -> None:
-    splitter = SentenceSplitter(max_chars=50)
+    splitter = Sentences(max_chars=50)
     words = "word " * 30
-    out = splitter.feed(words)
+    out = splitter.push(words)
     assert len(out) >= 2 and all(len(s) <= 50 for s in out)
     assert len(splitter.pending) <= 50
     assert all(s.endswith(" ") for s in out)
-    assert "".join(out) + splitter.flush() == words
-    assert len(SentenceSplitter(max_chars=10).feed("x" * 25)) == 2
+    assert "".join(out + splitter.flush()) == words
+    assert len(Sentences(max_chars=10).push("x" * 25)) == 2
 
 
 _PROSE = (
@@ -155,11 +162,8 @@ _PROSE = (
 @settings(max_examples=200, deadline=None)
 @given(chunks=_chunkings(_PROSE))
 def test_sentences_do_not_depend_on_how_the_stream_was_cut(chunks: list[str]) -> None:
-    splitter = SentenceSplitter()
-    sentences = [s for c in chunks for s in splitter.feed(c)]
-    rest = splitter.flush()
-    if rest:
-        sentences.append(rest)
+    splitter = Sentences()
+    sentences = [s for c in chunks for s in splitter.push(c)] + splitter.flush()
     assert sentences == split_sentences(_PROSE)
     assert "".join(sentences) == _PROSE
     # The phone number is never split between two sentences.
