@@ -112,7 +112,7 @@ class GuardrailsStage(Stage):
         logged either. None: log the messages as they are (no rewriting checks)."""
         rewriting = tuple(c for c in self.rules.input if c.action in ("mask", "redact"))
         if not rewriting:
-            return rewritten
+            return rewritten if rewritten is not messages else None
         labels = {c.label for c in rewriting}
         if rewritten is None:
             rewritten, results = self.check_messages(messages, rewriting)
