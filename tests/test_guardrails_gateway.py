@@ -77,6 +77,19 @@ def served(
             "masked": _model(
                 "echo", {"input": [{"check": "pii", "action": "mask"}], "stream": "sentence"}
             ),
+            "masked-chunky": _model(
+                "echo+chunks=13", {"input": [{"check": "pii", "action": "mask"}]}
+            ),
+            "masked-failing": _model("error=500", {"input": [{"check": "pii", "action": "mask"}]}),
+            "masked-guarded": _model(
+                "echo",
+                {
+                    "input": [
+                        {"check": "pii", "action": "mask"},
+                        {"check": "injection", "action": "block"},
+                    ]
+                },
+            ),
             "redacted": _model("echo", {"output": [{"check": "pii", "action": "redact"}]}),
             "policed": _model(
                 "echo",
@@ -92,6 +105,19 @@ def served(
                             "rule": "guard_rules_for_tests:banana",
                         }
                     ]
+                },
+            ),
+            "redact-broken": _model(
+                "echo",
+                {
+                    "input": [
+                        {
+                            "check": "custom",
+                            "action": "redact",
+                            "rule": "guard_rules_for_tests:banana",
+                        }
+                    ],
+                    "on_error": "allow",
                 },
             ),
             "custom-open": _model(
@@ -292,3 +318,87 @@ def test_bad_guardrails_in_a_request_are_a_400_naming_the_field(client: OpenAI) 
                 extra_body={"guardrails": guardrails},
             )
         assert "guardrails" in str(caught.value)
+
+
+SECRETS = {
+    "EMAIL_ADDRESS": EMAIL,
+    "PHONE_NUMBER": "+44 20 7946 0958",
+    "CREDIT_CARD": "4111 1111 1111 1111",
+    "US_SSN": "536-22-8726",
+    "IP_ADDRESS": "192.168.10.24",
+}
+
+
+def test_masked_values_never_reach_the_log_on_any_path(
+    client: OpenAI, served: ServedApp, fake: FakeOpenAI
+) -> None:
+    """Every path a masked request can take — answered, streamed in small pieces, blocked by
+    a later check, failed upstream — leaves a record with placeholders and no value."""
+    secrets = " ".join(f"{kind}: {value}." for kind, value in SECRETS.items())
+    history = [
+        {"role": "system", "content": f"The customer is {EMAIL}."},
+        {"role": "user", "content": f"My card is {SECRETS['CREDIT_CARD']}."},
+        {"role": "assistant", "content": "Noted."},
+        {"role": "user", "content": f"Repeat my details: {secrets}"},
+    ]
+    log_ids: list[str] = []
+
+    raw = client.chat.completions.with_raw_response.create(model="masked", messages=history)  # type: ignore[arg-type]
+    assert raw.parse().choices[0].message.content == f"Repeat my details: {secrets}"
+    log_ids.append(raw.headers["x-crossroads-log-id"])
+    upstream_saw = str(fake.requests[-1]["body"])
+    assert all(value not in upstream_saw for value in SECRETS.values())
+
+    raw_stream = client.chat.completions.with_raw_response.create(
+        model="masked-chunky",
+        messages=history,  # type: ignore[arg-type]
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in raw_stream.parse() if c.choices)
+    assert text == f"Repeat my details: {secrets}"
+    log_ids.append(raw_stream.headers["x-crossroads-log-id"])
+
+    attack = [{"role": "user", "content": f"{ATTACK} Also mail it to {EMAIL}."}]
+    with pytest.raises(openai.BadRequestError) as blocked:
+        client.chat.completions.create(model="masked-guarded", messages=attack)  # type: ignore[arg-type]
+    log_ids.append(blocked.value.response.headers["x-crossroads-log-id"])
+
+    with pytest.raises(openai.InternalServerError) as failed:
+        client.chat.completions.create(model="masked-failing", messages=history)  # type: ignore[arg-type]
+    log_ids.append(failed.value.response.headers["x-crossroads-log-id"])
+
+    records = [_record(served, log_id) for log_id in log_ids]
+    listed = httpx.get(
+        f"{served.url}/v1/logs",
+        params={"limit": 100},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    )
+    assert listed.status_code == 200, listed.text
+    ours = [r for r in listed.json()["data"] if r["id"] in log_ids]
+    assert len(ours) == len(log_ids)
+    for where, stored in enumerate((*records, *ours)):
+        for kind, value in SECRETS.items():
+            assert value not in str(stored), f"{kind} logged unmasked in {stored['id']} ({where})"
+    for record in records:
+        assert "<EMAIL_ADDRESS_1>" in str(record["request"]), record["request"]
+    answered, streamed = records[0], records[1]
+    for record in (answered, streamed):
+        content = record["response"]["choices"][0]["message"]["content"]
+        assert "<CREDIT_CARD_1>" in content and "<US_SSN_1>" in content
+    assert records[2]["error_code"] == "guardrail_blocked"
+    assert records[3]["status_code"] >= 500
+
+
+def test_a_rewriting_check_that_could_not_run_withholds_the_messages_from_the_log(
+    client: OpenAI, served: ServedApp
+) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="redact-broken",
+        messages=_say(f"boom, write to {EMAIL}"),
+    )
+    summary = (raw.parse().model_extra or {})["guardrails"]
+    assert summary["input"][0]["outcome"] == "error"  # on_error = allow: it went through
+    record = _record(served, raw.headers["x-crossroads-log-id"])
+    assert EMAIL not in str(record["request"])
+    assert record["request"]["messages"][0]["content"].startswith("[withheld from the log")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,6 +22,7 @@ from crossroads.providers.openai.dialect import OpenAIProviderConfig
 from crossroads.providers.openai.provider import OpenAIProvider
 from crossroads.testing.fake_openai import FakeOpenAI
 from crossroads.testing.proxy import FakeProxy
+from crossroads.testing.tls_terminator import TlsTerminator
 from tests.conftest import API_KEY, running_gateway
 
 USER = [{"role": "user", "content": "hi"}]
@@ -61,11 +63,22 @@ async def tls_upstream(ca: trustme.CA) -> AsyncIterator[FakeOpenAI]:
     await fake.stop()
 
 
+class MutualTls:
+    """A plain fake upstream behind a TLS front that requires a client certificate."""
+
+    def __init__(self, fake: FakeOpenAI, front: TlsTerminator) -> None:
+        self.fake = fake
+        self.front = front
+        self.base_url = front.url
+        self.requests = fake.requests
+
+
 @pytest.fixture
-async def mtls_upstream(ca: trustme.CA) -> AsyncIterator[FakeOpenAI]:
-    fake = FakeOpenAI(tls=server_tls(ca, require_client_cert=True))
+async def mtls_upstream(ca: trustme.CA) -> AsyncIterator[MutualTls]:
+    fake = FakeOpenAI()
     await fake.start()
-    yield fake
+    with TlsTerminator(server_tls(ca, require_client_cert=True), fake.port) as front:
+        yield MutualTls(fake, front)
     await fake.stop()
 
 
@@ -144,7 +157,7 @@ async def test_verify_false_skips_verification_and_says_so_loudly(
 
 
 async def test_a_client_certificate_is_presented_to_an_upstream_that_requires_one(
-    mtls_upstream: FakeOpenAI, pki: dict[str, str]
+    mtls_upstream: MutualTls, pki: dict[str, str]
 ) -> None:
     with_cert = provider(
         mtls_upstream.base_url,
@@ -163,9 +176,82 @@ async def test_a_client_certificate_is_presented_to_an_upstream_that_requires_on
         await with_cert.aclose()
         await without.aclose()
     # TLS 1.3 refuses a missing client certificate after the handshake, so the client sees
-    # the connection closed before any answer: a connection failure, not an answer.
-    assert refused.value.failure == "connection"
+    # the connection closed by a TLS alert before any answer: a TLS error saying what to set.
+    error = refused.value
+    assert (error.failure, error.code) == ("connection", "upstream_tls_error")
+    assert "'certificate required'" in error.message
+    assert "set providers.up.client_cert and providers.up.client_key" in error.message
     assert len(mtls_upstream.requests) == 1
+
+
+@pytest.mark.parametrize("tls12", [False, True], ids=["tls1.3", "tls1.2"])
+async def test_a_client_certificate_the_upstream_does_not_trust_is_a_tls_error(
+    ca: trustme.CA, pki: dict[str, str], tmp_path: Path, tls12: bool
+) -> None:
+    stranger = trustme.CA().issue_cert("gateway.crossroads.test")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    stranger.cert_chain_pems[0].write_to_path(str(cert))
+    stranger.private_key_pem.write_to_path(str(key))
+    context = server_tls(ca, require_client_cert=True)
+    if tls12:  # TLS 1.2 refuses the certificate inside the handshake
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+    fake = FakeOpenAI()
+    await fake.start()
+    with TlsTerminator(context, fake.port) as front:
+        untrusted = provider(
+            front.url, ca_bundle=pki["ca"], client_cert=str(cert), client_key=str(key)
+        )
+        await untrusted.start()
+        try:
+            with pytest.raises(UpstreamError) as refused:
+                await ask(untrusted)
+        finally:
+            await untrusted.aclose()
+            await fake.stop()
+    error = refused.value
+    assert (error.failure, error.code) == ("connection", "upstream_tls_error")
+    assert "'up'" in error.message and "unknown ca" in error.message.lower()
+    assert "refused the client certificate in providers.up.client_cert" in error.message
+    assert fake.requests == []
+
+
+def test_the_gateway_answers_a_tls_failure_with_a_502_naming_the_provider_and_the_fix(
+    ca: trustme.CA, pki: dict[str, str], tmp_path: Path
+) -> None:
+    with (
+        FakeOpenAI(tls=server_tls(ca)).running_in_thread() as private,
+        FakeOpenAI().running_in_thread() as plain,
+        TlsTerminator(server_tls(ca, require_client_cert=True), plain.port) as mutual,
+    ):
+        config = parse_config(
+            {
+                "storage": {"database_url": f"sqlite+aiosqlite:///{tmp_path / 'log.db'}"},
+                "keys": [{"name": "main", "key": API_KEY}],
+                "providers": {
+                    "private": {"base_url": private.base_url},
+                    "mutual": {"base_url": mutual.url, "ca_bundle": pki["ca"]},
+                },
+                "models": {
+                    "untrusted": {"deployments": [{"provider": "private", "model": "fixed"}]},
+                    "no-cert": {"deployments": [{"provider": "mutual", "model": "fixed"}]},
+                },
+            }
+        )
+        with running_gateway(config) as served:
+            for model, provider_name, fix in (
+                ("untrusted", "private", "providers.private.ca_bundle"),
+                ("no-cert", "mutual", "providers.mutual.client_cert"),
+            ):
+                response = httpx.post(
+                    f"{served.url}/v1/chat/completions",
+                    json={"model": model, "messages": USER},
+                    headers={"Authorization": f"Bearer {API_KEY}"},
+                )
+                assert response.status_code == 502, response.text
+                error = response.json()["error"]
+                assert error["code"] == "upstream_tls_error"
+                assert error["type"] == "upstream_error"
+                assert f"'{provider_name}'" in error["message"] and fix in error["message"]
 
 
 # --- proxies -----------------------------------------------------------------------------
@@ -221,14 +307,22 @@ async def test_plain_http_is_forwarded_in_absolute_form_with_proxy_credentials(
         try:
             assert await ask(authorized) == REPLY
             assert await ask(authorized) == REPLY
+            stream = authorized.stream(
+                UpstreamCall({"model": "fixed", "messages": USER, "stream": True})
+            )
+            pieces = [c async for c in stream]
+            assert await ask(authorized) == REPLY
         finally:
             await authorized.aclose()
-        assert (guarded.forwarded, guarded.tunnels, guarded.refused) == (1, 0, 0)
+        # One kept-alive client connection; every request on it read and forwarded.
+        assert guarded.connections == 1
+        assert (guarded.forwarded, guarded.tunnels, guarded.refused) == (4, 0, 0)
         path = f"{upstream.base_url}/chat/completions"
-        assert guarded.heads[0].startswith(f"POST {path} HTTP/1.1\r\n".encode())
+        assert all(h.startswith(f"POST {path} HTTP/1.1\r\n".encode()) for h in guarded.heads)
+        assert len(guarded.heads) == 4 and len(pieces) > 1
         # The proxy's credential is the proxy's: the upstream never sees it.
         assert all("proxy-authorization" not in r["headers"] for r in upstream.requests)
-        assert len(upstream.requests) == 2
+        assert len(upstream.requests) == 4
 
 
 async def test_a_proxy_refusing_the_tunnel_is_a_clear_connection_error(

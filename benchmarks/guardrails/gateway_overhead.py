@@ -251,6 +251,9 @@ def main() -> None:
     )
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "guardrails_gateway.json"
+    # The machine's load when the run ended: other work on a shared machine inflates every
+    # absolute latency, so a figure is only read next to it (ratios from one run less so).
+    result["load_average_1m"] = round(os.getloadavg()[0], 2)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
 

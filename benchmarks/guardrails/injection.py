@@ -13,6 +13,7 @@ default threshold 0.5.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -24,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from injection_data import load_samples, split
 
-from crossroads.guardrails.injection import InjectionDetector
+from crossroads.guardrails.injection import InjectionClassifier, InjectionDetector
 
 RESULTS = Path(__file__).parents[1] / "results"
 LAYERS = {
@@ -48,9 +49,13 @@ def auroc(positives: np.ndarray, negatives: np.ndarray) -> float:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, help="a model written by train_injection.py")
+    parser.add_argument("--out", type=Path, default=RESULTS / "guardrails_injection.json")
+    args = parser.parse_args()
     samples = load_samples()
     _train, held_out = split(samples)
-    detector = InjectionDetector()
+    detector = InjectionDetector(InjectionClassifier.load(args.model) if args.model else None)
     attacks = [s for s in held_out if s.label == 1]
     benign = [s for s in held_out if s.label == 0]
     long_benign = [s for s in benign if len(s.text) > 2000]
@@ -94,8 +99,8 @@ def main() -> None:
             f"{name:<30}{row['auroc']:>8.4f}{tpr_1:>11.4f}{tpr_default:>9.4f}"
             f"{fpr_default:>9.4f}{fpr_long:>10.4f}{per_text:>9.3f}"
         )
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "guardrails_injection.json"
+    out: Path = args.out
+    out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
 

@@ -36,6 +36,8 @@ from crossroads.guardrails.injection_features import (
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = ROOT / "src" / "crossroads" / "guardrails" / "injection_model.npz"
+# What the benchmark calls a long document.
+LONG_CHARS = 2000
 
 
 class Rows:
@@ -84,26 +86,55 @@ def _window_labels(sample: Sample) -> list[tuple[str, float]]:
     return labelled
 
 
-def build_rows(samples: list[Sample]) -> Rows:
+def build_rows(samples: list[Sample], *, benign_window_weight: float) -> Rows:
     rows = Rows()
     positives = sum(s.label for s in samples)
     negatives = len(samples) - positives
     for sample in samples:
-        # Each text counts once whatever its length; the classes weigh the same in total.
+        # The classes weigh the same in total. An attack counts once whatever its length. A
+        # benign document's windows each count `benign_window_weight` of a text: the detector
+        # takes a document's highest window, so every window of a long benign document is a
+        # chance of a false positive and must be learned as benign in its own right.
         class_weight = 0.5 / positives if sample.label else 0.5 / negatives
         labelled = _window_labels(sample)
+        share = 1.0 / len(labelled)
+        if sample.label == 0 and len(labelled) > 1:
+            share = max(share, benign_window_weight)
         for window, label in labelled:
-            rows.add(window, label, class_weight * len(samples) / len(labelled))
+            rows.add(window, label, class_weight * len(samples) * share)
     return rows
 
 
-def fit(rows: Rows, *, epochs: int, l2: float, lr: float) -> tuple[npt.NDArray[np.float32], float]:
+def hard_negatives(
+    rows: Rows, weights: npt.NDArray[np.float32], bias: float, *, boost: float, top: float
+) -> int:
+    """Weigh up the benign windows the model scores highest (the `top` share of them) by
+    `boost`: one round of hard-negative mining. Returns how many were boosted."""
+    negatives = [i for i, label in enumerate(rows.labels) if label == 0.0]
+    logits = np.array([float(weights[rows.ids[i]] @ rows.values[i]) + bias for i in negatives])
+    cut = float(np.quantile(logits, 1.0 - top))
+    boosted = 0
+    for i, logit in zip(negatives, logits, strict=True):
+        if logit >= cut:
+            rows.weights[i] *= boost
+            boosted += 1
+    return boosted
+
+
+def fit(
+    rows: Rows,
+    *,
+    epochs: int,
+    l2: float,
+    lr: float,
+    start: tuple[npt.NDArray[np.float32], float] | None = None,
+) -> tuple[npt.NDArray[np.float32], float]:
     ids, values, row_of = rows.arrays()
     y = np.asarray(rows.labels)
     sample_weight = np.asarray(rows.weights)
     sample_weight = sample_weight / sample_weight.sum()
-    w = np.zeros(N_FEATURES)
-    b = 0.0
+    w = np.zeros(N_FEATURES) if start is None else start[0].astype(np.float64)
+    b = 0.0 if start is None else start[1]
     m_w, v_w = np.zeros(N_FEATURES), np.zeros(N_FEATURES)
     m_b = v_b = 0.0
     beta1, beta2, eps = 0.9, 0.999, 1e-8
@@ -144,6 +175,11 @@ def main() -> None:
     parser.add_argument("--l2", type=float, default=1e-4)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--benign-window-weight", type=float, default=0.25)
+    parser.add_argument("--mining-rounds", type=int, default=1)
+    parser.add_argument("--mining-boost", type=float, default=4.0)
+    parser.add_argument("--mining-top", type=float, default=0.02)
+    parser.add_argument("--long-quantile", type=float, default=1.0)
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -154,25 +190,39 @@ def main() -> None:
         f"{len(samples)} samples: train {len(fit_part)}, calibration {len(calibration)}, "
         f"held out {len(_test)} (attacks in train: {sum(s.label for s in fit_part)})"
     )
-    rows = build_rows(fit_part)
+    rows = build_rows(fit_part, benign_window_weight=args.benign_window_weight)
     print(f"{len(rows.labels)} windows; fitting", flush=True)
     weights, bias = fit(rows, epochs=args.epochs, l2=args.l2, lr=args.lr)
+    for round_ in range(1, args.mining_rounds + 1):
+        boosted = hard_negatives(rows, weights, bias, boost=args.mining_boost, top=args.mining_top)
+        print(f"hard negatives, round {round_}: {boosted} benign windows weighed up", flush=True)
+        weights, bias = fit(
+            rows, epochs=args.epochs // 2, l2=args.l2, lr=args.lr, start=(weights, bias)
+        )
 
+    # Calibration on texts no fitting saw: 0.5 sits above the 99.5th percentile of benign
+    # texts and above the `long_quantile` of benign long documents (the benchmark's "long":
+    # over 2,000 characters), whichever is higher.
     benign = [doc_logit(weights, bias, s.text) for s in calibration if s.label == 0]
+    long_benign = [
+        doc_logit(weights, bias, s.text)
+        for s in calibration
+        if s.label == 0 and len(s.text) > LONG_CHARS
+    ]
     attacks = [doc_logit(weights, bias, s.text) for s in calibration if s.label == 1]
     cut = float(np.quantile(benign, 0.995))
+    if long_benign:
+        cut = max(cut, float(np.quantile(long_benign, args.long_quantile)))
     bias -= cut
     tpr = float(np.mean(np.asarray(attacks) - cut >= 0)) if attacks else float("nan")
     print(
-        f"calibration: {len(benign)} benign, {len(attacks)} attacks; "
+        f"calibration: {len(benign)} benign ({len(long_benign)} long), {len(attacks)} attacks; "
         f"bias shifted by {-cut:+.3f}; attacks caught at 0.5: {tpr:.3f}"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
         args.out,
-        weights=weights.astype(np.float16).astype(np.float32)
-        if False
-        else weights.astype(np.float16),
+        weights=weights.astype(np.float16),
         bias=np.float64(bias),
         feature_version=np.int64(FEATURE_VERSION),
     )

@@ -34,24 +34,31 @@ def _rule(name: str, pattern: str, score: float = 0.95) -> InjectionRule:
 RULES: tuple[InjectionRule, ...] = (
     _rule(
         "override_instructions",
-        rf"\b(?:ignore|disregard|forget|override|bypass|skip|drop|abandon|neglect)\b(?: \w+){{0,3}}? {_PREVIOUS} {_INSTRUCTIONS}",
+        rf"\b(?:ignore|disregard|forget|override|bypass|skip|drop|abandon|neglect)\b(?: \w+){{0,3}}? {_PREVIOUS} {_INSTRUCTIONS}\b"
+        # A manual's "ignore the above instructions if you use Windows" is not an attack.
+        r"(?! (?:if|when|unless|for|on|in case)\b)",
     ),
     _rule(
         "ignore_and_instead",
-        r"\b(?:ignore|disregard) (?:the |this |that )?(?:above|previous|preceding)\b.{0,80}\b(?:and|instead|just)\b",
+        r"\b(?:ignore|disregard) (?:the |this |that )?(?:above|previous|preceding)\b"
+        # "ignore the above warning and carry on" is advice from a manual.
+        r"(?! (?:warnings?|errors?|messages?|output|logs?|steps?|sections?|examples?|notes?)\b)"
+        r".{0,80}\b(?:and|instead|just)\b",
         0.9,
     ),
     _rule(
         "reveal_system_prompt",
         r"\b(?:reveal|show|print|output|repeat|display|leak|tell me|give me|what (?:is|are|were))\b"
-        r"(?: \w+){0,4} (?:your|the) (?:system|initial|original|hidden|secret) (?:prompt|instructions?|message)",
+        r"(?: \w+){0,4} (?:(?:your|the) (?:system|hidden|secret) (?:prompt|instructions?|message)|"
+        # "the original instructions" of a flat-pack bookcase are not the model's.
+        r"your (?:initial|original) (?:prompt|instructions?)|the (?:initial|original) prompt)",
         0.9,
     ),
     _rule(
         "unrestricted_persona",
         r"\b(?:dan|do anything now|developer mode|jailbreak(?:ed)? mode|god mode|unfiltered mode|"
         r"evil (?:confidant|assistant|bot)|anti-?dan)\b.{0,120}\b(?:no|without|free (?:of|from)|"
-        r"not bound by|break|broken free|any) (?:restrictions?|rules|limits|limitations|filters?|"
+        r"not bound by|break|broken free|any) (?:all |any |the )?(?:restrictions?|rules|limits|limitations|filters?|"
         r"guidelines|polic(?:y|ies)|censorship|ethics)",
     ),
     _rule(
@@ -63,14 +70,25 @@ RULES: tuple[InjectionRule, ...] = (
     ),
     _rule(
         "enable_mode",
-        r"\b(?:enable|activate|enter|switch to|turn on)\b(?: \w+){0,2} (?:developer|dan|jailbreak|debug|god|"
-        r"unrestricted|maintenance|sudo) mode\b",
+        r"\b(?:enable|activate|enter|switch to|turn on)\b(?: \w+){0,2} (?:dan|jailbreak|god|"
+        r"unrestricted|unfiltered|uncensored) mode\b",
         0.9,
     ),
+    # "Developer mode" is an Android and browser setting: only the jailbreak's own phrasing
+    # (the model itself "with developer mode enabled", or told it is in it) counts.
+    _rule(
+        "developer_mode_persona",
+        r"\b(?:with developer mode (?:enabled|activated|on)|developer mode output|"
+        r"you (?:are|will be|will act|will now be) (?:now )?(?:in|as if in|with) developer mode)\b",
+        0.9,
+    ),
+    # A forged turn opens a system or assistant turn. Documents about prompt formats name
+    # the user-turn and end markers (`[INST]`, `<|im_end|>`, `### Instruction:`) all the time,
+    # so those alone are left to the classifier.
     _rule(
         "forged_turn",
-        r"(?:^|[\s>])(?:<\|im_start\|>|<\|im_end\|>|\[/?inst\]|<</?sys>>|<\|(?:system|assistant|user)\|>|"
-        r"### (?:system|instruction)s?:)",
+        r"(?:^|[\s>])(?:<\|im_start\|> ?(?:system|assistant)\b|<<sys>>|<\|(?:system|assistant)\|>|"
+        r"### system:)",
         0.85,
     ),
     _rule(

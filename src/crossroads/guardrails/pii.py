@@ -133,10 +133,31 @@ _TECHNICAL_SHAPE = re.compile(
 )
 
 
+# Units and sizes that NER takes for names ("4 GiB" -> PERSON 'GiB').
+_UNITS = frozenset(
+    u.lower()
+    for u in ["KiB", "MiB", "GiB", "TiB", "KB", "MB", "GB", "TB", "ms", "vCPU", "Gbps", "Mbps"]
+)
+# Any word holding both a letter and a digit: ids, tickets, hashes, instance types.
+_HAS_LETTER_AND_DIGIT = re.compile(r"^(?=[\w.-]*\d)(?=[\w.-]*[A-Za-z])[\w.-]+$")
+
+
 def _looks_technical(value: str) -> bool:
-    """True for NER findings that are identifiers, versions or product acronyms, not people."""
+    """True for NER findings that are identifiers, versions, units or product names, not
+    people or places. A finding of several words is technical when any of its words is: a
+    name does not contain "Kubernetes", "7.2" or "INC-20931", while NER often takes such a
+    word together with its neighbour ("Upgrade Kubernetes", "Redis 7.2")."""
     stripped = value.strip()
-    return stripped.lower() in _TECHNICAL_TERMS or bool(_TECHNICAL_SHAPE.match(stripped))
+    if stripped.lower() in _TECHNICAL_TERMS or _TECHNICAL_SHAPE.match(stripped):
+        return True
+    for word in stripped.split():
+        word = word.strip(".,;:()[]'\"")
+        lowered = word.lower()
+        if lowered in _TECHNICAL_TERMS or lowered in _UNITS:
+            return True
+        if _HAS_LETTER_AND_DIGIT.match(word) or re.fullmatch(r"v?\d+(?:\.\d+)+\w*", word):
+            return True
+    return False
 
 
 class _TokenArtifacts:

@@ -67,6 +67,9 @@ def redact_credentials(text: str, headers: Mapping[str, str]) -> str:
     return text
 
 
+_TLS_CODE = "upstream_tls_error"
+
+
 class HttpSettings(TransportSettings, Protocol):
     """The connection settings every HTTP provider config carries."""
 
@@ -313,6 +316,10 @@ class HttpUpstream:
         if isinstance(exc, ConnectionDropped) and exc.answered:
             message = f"upstream {self.name!r} closed the connection mid-answer: {exc}"
             return UpstreamError(message, failure="stream_interrupted")
+        if isinstance(exc, ConnectionDropped) and exc.tls_alert is not None:
+            return UpstreamError(
+                self._tls_alert_message(exc.tls_alert), failure="connection", code=_TLS_CODE
+            )
         if isinstance(exc, ConnectFailed) and exc.tls:
             message = f"could not reach upstream {self.name!r}: {exc}"
             if exc.untrusted:
@@ -320,8 +327,31 @@ class HttpUpstream:
                     f" (if a private CA signed the upstream's certificate, name it in "
                     f"providers.{self.name}.ca_bundle)"
                 )
-            return UpstreamError(message, failure="connection", code="upstream_tls_error")
+            elif exc.tls_alert is not None:
+                # TLS 1.2 refuses a client certificate inside the handshake.
+                message += f": {self._tls_fix(exc.tls_alert)}"
+            return UpstreamError(message, failure="connection", code=_TLS_CODE)
         return UpstreamError(f"could not reach upstream {self.name!r}: {exc}", failure="connection")
+
+    def _tls_alert_message(self, alert: str) -> str:
+        message = f"upstream {self.name!r} ended the TLS connection with the alert {alert!r}"
+        return f"{message}: {self._tls_fix(alert)}"
+
+    def _tls_fix(self, alert: str) -> str:
+        """What a TLS alert from the upstream means for this provider, and what to change."""
+        where = f"providers.{self.name}"
+        client_side = ("certificate", "unknown ca", "access denied", "handshake failure")
+        if not any(word in alert for word in client_side):
+            return f"check {where}'s TLS settings (ca_bundle, client_cert, verify)"
+        if self._settings.client_cert:
+            return (
+                f"it refused the client certificate in {where}.client_cert: use one signed by "
+                f"a CA the upstream trusts, not expired, with its key in {where}.client_key"
+            )
+        return (
+            "it may require a client certificate (mutual TLS) and none is configured: set "
+            f"{where}.client_cert and {where}.client_key"
+        )
 
     def interrupted(self) -> UpstreamError:
         return UpstreamError(

@@ -44,6 +44,7 @@ from crossroads.providers.http_connection import (
     ProtocolViolation,
     ReadTimedOut,
     Response,
+    tls_alert,
 )
 from crossroads.providers.http_tunnel import TunnelRefused, open_tunnel
 from crossroads.providers.proxy import Proxy, ProxyRules
@@ -224,8 +225,11 @@ class HttpClient:
             ) from None
         except ssl.SSLError as exc:
             self.retire(connection)
-            reason = exc.reason or exc
-            raise ConnectFailed(f"TLS handshake with {where} failed: {reason}", tls=True) from None
+            alert = tls_alert(exc)
+            reason = f"the upstream sent the TLS alert {alert!r}" if alert else exc.reason or exc
+            raise ConnectFailed(
+                f"TLS handshake with {where} failed: {reason}", tls=True, tls_alert=alert
+            ) from None
         except TunnelRefused as exc:
             self.retire(connection)
             raise ConnectFailed(f"no tunnel to {where}: {exc}") from None

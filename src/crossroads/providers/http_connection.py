@@ -11,6 +11,7 @@ and closed.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections import deque
 from collections.abc import Hashable
 from typing import Protocol, cast
@@ -26,6 +27,7 @@ __all__ = [
     "ProtocolViolation",
     "ReadTimedOut",
     "Response",
+    "tls_alert",
 ]
 
 # Past this many unread bytes of a response read piece by piece (`next_chunk`) the socket
@@ -49,12 +51,20 @@ class ConnectFailed(HttpClientError):
     connect timeout (`timed_out`)."""
 
     def __init__(
-        self, message: str, *, timed_out: bool = False, tls: bool = False, untrusted: bool = False
+        self,
+        message: str,
+        *,
+        timed_out: bool = False,
+        tls: bool = False,
+        untrusted: bool = False,
+        tls_alert: str | None = None,
     ) -> None:
         super().__init__(message)
         self.timed_out = timed_out
-        self.tls = tls or untrusted
+        self.tls = tls or untrusted or tls_alert is not None
         self.untrusted = untrusted
+        # The TLS alert the upstream ended the handshake with ("unknown ca"), if any.
+        self.tls_alert = tls_alert
 
 
 class ReadTimedOut(HttpClientError, TimeoutError):
@@ -63,11 +73,14 @@ class ReadTimedOut(HttpClientError, TimeoutError):
 
 class ConnectionDropped(HttpClientError):
     """The connection closed before the response was complete; `answered` when its head
-    (status and headers) had already arrived."""
+    (status and headers) had already arrived. `tls_alert` is the TLS alert that ended it,
+    when one did: with TLS 1.3 an upstream that refuses the client certificate (none sent,
+    or one it does not trust) says so only after the handshake, as the request arrives."""
 
-    def __init__(self, message: str, *, answered: bool) -> None:
+    def __init__(self, message: str, *, answered: bool, tls_alert: str | None = None) -> None:
         super().__init__(message)
         self.answered = answered
+        self.tls_alert = tls_alert
 
 
 class ProtocolViolation(HttpClientError):
@@ -316,8 +329,13 @@ class Connection(asyncio.Protocol):
                 reason = f": {exc}" if exc else ""
                 answered = bool(response.status)
                 what = "mid-response" if answered else "before answering"
+                alert = tls_alert(exc)
+                if alert is not None:
+                    reason = f": the upstream sent the TLS alert {alert!r}"
                 self._fail(
-                    ConnectionDropped(f"connection closed {what}{reason}", answered=answered)
+                    ConnectionDropped(
+                        f"connection closed {what}{reason}", answered=answered, tls_alert=alert
+                    )
                 )
         self.closed = True
         if self._timer is not None:
@@ -365,3 +383,15 @@ class Connection(asyncio.Protocol):
             self._head.set_exception(error)
         if self._response is not None:
             self._response._fail(error)
+
+
+def tls_alert(exc: BaseException | None) -> str | None:
+    """The alert in an `ssl.SSLError` such as `TLSV13_ALERT_CERTIFICATE_REQUIRED`, as
+    "certificate required"; None for anything that is not a TLS alert."""
+    if not isinstance(exc, ssl.SSLError):
+        return None
+    reason = exc.reason or ""
+    _, found, alert = reason.partition("_ALERT_")
+    if not found:
+        return None
+    return alert.lower().replace("_", " ")

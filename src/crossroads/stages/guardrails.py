@@ -83,6 +83,9 @@ class GuardrailsStage(Stage):
         self.input_results = results
         self._report(chat)
         if blocked := next((r for r in results if r.blocked), None):
+            # A refused request is logged too, and checking stopped at the block.
+            logged = await asyncio.to_thread(self._loggable, messages, None, results)
+            self._log_messages(chat, logged)
             raise GatewayError(
                 400,
                 f"The request was blocked by the '{blocked.name}' guardrail "
@@ -93,21 +96,48 @@ class GuardrailsStage(Stage):
             )
         if rewritten is not messages:
             chat.rewrite_messages(rewritten)
-            if chat.record.request is not None:
-                chat.record.request["messages"] = rewritten  # the log keeps what was sent
-        if self.vault:
-            chat.scrub_log(self.vault.mask_known)
+        self._log_messages(chat, self._loggable(messages, rewritten, results))
         return None
 
+    def _loggable(
+        self,
+        messages: list[dict[str, Any]],
+        rewritten: list[dict[str, Any]] | None,
+        results: list[CheckResult],
+    ) -> list[dict[str, Any]] | None:
+        """The messages as the log may keep them: with every `mask`/`redact` input check
+        applied (the messages sent upstream; for a refused request, whose checking stopped
+        at the block, the checks are run over all of it here), or with their contents
+        withheld when such a check could not run — a value that could not be masked is not
+        logged either. None: log the messages as they are (no rewriting checks)."""
+        rewriting = tuple(c for c in self.rules.input if c.action in ("mask", "redact"))
+        if not rewriting:
+            return rewritten if rewritten is not messages else None
+        labels = {c.label for c in rewriting}
+        if rewritten is None:
+            rewritten, results = self.check_messages(messages, rewriting)
+        if any(r.error is not None and r.name in labels for r in results):
+            return [_withheld(m) for m in messages]
+        return rewritten
+
+    def _log_messages(self, chat: PreparedChat, logged: list[dict[str, Any]] | None) -> None:
+        if logged is not None and chat.record.request is not None:
+            chat.record.request["messages"] = logged  # the log keeps what was sent
+        if self.vault:
+            chat.scrub_log(self.vault.mask_known)
+
     def check_messages(
-        self, messages: list[dict[str, Any]]
+        self, messages: list[dict[str, Any]], checks: tuple[CheckConfig, ...] | None = None
     ) -> tuple[list[dict[str, Any]], list[CheckResult]]:
+        """Run `checks` (the set's input checks) over every message's text; stops at the
+        first block. Returns the rewritten messages (the same list if none changed)."""
+        checks = self.rules.input if checks is None else checks
         results: list[CheckResult] = []
         out: list[dict[str, Any]] | None = None
         for i, message in enumerate(messages):
             content = message.get("content") if isinstance(message, dict) else None
             if isinstance(content, str):
-                new, found = self.check_text(self.rules.input, content, i)
+                new, found = self.check_text(checks, content, i)
                 results += found
                 if new != content:
                     out = out if out is not None else list(messages)
@@ -118,7 +148,7 @@ class GuardrailsStage(Stage):
                 for k, part in enumerate(parts):
                     text = part.get("text") if isinstance(part, dict) else None
                     if part.get("type") == "text" and isinstance(text, str):
-                        new, found = self.check_text(self.rules.input, text, i)
+                        new, found = self.check_text(checks, text, i)
                         results += found
                         if new != text:
                             parts[k] = {**part, "text": new}
@@ -251,3 +281,12 @@ def _why(result: CheckResult) -> str:
         return f"it could not run: {result.error}"
     kinds = sorted({d.kind for d in result.detections})
     return f"found {', '.join(kinds)}" if kinds else f"score {result.score:.2f}"
+
+
+_WITHHELD = "[withheld from the log: a masking guardrail could not check this message]"
+
+
+def _withheld(message: Any) -> Any:
+    if not isinstance(message, dict) or "content" not in message:
+        return message
+    return {**message, "content": _WITHHELD}
