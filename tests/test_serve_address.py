@@ -134,11 +134,20 @@ def test_refusing_a_public_bind_shows_the_config_to_add(
 
 def test_make_serve_passes_args_to_serve() -> None:
     done = subprocess.run(
-        ["make", "-n", "serve", "ARGS=--port 9000 --host 127.0.0.1"],
+        [
+            "make",
+            "-n",
+            "--no-print-directory",
+            "serve",
+            "ARGS=--port 9000 --host 127.0.0.1",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=True,
+        # Under `make test` the parent make's flags (-w) would add
+        # "Entering/Leaving directory" lines; this test reads only the recipe.
+        env={k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MAKELEVEL", "MFLAGS"}},
     )
     assert done.stdout.strip().splitlines()[-1] == (
         ".venv/bin/crossroads serve --port 9000 --host 127.0.0.1"
