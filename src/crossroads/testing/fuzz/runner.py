@@ -3,7 +3,9 @@
 A case is a failure when the gateway answered a 5xx (or, in an event stream that had
 already started, an `internal_error` event), closed the connection without answering, or
 answered an error that is not OpenAI's envelope. 4xx answers are the expected outcome of
-almost every mutation and are only counted.
+almost every mutation and are only counted. One 5xx is the caller's own doing: a 504
+`upstream_timeout` to a request that set a valid `x-crossroads-timeout` (say 0.05 s) that
+the upstream did not meet — counted as "504 asked", not a failure.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from crossroads.testing.fuzz.cases import Case
 from crossroads.testing.fuzz.stage import Stage
 from crossroads.testing.fuzz.wire import Reply, exchange
@@ -22,6 +26,7 @@ from crossroads.testing.fuzz.wire import Reply, exchange
 __all__ = ["Failure", "Tally", "send", "send_all"]
 
 _PARSER_REFUSAL = b"Invalid HTTP request received."
+_TIMEOUT_HEADERS = {b"x-crossroads-timeout", b"x-crossroads-attempt-timeout"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +66,8 @@ class Tally:
             n
             for counts in self.by_endpoint.values()
             for outcome, n in counts.items()
-            if outcome.startswith("5") or "stream error internal" in outcome
+            if (outcome.startswith("5") and outcome != "504 asked")
+            or "stream error internal" in outcome
         )
 
     def add(self, case: Case, reply: Reply) -> None:
@@ -71,6 +77,8 @@ class Tally:
             # uvicorn's HTTP parser refused bytes no HTTP message may hold (a NUL, a header
             # name that is not a token) before the app saw them: plain text, not an envelope.
             outcome = "400 http"
+        if reply.status == 504 and _asked_for_a_timeout(case, reply):
+            outcome = "504 asked"
         codes = [c for c in reply.stream_errors() if c != "None"]
         if codes:
             outcome += f" + stream error {codes[0]}"
@@ -81,13 +89,26 @@ class Tally:
         if log_id and reply.status == 200:
             self.last_log_id = log_id
         detail = reply.transport_error or reply.body[:300].decode("utf-8", "replace")
-        if reply.status >= 500 or not reply.status or "internal_error" in codes:
+        failed = (reply.status >= 500 and outcome != "504 asked") or not reply.status
+        if failed or "internal_error" in codes:
             self.failures.append(Failure(case.index, case.family, case.endpoint, outcome, detail))
         elif outcome != "400 http" and (problem := reply.envelope_problem()):
             self.failures.append(
                 Failure(case.index, case.family, case.endpoint, "not an envelope", problem)
             )
             self.by_endpoint[case.endpoint]["not an envelope"] += 1
+
+
+def _asked_for_a_timeout(case: Case, reply: Reply) -> bool:
+    """A 504 `upstream_timeout` to a case that set a timeout header: the gateway did what
+    the caller asked (the code is checked, so a gateway-made 504 of another kind still
+    fails)."""
+    if not any(name.lower() in _TIMEOUT_HEADERS for name, _ in case.headers):
+        return False
+    try:
+        return bool(orjson.loads(reply.body)["error"]["code"] == "upstream_timeout")
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return False
 
 
 def _prepared(
