@@ -515,6 +515,7 @@ def test_error_mid_stream_is_an_error_event(
     assert name == "error"
     assert data["error"]["type"] in ("overloaded_error", "api_error")
     assert "message_stop" not in [n for n, _ in events]
+
     def read_all() -> None:
         with claude.messages.stream(**body) as stream:
             for _ in stream:
