@@ -558,3 +558,39 @@ def test_refused_request_is_logged(inbound_gateway: ServedApp) -> None:
     ).json()
     assert record["status_code"] == 400
     assert record["request"]["model"] == "gpt-echo"
+
+
+def _record(gateway: ServedApp, log_id: str) -> dict[str, Any]:
+    flush_log(gateway)
+    record: dict[str, Any] = httpx.get(
+        f"{gateway.url}/v1/logs/{log_id}", headers={"authorization": f"Bearer {API_KEY}"}
+    ).json()
+    return record
+
+
+def test_streams_are_logged_as_served(
+    claude: anthropic.Anthropic, inbound_gateway: ServedApp
+) -> None:
+    with claude.messages.with_streaming_response.create(
+        model="gpt-chunked", max_tokens=100, messages=USER, stream=True
+    ) as response:
+        log_id = response.headers["x-crossroads-log-id"]
+        list(response.iter_lines())
+    record = _record(inbound_gateway, log_id)
+    assert record["status_code"] == 200
+    assert record["stream"] is True
+    assert record["completion_tokens"] == 3
+    assert record["error_code"] is None
+
+
+def test_failed_streams_are_logged_with_their_error(
+    claude: anthropic.Anthropic, inbound_gateway: ServedApp
+) -> None:
+    with claude.messages.with_streaming_response.create(
+        model="claude-stream-error", max_tokens=100, messages=USER, stream=True
+    ) as response:
+        log_id = response.headers["x-crossroads-log-id"]
+        list(response.iter_lines())
+    record = _record(inbound_gateway, log_id)
+    assert record["error_code"] is not None
+    assert record["error_code"] != "client_closed_request"

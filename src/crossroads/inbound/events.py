@@ -16,12 +16,17 @@ __all__ = ["chat_chunks", "named_event"]
 
 
 async def chat_chunks(frames: AsyncIterator[bytes]) -> AsyncIterator[dict[str, Any]]:
-    """Each JSON payload of the chat stream `frames`, in order; `[DONE]` ends it.
+    """Each JSON payload of the chat stream `frames`, in order, until `[DONE]`.
 
     Frames are split on the blank line that ends an SSE event, so a frame cut across two
-    reads, or two in one read, decode the same."""
+    reads, or two in one read, decode the same. After `[DONE]` the stream is still read to
+    its end: the pipeline records a stream as complete only once it has run out, and one
+    closed at `[DONE]` would be logged as a client that left."""
     pending = b""
+    done = False
     async for part in frames:
+        if done:
+            continue
         pending += part
         while (end := pending.find(b"\n\n")) >= 0:
             frame, pending = pending[:end], pending[end + 2 :]
@@ -30,10 +35,13 @@ async def chat_chunks(frames: AsyncIterator[bytes]) -> AsyncIterator[dict[str, A
                     continue
                 data = line[5:].strip()
                 if data == b"[DONE]":
-                    return
+                    done = True
+                    break
                 payload = orjson.loads(data)
                 if isinstance(payload, dict):
                     yield payload
+            if done:
+                break
 
 
 def named_event(name: str, payload: dict[str, Any]) -> bytes:

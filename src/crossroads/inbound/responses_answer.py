@@ -37,7 +37,10 @@ def response_usage(usage: Mapping[str, Any] | None) -> dict[str, Any]:
     completion_details = usage.get("completion_tokens_details") or {}
     return {
         "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": prompt_details.get("cached_tokens") or 0},
+        "input_tokens_details": {
+            "cached_tokens": prompt_details.get("cached_tokens") or 0,
+            "cache_write_tokens": prompt_details.get("cache_write_tokens") or 0,
+        },
         "output_tokens": completion,
         "output_tokens_details": {
             "reasoning_tokens": completion_details.get("reasoning_tokens") or 0

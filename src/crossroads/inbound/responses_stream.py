@@ -211,13 +211,16 @@ async def response_events(
     for event in stream.start():
         yield event
     try:
+        failed = False
         async for chunk in chat_chunks(frames):
+            if failed:
+                continue  # read on to the end, where the pipeline records the failure
             for event in stream.feed(chunk):
                 yield event
-            if chunk.get("error") is not None:
-                return
-        for event in stream.finish():
-            yield event
+            failed = chunk.get("error") is not None
+        if not failed:
+            for event in stream.finish():
+                yield event
     finally:
         aclose = getattr(frames, "aclose", None)
         if aclose is not None:

@@ -102,10 +102,14 @@ async def _events(
             ]
             yield sse(completion_chunk(completion_id, request.model, echoed))
         try:
+            failed = False
             async for chunk in chat_chunks(frames):
+                if failed:
+                    continue  # read on to the end, where the pipeline records the failure
                 if chunk.get("error") is not None:
                     yield sse(chunk)
-                    return
+                    failed = True
+                    continue
                 for name in _USAGE_FIELDS:
                     usage[name] += (chunk.get("usage") or {}).get(name) or 0
                 choices = [
@@ -123,6 +127,8 @@ async def _events(
             aclose = getattr(frames, "aclose", None)
             if aclose is not None:
                 await aclose()
+        if failed:
+            return
     if (request.stream_options or {}).get("include_usage"):
         yield sse(completion_chunk(completion_id, request.model, [], usage))
     yield SSE_DONE

@@ -56,9 +56,10 @@ async def _previous(received: Received, response_id: str | None) -> list[dict[st
     log_id = response_id.removeprefix(RESPONSE_PREFIX)
     state = received.state
     record = await state.log_store.get(log_id) if response_id.startswith(RESPONSE_PREFIX) else None
-    if record is None and state.log_writer.pending:
+    if record is None and response_id.startswith(RESPONSE_PREFIX):
         # Written off the request path in batches: an answer of the last moments may still
-        # be queued. Only a miss pays for the flush.
+        # be queued, or its batch not yet committed (the flush waits for it). Only a miss
+        # pays for the flush.
         await state.log_writer.flush()
         record = await state.log_store.get(log_id)
     found = (
