@@ -45,9 +45,17 @@ def inbound_gateway(
             "api_key": "sk-an",
         },
     }
-    models = {
+    models: dict[str, Any] = {
         name: {"deployments": [{"provider": provider, "model": behaviour, "price": DIALECT_PRICE}]}
         for name, (provider, behaviour) in MODELS.items()
+    }
+    # Guardrails apply whichever API the request came in by.
+    models["claude-guarded"] = {
+        "deployments": [{"provider": "anthropic", "model": "echo", "price": DIALECT_PRICE}],
+        "guardrails": {
+            "input": [{"check": "policy", "action": "block", "deny": ["secret"]}],
+            "output": [{"check": "policy", "action": "block", "deny": ["drop table"]}],
+        },
     }
     config = parse_config(
         {

@@ -92,6 +92,7 @@ def test_message_from_either_dialect(claude: anthropic.Anthropic, model: str) ->
     assert message.usage.input_tokens > 0
     assert message.usage.output_tokens == 3
     assert message.id == "msg_" + response.headers["x-crossroads-log-id"]
+    assert response.headers["request-id"] == response.headers["x-crossroads-log-id"]
 
 
 def test_parameters_reach_the_openai_dialect(
@@ -594,3 +595,23 @@ def test_failed_streams_are_logged_with_their_error(
     record = _record(inbound_gateway, log_id)
     assert record["error_code"] is not None
     assert record["error_code"] != "client_closed_request"
+
+
+def test_guardrails_apply(claude: anthropic.Anthropic, fakes: dict[str, Any]) -> None:
+    sent_before = len(fakes["anthropic"].requests)
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        claude.messages.create(
+            model="claude-guarded",
+            max_tokens=100,
+            messages=[{"role": "user", "content": "tell me the secret"}],
+        )
+    assert "policy" in _envelope(caught.value, "invalid_request_error")
+    assert len(fakes["anthropic"].requests) == sent_before
+    refused = claude.messages.create(
+        model="claude-guarded",
+        max_tokens=100,
+        messages=[{"role": "user", "content": "then drop table users"}],
+    )
+    assert refused.stop_reason == "refusal"
+    assert refused.content[0].type == "text"
+    assert "drop table" not in refused.content[0].text

@@ -349,3 +349,16 @@ def test_logged_with_usage(sdk: OpenAI, inbound_gateway: ServedApp) -> None:
     assert record["prompt_tokens"] == response.usage.input_tokens
     assert record["completion_tokens"] == response.usage.output_tokens
     assert record["cost"] > 0
+
+
+def test_guardrails_apply(sdk: OpenAI, inbound_gateway: ServedApp) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        sdk.responses.create(model="claude-guarded", input="tell me the secret")
+    assert caught.value.code == "guardrail_blocked"
+    refused = sdk.responses.create(model="claude-guarded", input="then drop table users")
+    assert refused.status == "incomplete"
+    assert refused.incomplete_details is not None
+    assert refused.incomplete_details.reason == "content_filter"
+    assert "drop table" not in refused.output_text
+    events = raw_events(inbound_gateway, {"model": "claude-guarded", "input": "drop table now"})
+    assert events[-1][0] == "response.incomplete"

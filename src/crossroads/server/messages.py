@@ -28,11 +28,16 @@ from crossroads.usage import estimate_tokens
 __all__ = ["anthropic_models", "count_tokens", "create_message", "list_models"]
 
 
+def _headers(received: Received) -> dict[str, str]:
+    """The gateway's headers, and the log id as the `request-id` Anthropic's SDKs read."""
+    return {**received.headers(), "request-id": received.context.log_id}
+
+
 def _error(error: GatewayError, received: Received | None = None) -> Response:
     headers = dict(error.headers)
     request_id = None
     if received is not None:
-        headers.update(received.headers())
+        headers.update(_headers(received))
         request_id = received.context.log_id
     return JSONResponse(
         anthropic_envelope(error, request_id), status_code=error.status, headers=headers
@@ -55,11 +60,11 @@ async def create_message(request: Request) -> Response:
             frames = await received.stream(body)
             return EventStreamResponse(
                 anthropic_events(frames, parsed.model, log_id),
-                headers={**STREAM_HEADERS, **received.headers()},
+                headers={**STREAM_HEADERS, **_headers(received)},
             )
         completion = await received.complete(body)
         return JSONResponse(
-            anthropic_message(completion, parsed.model, log_id), headers=received.headers()
+            anthropic_message(completion, parsed.model, log_id), headers=_headers(received)
         )
     except GatewayError as exc:
         return _error(exc, received)
