@@ -32,7 +32,7 @@ from crossroads.pipeline.stages import StageKind
 from crossroads.protocol.errors import GatewayError
 from crossroads.providers.registry import build_providers
 from crossroads.routing.shared import SharedRouting
-from crossroads.server import admin, feedback, routes
+from crossroads.server import admin, completions, feedback, messages, responses_api, routes
 from crossroads.server.auth import KeyRing, master_key_from_env
 from crossroads.server.key_cache import KeyCache
 from crossroads.server.metrics import GatewayMetrics, MeteredSink
@@ -209,7 +209,11 @@ def create_app(config: Config, stages: Sequence[StageKind] = ()) -> Starlette:
         routes=[
             Route("/v1/chat/completions", routes.chat_completions, methods=["POST"]),
             Route("/chat/completions", routes.chat_completions, methods=["POST"]),
-            Route("/v1/models", routes.list_models, methods=["GET"]),
+            Route("/v1/models", messages.list_models, methods=["GET"]),
+            Route("/v1/messages", messages.create_message, methods=["POST"]),
+            Route("/v1/messages/count_tokens", messages.count_tokens, methods=["POST"]),
+            Route("/v1/responses", responses_api.create_response, methods=["POST"]),
+            Route("/v1/completions", completions.create_completion, methods=["POST"]),
             Route("/v1/logs", routes.list_logs, methods=["GET"]),
             Route("/v1/logs/{log_id}", routes.get_log, methods=["GET"]),
             Route("/v1/feedback", feedback.create_feedback, methods=["POST"]),

@@ -16,6 +16,7 @@ from crossroads import __version__
 from crossroads.protocol.chat import ChatCompletionRequest
 from crossroads.protocol.responses import ChatCompletion, ChatCompletionChunk, ErrorResponse
 from crossroads.server.log_query import LOG_PARAMETERS, MAX_JSON_FILTERS, USAGE_PARAMETERS
+from crossroads.server.openapi_inbound import inbound_paths
 from crossroads.storage.feedback_store import COMMENT_MAX_CHARS
 
 __all__ = ["build_openapi"]
@@ -92,11 +93,15 @@ def build_openapi() -> dict[str, Any]:
                     },
                 }
             },
+            **inbound_paths(),
             "/v1/models": {
                 "get": {
                     "operationId": "listModels",
                     "responses": {
-                        "200": {"description": "OpenAI model list"},
+                        "200": {
+                            "description": "OpenAI model list; Anthropic's shape when the "
+                            "anthropic-version header is sent"
+                        },
                         "401": _ERRORS["401"],
                     },
                 }

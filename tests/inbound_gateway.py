@@ -1,0 +1,73 @@
+"""One gateway for the inbound-API tests: models on an anthropic-dialect and an
+openai-dialect fake upstream, two keys."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crossroads.config import parse_config
+from crossroads.testing.server import ServedApp
+from tests.conftest import API_KEY, ARGS, DIALECT_PRICE, OTHER_KEY, running_gateway
+
+# Public model name → (provider, fake behaviour).
+MODELS = {
+    "claude-echo": ("anthropic", "echo"),
+    "claude-chunked": ("anthropic", "echo+chunks=5"),
+    "claude-tool": ("anthropic", f"args={ARGS}"),
+    "claude-think": ("anthropic", "think=Two_plus_two+reply=Four."),
+    "claude-think-tool": ("anthropic", f"think=Look_it_up+args={ARGS}"),
+    "claude-error-429": ("anthropic", "error=429+retry_after=3"),
+    "claude-stream-error": ("anthropic", "stream_error"),
+    "gpt-echo": ("openai", "echo"),
+    "gpt-chunked": ("openai", "echo+chunks=4"),
+    "gpt-tool": ("openai", f"args={ARGS}"),
+    "gpt-tools": ("openai", f"tools=2+args={ARGS}"),
+    "gpt-fixed": ("openai", "fixed"),
+    "gpt-error-503": ("openai", "error=503"),
+    "gpt-drop": ("openai", "drop_after=2"),
+}
+
+
+@pytest.fixture(scope="module")
+def inbound_gateway(
+    fakes: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServedApp]:
+    database: Path = tmp_path_factory.mktemp("inbound") / "log.db"
+    providers: dict[str, Any] = {
+        "openai": {"base_url": fakes["openai"].base_url, "api_key": "sk-oa"},
+        "anthropic": {
+            "dialect": "anthropic",
+            "base_url": fakes["anthropic"].base_url,
+            "api_key": "sk-an",
+        },
+    }
+    models: dict[str, Any] = {
+        name: {"deployments": [{"provider": provider, "model": behaviour, "price": DIALECT_PRICE}]}
+        for name, (provider, behaviour) in MODELS.items()
+    }
+    # Guardrails apply whichever API the request came in by.
+    models["claude-guarded"] = {
+        "deployments": [{"provider": "anthropic", "model": "echo", "price": DIALECT_PRICE}],
+        "guardrails": {
+            "input": [{"check": "policy", "action": "block", "deny": ["secret"]}],
+            "output": [{"check": "policy", "action": "block", "deny": ["drop table"]}],
+        },
+    }
+    config = parse_config(
+        {
+            "storage": {"database_url": f"sqlite+aiosqlite:///{database}", "flush_interval": 0.05},
+            "keys": [
+                {"name": "main", "key": API_KEY, "logs": "all"},
+                {"name": "other", "key": OTHER_KEY},
+            ],
+            "providers": providers,
+            "models": models,
+            "routing": {"retries": 0},
+        }
+    )
+    with running_gateway(config) as served:
+        yield served
