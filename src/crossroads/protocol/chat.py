@@ -177,7 +177,15 @@ class RetrievalTool(_Open):
     retrieval: RetrievalSpec
 
 
-Tool = Annotated[FunctionTool | RetrievalTool, Field(discriminator="type")]
+class FileSearchTool(_Open):
+    """OpenAI's `file_search` tool: search the caller's vector stores before answering."""
+
+    type: Literal["file_search"]
+    vector_store_ids: Annotated[list[NonEmptyStr], Field(min_length=1)]
+    max_num_results: int | None = Field(None, ge=1, le=50)
+
+
+Tool = Annotated[FunctionTool | RetrievalTool | FileSearchTool, Field(discriminator="type")]
 
 
 class NamedFunction(_Open):
@@ -392,7 +400,6 @@ EXTENSION_FIELDS = frozenset(_FIELDS[_FIELDS.index("models") :]) - UPSTREAM_EXTE
 # feature removes its names from here when it lands.
 _NOT_YET_SERVED = (
     "quality_risk_threshold",
-    "rag_tune",
     "integrity",
     "integrity_model",
     "plugins",
@@ -407,6 +414,4 @@ def unimplemented_parameters(request: ChatCompletionRequest) -> list[str]:
         # OpenRouter has more preferences (quantizations, data_collection, …) that no
         # deployment here can be matched against: refused, not silently ignored.
         names += [f"provider.{name}" for name in provider.model_extra]
-    if request.tools and any(tool.type == "retrieval" for tool in request.tools):
-        names.append("tools")
     return names
