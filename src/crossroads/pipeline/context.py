@@ -43,6 +43,8 @@ class CallContext:
     attempt_timeout: float | None = None
     # x-ratelimit-* headers for the response, once the key's limits admitted the request.
     limit_headers: dict[str, str] | None = None
+    # The `x-crossroads-cache` header (a cache mode for this request), if sent.
+    cache_header: str | None = None
 
 
 @dataclass(slots=True)

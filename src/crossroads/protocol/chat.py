@@ -259,6 +259,17 @@ class Plugin(_Open):
 # --- the request ----------------------------------------------------------------------------
 
 
+class CacheControl(_Open):
+    """Per-request cache control (`cache`): `bypass` neither reads nor writes, `refresh`
+    writes without reading, `exact`/`semantic` turn caching on for this request (also when
+    sampling with temperature > 0)."""
+
+    mode: Literal["bypass", "refresh", "off", "exact", "semantic"] | None = None
+    ttl: float | None = Field(None, gt=0, le=30 * 86400)
+    namespace: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    threshold: float | None = Field(None, gt=0, le=1)
+
+
 class ChatCompletionRequest(_Open):
     """`POST /v1/chat/completions` body."""
 
@@ -322,6 +333,8 @@ class ChatCompletionRequest(_Open):
     openai_api_key: NonEmptyStr | None = None
     # Checks to run on this request and its answer, on top of the configured ones.
     guardrails: GuardrailSet | None = None
+    # Response cache control for this request (README "Retrieval and caching").
+    cache: CacheControl | None = None
 
     @field_validator("model")
     @classmethod

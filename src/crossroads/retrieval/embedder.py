@@ -31,6 +31,10 @@ class Embedder(Protocol):
 
     def count_tokens(self, texts: Sequence[str]) -> int: ...
 
+    def warm(self) -> None:
+        """Load the model now (start-up, in a thread), not on first use."""
+        ...
+
 
 def normalise_rows(matrix: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (a zero row stays zero), as float32."""

@@ -21,6 +21,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from crossroads.cache.build import build_response_cache, uses_semantic
+from crossroads.cache.config import CacheConfig
 from crossroads.catalog import Catalog
 from crossroads.config import Config
 from crossroads.counters import build_state
@@ -128,6 +130,10 @@ def create_app(config: Config, stages: Sequence[StageKind] = ()) -> Starlette:
         collection_store = CollectionStore(engine)
         await collection_store.open()
         library = Library(collection_store, LocalEmbedder())
+        cache_config = config.cache or CacheConfig()
+        response_cache = build_response_cache(
+            cache_config, engine, library.embedder, config.storage.state_url
+        )
         key_cache = KeyCache(key_store)
         log_writer = LogWriter(log_store, flush_interval=config.storage.flush_interval)
         await log_writer.start()
@@ -160,7 +166,7 @@ def create_app(config: Config, stages: Sequence[StageKind] = ()) -> Starlette:
             limits=KeyLimits(counters, lease_s=config.routing.timeout),
             spent=spent,
             learned=learned,
-            stages=[*config_stages(config, library), *stages],
+            stages=[*config_stages(config, library, response_cache), *stages],
         )
         shared = None
         if config.storage.state_url and not config.storage.state_url.startswith("memory://"):
@@ -197,6 +203,8 @@ def create_app(config: Config, stages: Sequence[StageKind] = ()) -> Starlette:
             for kind in gateway.stage_kinds:
                 if (warm := getattr(kind, "warm", None)) is not None:
                     await asyncio.to_thread(warm)  # load models now, not on a first request
+            if uses_semantic(cache_config):
+                await asyncio.to_thread(library.embedder.warm)
             state.phase = "serving"
             yield
         finally:
@@ -208,6 +216,10 @@ def create_app(config: Config, stages: Sequence[StageKind] = ()) -> Starlette:
             for provider in providers.values():
                 await provider.aclose()
             await gateway.drain()
+            for kind in gateway.stage_kinds:
+                if (drain := getattr(kind, "drain", None)) is not None:
+                    await drain()
+            await response_cache.aclose()
             await counters.aclose()
             await log_writer.close()
             await log_store.close()

@@ -20,6 +20,7 @@ __all__ = [
     "feedback",
     "metadata",
     "request_log",
+    "response_cache",
     "stored_files",
     "vector_stores",
     "virtual_keys",
@@ -185,4 +186,20 @@ collection_chunks = sa.Table(
     sa.Column("text", sa.Text(), nullable=False),
     sa.Column("embedding", sa.LargeBinary(), nullable=False),  # float32, unit length
     sa.Index(None, "store_id", "file_id"),
+)
+
+# Cached answers (backend "sqlite"/PostgreSQL of the response cache). `context`, `question`
+# and `vector` are set for entries the semantic cache may match (vector: float32, unit length).
+response_cache = sa.Table(
+    "response_cache",
+    metadata,
+    sa.Column("namespace", sa.Text(), primary_key=True),
+    sa.Column("key", sa.Text(), primary_key=True),
+    sa.Column("payload", sa.LargeBinary(), nullable=False),  # the completion, JSON
+    sa.Column("expires_at", sa.Float(), nullable=False),  # Unix time
+    sa.Column("context", sa.Text(), nullable=True),
+    sa.Column("question", sa.Text(), nullable=True),
+    sa.Column("vector", sa.LargeBinary(), nullable=True),
+    sa.Index(None, "namespace", "context"),
+    sa.Index(None, "expires_at"),
 )

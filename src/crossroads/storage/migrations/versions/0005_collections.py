@@ -1,4 +1,5 @@
-"""Add retrieval collections: uploaded files, vector stores and their chunks.
+"""Add retrieval collections (uploaded files, vector stores, their chunks) and the response
+cache.
 
 Revision ID: 0005
 Revises: 0004
@@ -65,9 +66,27 @@ def upgrade() -> None:
     op.create_index(
         "ix_collection_chunks_store_id_file_id", "collection_chunks", ["store_id", "file_id"]
     )
+    op.create_table(
+        "response_cache",
+        sa.Column("namespace", sa.Text(), nullable=False),
+        sa.Column("key", sa.Text(), nullable=False),
+        sa.Column("payload", sa.LargeBinary(), nullable=False),
+        sa.Column("expires_at", sa.Float(), nullable=False),
+        sa.Column("context", sa.Text(), nullable=True),
+        sa.Column("question", sa.Text(), nullable=True),
+        sa.Column("vector", sa.LargeBinary(), nullable=True),
+        sa.PrimaryKeyConstraint("namespace", "key", name="pk_response_cache"),
+    )
+    op.create_index(
+        "ix_response_cache_namespace_context", "response_cache", ["namespace", "context"]
+    )
+    op.create_index("ix_response_cache_expires_at", "response_cache", ["expires_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_response_cache_expires_at", table_name="response_cache")
+    op.drop_index("ix_response_cache_namespace_context", table_name="response_cache")
+    op.drop_table("response_cache")
     op.drop_index("ix_collection_chunks_store_id_file_id", table_name="collection_chunks")
     op.drop_table("collection_chunks")
     op.drop_index("ix_vector_stores_owner_created_at", table_name="vector_stores")
