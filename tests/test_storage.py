@@ -123,7 +123,7 @@ async def test_migrations_create_what_the_schema_describes(store: LogStore) -> N
     async with store.engine.connect() as connection:
         assert await connection.run_sync(_schema_diff) == []
         version = await connection.scalar(sa.text("SELECT version_num FROM alembic_version"))
-    assert version == "0004"
+    assert version == "0005"
     await store.open()  # idempotent
 
 

@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from crossroads.cache.config import CacheConfig
 from crossroads.config_file import find_config_file
 from crossroads.guardrails.config import GuardrailSet
 from crossroads.providers.registry import validate_provider_config
@@ -255,6 +256,8 @@ class Config(_Strict):
     router: RouterConfig = Field(default_factory=RouterConfig)
     # Checks every request runs (README "Guardrails"); models and keys may add their own.
     guardrails: GuardrailSet | None = None
+    # Response caching (README "Retrieval and caching"); off unless set.
+    cache: CacheConfig | None = None
 
     @field_validator("models")
     @classmethod

@@ -43,6 +43,8 @@ class CallContext:
     attempt_timeout: float | None = None
     # x-ratelimit-* headers for the response, once the key's limits admitted the request.
     limit_headers: dict[str, str] | None = None
+    # The `x-crossroads-cache` header (a cache mode for this request), if sent.
+    cache_header: str | None = None
 
 
 @dataclass(slots=True)
@@ -80,6 +82,19 @@ class PreparedChat:
         for branch in self.branches or ():
             branch.attempts.body["messages"] = messages
         self.attempts.body["messages"] = messages
+
+    def rewrite_field(self, name: str, value: Any = None) -> None:
+        """Send `value` as body field `name` upstream (None: leave the field out), on every
+        route of the request; the log keeps the caller's own."""
+        for body in (
+            self.body,
+            self.attempts.body,
+            *(b.attempts.body for b in self.branches or ()),
+        ):
+            if value is None:
+                body.pop(name, None)
+            else:
+                body[name] = value
 
     def scrub_log(self, scrubber: Callable[[str], str]) -> None:
         """Apply `scrubber` to every string of the log record before it is written."""

@@ -177,7 +177,15 @@ class RetrievalTool(_Open):
     retrieval: RetrievalSpec
 
 
-Tool = Annotated[FunctionTool | RetrievalTool, Field(discriminator="type")]
+class FileSearchTool(_Open):
+    """OpenAI's `file_search` tool: search the caller's vector stores before answering."""
+
+    type: Literal["file_search"]
+    vector_store_ids: Annotated[list[NonEmptyStr], Field(min_length=1)]
+    max_num_results: int | None = Field(None, ge=1, le=50)
+
+
+Tool = Annotated[FunctionTool | RetrievalTool | FileSearchTool, Field(discriminator="type")]
 
 
 class NamedFunction(_Open):
@@ -251,6 +259,17 @@ class Plugin(_Open):
 # --- the request ----------------------------------------------------------------------------
 
 
+class CacheControl(_Open):
+    """Per-request cache control (`cache`): `bypass` neither reads nor writes, `refresh`
+    writes without reading, `exact`/`semantic` turn caching on for this request (also when
+    sampling with temperature > 0)."""
+
+    mode: Literal["bypass", "refresh", "off", "exact", "semantic"] | None = None
+    ttl: float | None = Field(None, gt=0, le=30 * 86400)
+    namespace: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    threshold: float | None = Field(None, gt=0, le=1)
+
+
 class ChatCompletionRequest(_Open):
     """`POST /v1/chat/completions` body."""
 
@@ -314,6 +333,8 @@ class ChatCompletionRequest(_Open):
     openai_api_key: NonEmptyStr | None = None
     # Checks to run on this request and its answer, on top of the configured ones.
     guardrails: GuardrailSet | None = None
+    # Response cache control for this request (README "Retrieval and caching").
+    cache: CacheControl | None = None
 
     @field_validator("model")
     @classmethod
@@ -392,7 +413,6 @@ EXTENSION_FIELDS = frozenset(_FIELDS[_FIELDS.index("models") :]) - UPSTREAM_EXTE
 # feature removes its names from here when it lands.
 _NOT_YET_SERVED = (
     "quality_risk_threshold",
-    "rag_tune",
     "integrity",
     "integrity_model",
     "plugins",
@@ -407,6 +427,4 @@ def unimplemented_parameters(request: ChatCompletionRequest) -> list[str]:
         # OpenRouter has more preferences (quantizations, data_collection, …) that no
         # deployment here can be matched against: refused, not silently ignored.
         names += [f"provider.{name}" for name in provider.model_extra]
-    if request.tools and any(tool.type == "retrieval" for tool in request.tools):
-        names.append("tools")
     return names

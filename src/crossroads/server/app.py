@@ -21,6 +21,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from crossroads.cache.build import build_response_cache, uses_semantic
+from crossroads.cache.config import CacheConfig
 from crossroads.catalog import Catalog
 from crossroads.config import Config
 from crossroads.counters import build_state
@@ -31,8 +33,19 @@ from crossroads.pipeline import Gateway
 from crossroads.pipeline.stages import StageKind
 from crossroads.protocol.errors import GatewayError
 from crossroads.providers.registry import build_providers
+from crossroads.retrieval.embedder import LocalEmbedder
+from crossroads.retrieval.library import Library
 from crossroads.routing.shared import SharedRouting
-from crossroads.server import admin, completions, feedback, messages, responses_api, routes
+from crossroads.server import (
+    admin,
+    collections,
+    completions,
+    embeddings,
+    feedback,
+    messages,
+    responses_api,
+    routes,
+)
 from crossroads.server.auth import KeyRing, master_key_from_env
 from crossroads.server.key_cache import KeyCache
 from crossroads.server.metrics import GatewayMetrics, MeteredSink
@@ -40,6 +53,7 @@ from crossroads.server.openapi import build_openapi
 from crossroads.server.responses import error_response
 from crossroads.server.state import AppState
 from crossroads.stages import config_stages
+from crossroads.storage.collection_store import CollectionStore
 from crossroads.storage.database import create_engine, default_database_url
 from crossroads.storage.key_store import KeyStore
 from crossroads.storage.log_store import LogStore
@@ -122,6 +136,13 @@ def create_app(config: Config, stages: Sequence[StageKind] = ()) -> Starlette:
         log_store = LogStore(engine)
         await log_store.open()  # migrates every table, virtual keys' too
         key_store = KeyStore(engine)
+        collection_store = CollectionStore(engine)
+        await collection_store.open()
+        library = Library(collection_store, LocalEmbedder())
+        cache_config = config.cache or CacheConfig()
+        response_cache = build_response_cache(
+            cache_config, engine, library.embedder, config.storage.state_url
+        )
         key_cache = KeyCache(key_store)
         log_writer = LogWriter(log_store, flush_interval=config.storage.flush_interval)
         await log_writer.start()
@@ -154,7 +175,7 @@ def create_app(config: Config, stages: Sequence[StageKind] = ()) -> Starlette:
             limits=KeyLimits(counters, lease_s=config.routing.timeout),
             spent=spent,
             learned=learned,
-            stages=[*config_stages(config), *stages],
+            stages=[*config_stages(config, library, response_cache), *stages],
         )
         shared = None
         if config.storage.state_url and not config.storage.state_url.startswith("memory://"):
@@ -178,6 +199,7 @@ def create_app(config: Config, stages: Sequence[StageKind] = ()) -> Starlette:
             key_store=key_store,
             key_cache=key_cache,
             shared=shared,
+            library=library,
         )
         app.state.crossroads = state
         try:
@@ -190,6 +212,8 @@ def create_app(config: Config, stages: Sequence[StageKind] = ()) -> Starlette:
             for kind in gateway.stage_kinds:
                 if (warm := getattr(kind, "warm", None)) is not None:
                     await asyncio.to_thread(warm)  # load models now, not on a first request
+            if uses_semantic(cache_config):
+                await asyncio.to_thread(library.embedder.warm)
             state.phase = "serving"
             yield
         finally:
@@ -201,6 +225,10 @@ def create_app(config: Config, stages: Sequence[StageKind] = ()) -> Starlette:
             for provider in providers.values():
                 await provider.aclose()
             await gateway.drain()
+            for kind in gateway.stage_kinds:
+                if (drain := getattr(kind, "drain", None)) is not None:
+                    await drain()
+            await response_cache.aclose()
             await counters.aclose()
             await log_writer.close()
             await log_store.close()
@@ -224,6 +252,8 @@ def create_app(config: Config, stages: Sequence[StageKind] = ()) -> Starlette:
             Route("/metrics", routes.metrics, methods=["GET"]),
             Route("/openapi.json", routes.openapi, methods=["GET"]),
             *admin.key_routes(),
+            *collections.collection_routes(),
+            Route("/v1/embeddings", embeddings.create_embeddings, methods=["POST"]),
         ],
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         lifespan=lifespan,

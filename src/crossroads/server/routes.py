@@ -118,6 +118,7 @@ async def chat_completions(request: Request) -> Response:
         virtual_key=caller.virtual_key,
         session_header=headers.get("x-session-id") or None,
         tags=[t.strip() for t in tags.split(",") if t.strip()] if tags else None,
+        cache_header=headers.get("x-crossroads-cache"),
     )
     gateway = state.gateway
     body: Any = None

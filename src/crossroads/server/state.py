@@ -9,6 +9,7 @@ from crossroads.catalog import Catalog
 from crossroads.config import Config
 from crossroads.pipeline import Gateway
 from crossroads.providers.base import Provider
+from crossroads.retrieval.library import Library
 from crossroads.routing.shared import SharedRouting
 from crossroads.server.auth import KeyRing
 from crossroads.server.key_cache import KeyCache
@@ -35,6 +36,8 @@ class AppState:
     key_cache: KeyCache
     # Breakers and stats exchanged with other replicas (a shared state_url), else None.
     shared: SharedRouting | None = None
+    # Retrieval collections and local embeddings (server/collections.py, embeddings.py).
+    library: Library | None = None
     # "starting", "serving" or "shutting down": the lifespan's phase.
     phase: str = "starting"
     _readers: frozenset[str] = field(default_factory=frozenset)

@@ -6,15 +6,30 @@ that returns None on a request that does not use it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from crossroads.cache.config import CacheConfig
 from crossroads.config import Config
 from crossroads.pipeline.stages import StageKind
+from crossroads.stages.cache import CacheKind
 from crossroads.stages.guardrails import GuardrailsKind
+from crossroads.stages.retrieval import RetrievalKind
+
+if TYPE_CHECKING:
+    from crossroads.cache.responses import ResponseCache
+    from crossroads.retrieval.library import Library
 
 __all__ = ["config_stages"]
 
 
-def config_stages(config: Config) -> list[StageKind]:
+def config_stages(
+    config: Config, library: Library | None = None, cache: ResponseCache | None = None
+) -> list[StageKind]:
     """The kinds of stage this config can run, in no particular order (the pipeline
-    orders them)."""
+    orders them). Retrieval needs the app's collections (`library`), caching its cache."""
     kinds: list[StageKind] = [GuardrailsKind(config)]
+    if library is not None:
+        kinds.append(RetrievalKind(library))
+    if cache is not None:
+        kinds.append(CacheKind(config.cache or CacheConfig(), cache))
     return kinds

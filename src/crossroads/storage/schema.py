@@ -16,9 +16,13 @@ from sqlalchemy.engine import Dialect
 __all__ = [
     "NAMING_CONVENTION",
     "UTCDateTime",
+    "collection_chunks",
     "feedback",
     "metadata",
     "request_log",
+    "response_cache",
+    "stored_files",
+    "vector_stores",
     "virtual_keys",
 ]
 
@@ -135,4 +139,67 @@ feedback = sa.Table(
     sa.Column("key_id", sa.Text(), nullable=True),  # who gave it; None in loopback-only mode
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Index(None, "log_id", "created_at"),
+)
+
+# Retrieval collections (OpenAI's vector stores). `owner` is the key that created the row
+# ("" in loopback-only mode); every read filters on it, so another key's collection is a 404.
+# Keyword indexes (SQLite FTS5, PostgreSQL's GIN over a tsvector) are made by
+# `CollectionStore.open`, since neither is portable DDL.
+stored_files = sa.Table(
+    "stored_files",
+    metadata,
+    sa.Column("id", sa.Text(), primary_key=True),
+    sa.Column("owner", sa.Text(), nullable=False),
+    sa.Column("filename", sa.Text(), nullable=False),
+    sa.Column("purpose", sa.Text(), nullable=False),
+    sa.Column("kind", sa.Text(), nullable=False),  # txt | md | html | pdf
+    sa.Column("bytes", sa.Integer(), nullable=False),
+    sa.Column("text", sa.Text(), nullable=False),  # what parsing extracted
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Index(None, "owner", "created_at"),
+)
+
+vector_stores = sa.Table(
+    "vector_stores",
+    metadata,
+    sa.Column("id", sa.Text(), primary_key=True),
+    sa.Column("owner", sa.Text(), nullable=False),
+    sa.Column("name", sa.Text(), nullable=True),
+    sa.Column("metadata", _json(), nullable=True),
+    sa.Column("embedding_model", sa.Text(), nullable=False),
+    sa.Column("chunk_size", sa.Integer(), nullable=False),
+    sa.Column("chunk_overlap", sa.Integer(), nullable=False),
+    # Bumped on every change to the chunks: replicas' in-memory vector matrices compare it.
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Index(None, "owner", "created_at"),
+)
+
+collection_chunks = sa.Table(
+    "collection_chunks",
+    metadata,
+    sa.Column("id", sa.Text(), primary_key=True),
+    sa.Column("store_id", sa.Text(), nullable=False),
+    sa.Column("file_id", sa.Text(), nullable=True),  # None: text added directly
+    sa.Column("source", sa.Text(), nullable=False),  # file name, or the text's title
+    sa.Column("position", sa.Integer(), nullable=False),  # chunk index within its source
+    sa.Column("text", sa.Text(), nullable=False),
+    sa.Column("embedding", sa.LargeBinary(), nullable=False),  # float32, unit length
+    sa.Index(None, "store_id", "file_id"),
+)
+
+# Cached answers (backend "sqlite"/PostgreSQL of the response cache). `context`, `question`
+# and `vector` are set for entries the semantic cache may match (vector: float32, unit length).
+response_cache = sa.Table(
+    "response_cache",
+    metadata,
+    sa.Column("namespace", sa.Text(), primary_key=True),
+    sa.Column("key", sa.Text(), primary_key=True),
+    sa.Column("payload", sa.LargeBinary(), nullable=False),  # the completion, JSON
+    sa.Column("expires_at", sa.Float(), nullable=False),  # Unix time
+    sa.Column("context", sa.Text(), nullable=True),
+    sa.Column("question", sa.Text(), nullable=True),
+    sa.Column("vector", sa.LargeBinary(), nullable=True),
+    sa.Index(None, "namespace", "context"),
+    sa.Index(None, "expires_at"),
 )

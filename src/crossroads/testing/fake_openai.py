@@ -25,6 +25,7 @@ Token counting is deterministic, so tests can compute expected cost:
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from typing import Any
@@ -112,6 +113,8 @@ class FakeOpenAI(FakeUpstream):
             return _error(401, f"Incorrect API key provided: {sent}.", code="invalid_api_key")
         if request.method == "POST" and request.path == "/v1/chat/completions":
             return await self._chat(request, body)
+        if request.method == "POST" and request.path == "/v1/embeddings":
+            return _embeddings(body)
         if request.method == "GET" and request.path == "/v1/models":
             names = ("fixed", "echo", "tool")
             data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in names]
@@ -194,6 +197,30 @@ class FakeOpenAI(FakeUpstream):
         return json_response(
             {**head, "choices": choices, **({} if behaviour.no_usage else {"usage": usage})}
         )
+
+
+def _embeddings(body: Any) -> web.StreamResponse:
+    """Deterministic 8-dimension vectors from each input's hash; one token per word."""
+    if not isinstance(body, dict) or "input" not in body:
+        return _error(400, "'input' is a required property.", param="input")
+    inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+    if not inputs or not all(isinstance(i, str) for i in inputs):
+        return _error(400, "'input' must be a string or an array of strings.", param="input")
+    data = []
+    for index, text in enumerate(inputs):
+        digest = hashlib.sha256(text.encode()).digest()
+        data.append(
+            {"object": "embedding", "index": index, "embedding": [b / 255 for b in digest[:8]]}
+        )
+    tokens = sum(count_words(text) for text in inputs)
+    return json_response(
+        {
+            "object": "list",
+            "data": data,
+            "model": str(body.get("model") or ""),
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )
 
 
 async def _stream(

@@ -44,6 +44,7 @@ class OpenAIProvider(HttpUpstream):
         }
         self._config = config
         self._url = f"{config.url}/chat/completions"
+        self._embeddings_url = f"{config.url}/embeddings"
 
     def _headers(self, call: UpstreamCall) -> dict[str, str]:
         headers = {"Content-Type": "application/json", **self._config.headers}
@@ -69,6 +70,20 @@ class OpenAIProvider(HttpUpstream):
         if not isinstance(decoded.get("choices"), list):
             raise UpstreamError(
                 f"upstream {self.name!r} returned JSON that is not a chat completion",
+                failure="malformed",
+                status=status,
+            )
+        return decoded
+
+    async def embeddings(self, call: UpstreamCall) -> dict[str, Any]:
+        """`POST /embeddings` with the body as given (`model` already the upstream id)."""
+        status, body = await self.post_json(
+            self._embeddings_url, call.body, self._headers(call), call.sent
+        )
+        decoded = decode_json(self.name, body, "a body")
+        if not isinstance(decoded.get("data"), list):
+            raise UpstreamError(
+                f"upstream {self.name!r} returned JSON that is not an embeddings list",
                 failure="malformed",
                 status=status,
             )
