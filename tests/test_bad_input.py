@@ -192,11 +192,11 @@ def test_a_caller_key_that_no_header_can_carry_is_a_400(
 
 
 def test_every_unsupported_parameter_is_named(served: ServedApp) -> None:
-    body = {"model": "echo", "messages": HELLO, "integrity": 3, "rag_tune": "docs", "plugins": []}
+    body = {"model": "echo", "messages": HELLO, "rag_tune": "docs", "plugins": []}
     response = post(served, body)
     assert_error(response, 400, "unsupported_parameter", "rag_tune")
     message = response.json()["error"]["message"]
-    assert all(f"'{name}'" in message for name in ("rag_tune", "integrity", "plugins"))
+    assert all(f"'{name}'" in message for name in ("rag_tune", "plugins"))
 
 
 # --- secrets ---------------------------------------------------------------------------------

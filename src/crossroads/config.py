@@ -33,6 +33,7 @@ from crossroads.config_file import find_config_file
 from crossroads.guardrails.config import GuardrailSet
 from crossroads.providers.registry import validate_provider_config
 from crossroads.providers.settings import HttpProviderConfig, ProviderConfig
+from crossroads.quality_config import QualityConfig
 
 __all__ = [
     "BreakerConfig",
@@ -255,6 +256,8 @@ class Config(_Strict):
     router: RouterConfig = Field(default_factory=RouterConfig)
     # Checks every request runs (README "Guardrails"); models and keys may add their own.
     guardrails: GuardrailSet | None = None
+    # Hallucination risk, criteria, mixtures of agents (README "Answer quality").
+    quality: QualityConfig = Field(default_factory=QualityConfig)
 
     @field_validator("models")
     @classmethod

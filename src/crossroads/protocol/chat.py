@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from crossroads.guardrails.config import GuardrailSet
+from crossroads.quality_config import QualityOptions
 
 __all__ = [
     "ENGINE_PARAMETERS",
@@ -314,6 +315,10 @@ class ChatCompletionRequest(_Open):
     openai_api_key: NonEmptyStr | None = None
     # Checks to run on this request and its answer, on top of the configured ones.
     guardrails: GuardrailSet | None = None
+    # Answer quality (README "Answer quality"): how the risk is measured and acted on, and
+    # the configured criteria to judge each answer by.
+    quality: QualityOptions | None = None
+    criteria: Annotated[list[NonEmptyStr], Field(min_length=1, max_length=10)] | None = None
 
     @field_validator("model")
     @classmethod
@@ -391,10 +396,7 @@ EXTENSION_FIELDS = frozenset(_FIELDS[_FIELDS.index("models") :]) - UPSTREAM_EXTE
 # request that sets one gets a 400 `unsupported_parameter` instead of a silent no-op; each
 # feature removes its names from here when it lands.
 _NOT_YET_SERVED = (
-    "quality_risk_threshold",
     "rag_tune",
-    "integrity",
-    "integrity_model",
     "plugins",
 )
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from crossroads.config import Config
 from crossroads.pipeline.stages import StageKind
 from crossroads.stages.guardrails import GuardrailsKind
+from crossroads.stages.mixture import MixtureKind
+from crossroads.stages.quality import QualityKind
 
 __all__ = ["config_stages"]
 
@@ -16,5 +18,9 @@ __all__ = ["config_stages"]
 def config_stages(config: Config) -> list[StageKind]:
     """The kinds of stage this config can run, in no particular order (the pipeline
     orders them)."""
-    kinds: list[StageKind] = [GuardrailsKind(config)]
+    kinds: list[StageKind] = [
+        GuardrailsKind(config),
+        QualityKind(config.quality),
+        MixtureKind(config.quality),
+    ]
     return kinds
