@@ -72,19 +72,18 @@ class Vote(FanOut):
             "routing": self.branches[winner_index].attempts.routing(),
         }
         response.update(self.chat.notices)
-        self.chat.report(
-            "integrity",
-            {
-                "votes": len(groups[0][1]),
-                "agreement": round(len(groups[0][1]) / len(texts), 4),
-                "asked": len(outcomes),
-                "answered": len(texts),
-                "method": "vote",
-                "candidates": [
-                    {"content": texts[members[0]], "votes": len(members)} for _, members in groups
-                ],
-            },
-        )
+        integrity = {
+            "votes": len(groups[0][1]),
+            "agreement": round(len(groups[0][1]) / len(texts), 4),
+            "asked": len(outcomes),
+            "answered": len(texts),
+            "method": "vote",
+            "candidates": [
+                {"content": texts[members[0]], "votes": len(members)} for _, members in groups
+            ],
+        }
+        self.chat.report("integrity", integrity)
+        response["integrity"] = integrity  # also without any response stage
         record = self.chat.record
         chosen = self.branches[winner_index].attempts.chosen
         record.model_served = self.chat.request.model
