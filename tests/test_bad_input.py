@@ -192,11 +192,17 @@ def test_a_caller_key_that_no_header_can_carry_is_a_400(
 
 
 def test_every_unsupported_parameter_is_named(served: ServedApp) -> None:
-    body = {"model": "echo", "messages": HELLO, "integrity": 3, "plugins": []}
+    body = {
+        "model": "echo",
+        "messages": HELLO,
+        "plugins": [],
+        "provider": {"quantizations": ["int8"], "data_collection": "deny"},
+    }
     response = post(served, body)
-    assert_error(response, 400, "unsupported_parameter", "integrity")
+    assert_error(response, 400, "unsupported_parameter", "plugins")
     message = response.json()["error"]["message"]
-    assert all(f"'{name}'" in message for name in ("integrity", "plugins"))
+    names = ("plugins", "provider.quantizations", "provider.data_collection")
+    assert all(f"'{name}'" in message for name in names)
 
 
 # --- secrets ---------------------------------------------------------------------------------

@@ -208,8 +208,6 @@ def test_invalid_values_are_400_naming_the_param(client: OpenAI, body: dict, par
 @pytest.mark.parametrize(
     ("extra", "param"),
     [
-        ({"quality_risk_threshold": 0.5}, "quality_risk_threshold"),
-        ({"integrity": 3}, "integrity"),
         ({"plugins": [{"id": "web"}]}, "plugins"),
         ({"provider": {"quantizations": ["fp8"]}}, "provider.quantizations"),
     ],

@@ -34,6 +34,7 @@ from crossroads.config_file import find_config_file
 from crossroads.guardrails.config import GuardrailSet
 from crossroads.providers.registry import validate_provider_config
 from crossroads.providers.settings import HttpProviderConfig, ProviderConfig
+from crossroads.quality_config import QualityConfig
 
 __all__ = [
     "BreakerConfig",
@@ -258,6 +259,8 @@ class Config(_Strict):
     guardrails: GuardrailSet | None = None
     # Response caching (README "Retrieval and caching"); off unless set.
     cache: CacheConfig | None = None
+    # Hallucination risk, criteria, mixtures of agents (README "Answer quality").
+    quality: QualityConfig = Field(default_factory=QualityConfig)
 
     @field_validator("models")
     @classmethod

@@ -26,6 +26,7 @@ from crossroads.pipeline import relay
 from crossroads.pipeline.context import CallContext, PreparedChat
 from crossroads.pipeline.ledger import Accounts, LogSink, SpentSource
 from crossroads.pipeline.prepare import Preparer
+from crossroads.pipeline.side_calls import SideCalls
 from crossroads.pipeline.stages import Stage, StageKind, check_order, select_stages
 from crossroads.protocol.errors import GatewayError
 from crossroads.protocol.sse import primed
@@ -65,6 +66,10 @@ class Gateway:
         self._preparer = Preparer(catalog, providers, self.route_state, learned, rng)
         check_order(stages)
         self.stage_kinds = list(stages)
+        side_calls = SideCalls(self._preparer)
+        for kind in self.stage_kinds:
+            if (bind := getattr(kind, "bind", None)) is not None:
+                bind(side_calls)  # kinds that call upstreams themselves (judges, proposers)
 
     @property
     def learned(self) -> LearnedRouter | None:

@@ -44,6 +44,11 @@ class Join(Protocol):
         """The chunk that says branch `index` failed (joins that survive failures)."""
         ...
 
+    def held(self, response: dict[str, Any]) -> list[dict[str, Any]]:
+        """Chunks the join held back until every branch ended (a vote's winner), to send
+        once the answer is joined; [] for joins that send as chunks arrive."""
+        ...
+
     def identity(self, assemblers: list[StreamAssembler]) -> dict[str, Any]:
         """id, object, created and model of the stream's own chunks."""
         ...
@@ -76,6 +81,10 @@ class Join(Protocol):
 
 
 def join_for(chat: PreparedChat) -> Join:
+    if chat.branches and (chat.request.integrity or 1) > 1:
+        from crossroads.pipeline.vote import Vote  # vote.py builds on FanOut, below
+
+        return Vote(chat, chat.branches)
     return FanOut(chat, chat.branches) if chat.branches else Single(chat)
 
 
@@ -118,6 +127,9 @@ class Single:
 
     def failed_chunk(self, index: int, error: GatewayError) -> dict[str, Any]:
         return error.envelope()
+
+    def held(self, response: dict[str, Any]) -> list[dict[str, Any]]:
+        return []
 
     def identity(self, assemblers: list[StreamAssembler]) -> dict[str, Any]:
         return assemblers[0].chunk([])
@@ -209,6 +221,9 @@ class FanOut:
         for choice in choices:
             del choice["message"]
         return {**self._identity, "choices": choices}
+
+    def held(self, response: dict[str, Any]) -> list[dict[str, Any]]:
+        return []
 
     def identity(self, assemblers: list[StreamAssembler]) -> dict[str, Any]:
         return dict(self._identity)

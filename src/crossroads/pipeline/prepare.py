@@ -43,6 +43,9 @@ class Preparer:
         self.providers = providers
         self.route_state = route_state
         self.learned = learned  # serves `model: "router"`; None: refused
+        # Names that stand for another model (a mixture of agents is served by its
+        # aggregator; its stage asks the proposers first).
+        self.aliases: dict[str, str] = {}
         self._strategies = Strategies(route_state.stats, rng)
 
     def prepare(self, body: Any, context: CallContext) -> Prepared:
@@ -52,6 +55,8 @@ class Preparer:
             raise GatewayError(
                 400, "The request body must be a JSON object.", code="invalid_request_body"
             )
+        if isinstance(body.get("model"), str) and body["model"] in self.aliases:
+            body = {**body, "model": self.aliases[body["model"]]}
         try:
             request = ChatCompletionRequest.model_validate(body)
         except ValidationError as exc:
@@ -79,11 +84,33 @@ class Preparer:
                 f'`{name}` steers the learned router: send it with model "router".',
                 param=name,
             )
+        if (request.integrity or 1) > 1 and (routed or len(request.model_names) > 1):
+            raise bad_request(
+                "`integrity` votes among one model's answers: name one model.", param="integrity"
+            )
         if len(request.model_names) > 1:
             branches = self._branches(request, body, context)
             return request, branches[0].attempts, branches
+        if request.integrity and request.integrity > 1:
+            branches = self._candidates(request, body, context)
+            return request, branches[0].attempts, branches
         plan = self._plan(request, body)
         return request, self._attempts(plan, request, body, context), None
+
+    def _candidates(
+        self, request: ChatCompletionRequest, body: dict[str, Any], context: CallContext
+    ) -> list[Branch]:
+        """`integrity: N`: N routes to the one model, each with its own seed (pipeline/vote.py)."""
+        if (request.n or 1) > 1:
+            raise bad_request("`integrity` returns one voted answer: leave `n` at 1.", param="n")
+        seed = request.seed if request.seed is not None else 0
+        branches = []
+        for k in range(request.integrity or 1):
+            own_body = {**body, "seed": seed + k}
+            own = request.model_copy(update={"seed": seed + k})
+            attempts = self._attempts(self._plan(own, own_body), own, own_body, context)
+            branches.append(Branch(model=request.model, attempts=attempts, n=1, offset=0))
+        return branches
 
     def _learned_route(
         self, request: ChatCompletionRequest, context: CallContext

@@ -186,6 +186,12 @@ async def _relay(
             usages.append(priced(chat, branch.attempts, completion, latency_ms))
             outcomes.append(completion)
         response = join.answer(outcomes, usages, latency_ms)
+        for chunk in join.held(response):
+            if stages is not None and (chunk := await stages.chunk(chunk)) is None:
+                continue
+            yield sse(chunk)
+            if stages is not None and (rest := await stages.end(chunk)) is not None:
+                yield sse(rest)
         if stages is not None:
             stages.finish(response)
         response.update(chat.reports)

@@ -38,8 +38,8 @@ __all__ = [
 StreamPolicy = Literal["pass", "hold", "sentence"]
 
 # Where each kind of stage runs, by name; a kind not named here cannot be registered.
-REQUEST_ORDER = ("pruning", "guardrails", "cache", "retrieval")
-RESPONSE_ORDER = ("guardrails", "quality", "cache")
+REQUEST_ORDER = ("pruning", "guardrails", "cache", "retrieval", "mixture")
+RESPONSE_ORDER = ("guardrails", "quality", "mixture", "cache")
 
 
 class StreamRefusal(Exception):

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from crossroads.guardrails.config import GuardrailSet
+from crossroads.quality_config import QualityOptions
 
 __all__ = [
     "ENGINE_PARAMETERS",
@@ -335,6 +336,10 @@ class ChatCompletionRequest(_Open):
     guardrails: GuardrailSet | None = None
     # Response cache control for this request (README "Retrieval and caching").
     cache: CacheControl | None = None
+    # Answer quality (README "Answer quality"): how the risk is measured and acted on, and
+    # the configured criteria to judge each answer by.
+    quality: QualityOptions | None = None
+    criteria: Annotated[list[NonEmptyStr], Field(min_length=1, max_length=10)] | None = None
 
     @field_validator("model")
     @classmethod
@@ -412,9 +417,6 @@ EXTENSION_FIELDS = frozenset(_FIELDS[_FIELDS.index("models") :]) - UPSTREAM_EXTE
 # request that sets one gets a 400 `unsupported_parameter` instead of a silent no-op; each
 # feature removes its names from here when it lands.
 _NOT_YET_SERVED = (
-    "quality_risk_threshold",
-    "integrity",
-    "integrity_model",
     "plugins",
 )
 

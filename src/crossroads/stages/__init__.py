@@ -13,6 +13,8 @@ from crossroads.config import Config
 from crossroads.pipeline.stages import StageKind
 from crossroads.stages.cache import CacheKind
 from crossroads.stages.guardrails import GuardrailsKind
+from crossroads.stages.mixture import MixtureKind
+from crossroads.stages.quality import QualityKind
 from crossroads.stages.retrieval import RetrievalKind
 
 if TYPE_CHECKING:
@@ -27,7 +29,11 @@ def config_stages(
 ) -> list[StageKind]:
     """The kinds of stage this config can run, in no particular order (the pipeline
     orders them). Retrieval needs the app's collections (`library`), caching its cache."""
-    kinds: list[StageKind] = [GuardrailsKind(config)]
+    kinds: list[StageKind] = [
+        GuardrailsKind(config),
+        QualityKind(config.quality),
+        MixtureKind(config.quality),
+    ]
     if library is not None:
         kinds.append(RetrievalKind(library))
     if cache is not None:

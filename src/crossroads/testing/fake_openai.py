@@ -10,7 +10,8 @@ returns every request received (also kept in `FakeOpenAI.requests`) and `DELETE`
 
 Each chat request's behaviour comes from its `x-fake-behaviour` header, else its `model` field
 (directives: see `crossroads.testing.fake_base`; `think`, `stream_error`, `blocked` and
-`cache_write` are ignored here). An unknown or invalid directive gets a 400.
+`cache_write` are ignored here). An unknown or invalid directive gets a 400. A reply with
+`|` in it holds alternatives: the request's `seed` (default 0) picks one, modulo their count.
 
 Token counting is deterministic, so tests can compute expected cost:
 
@@ -66,6 +67,12 @@ def _text(content: Any) -> str:
 def _reply(body: _Json, behaviour: Behaviour) -> tuple[str, str]:
     """The reply text of each choice and its finish_reason, after `stop` and the token limit."""
     text = behaviour.reply
+    if "|" in text:
+        # Alternatives (`reply=a|b|c`): the request's `seed` picks one, so a sampling
+        # feature (integrity, consistency) sees answers that differ.
+        options = text.split("|")
+        seed = body.get("seed")
+        text = options[(seed if isinstance(seed, int) else 0) % len(options)]
     if behaviour.mode == "echo":
         users = [m for m in body["messages"] if m.get("role") == "user"]
         text = _text(users[-1].get("content")) if users else ""

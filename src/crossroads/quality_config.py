@@ -1,0 +1,81 @@
+"""The `[quality]` config section: hallucination risk, criteria and mixtures of agents.
+
+One section holds all three because they share one machinery — extra upstream calls made by
+a response or request stage, billed to the caller's key — and one stage (stages/quality.py).
+Everything is off by default; a request turns a piece on with its own fields
+(`quality_risk_threshold`, `quality`, `criteria`, `integrity`, `model: "moa"`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "AUTOCORRECT_MODES",
+    "METHODS",
+    "CriterionConfig",
+    "MixtureConfig",
+    "QualityConfig",
+    "QualityOptions",
+]
+
+Method = Literal["grounding", "consistency", "judge", "onnx", "overlap"]
+METHODS: tuple[str, ...] = ("grounding", "consistency", "judge", "onnx", "overlap")
+Action = Literal["flag", "autocorrect"]
+AutocorrectMode = Literal["regenerate", "drop"]
+AUTOCORRECT_MODES: tuple[str, ...] = ("regenerate", "drop")
+Name = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class QualityOptions(_Strict):
+    """How one request's answer is checked: the config's defaults, or the request's
+    `quality` object (every field optional there, filled from the config)."""
+
+    method: Method | None = None
+    action: Action | None = None
+    autocorrect: AutocorrectMode | None = None
+    samples: int | None = Field(None, ge=2, le=10)  # consistency: answers compared
+    judge_model: Name | None = None
+    threshold: float | None = Field(None, ge=0, le=1)
+
+
+class CriterionConfig(_Strict):
+    """A named LLM-judge criterion: `prompt` says what a passing answer does."""
+
+    prompt: Annotated[str, Field(min_length=1)]
+    model: Name
+    kind: Literal["pass_fail", "score"] = "pass_fail"
+    pass_score: float = Field(0.5, ge=0, le=1)  # `score` criteria pass at or above this
+
+
+class MixtureConfig(_Strict):
+    """A mixture of agents: proposers answer, the aggregator writes the final answer from
+    their proposals; with `layers` > 1 the proposers see the previous layer's answers."""
+
+    proposers: Annotated[list[Name], Field(min_length=1, max_length=8)]
+    aggregator: Name
+    layers: int = Field(1, ge=1, le=3)
+
+
+class QualityConfig(_Strict):
+    # Check every answer (True) or only requests that ask (`quality_risk_threshold`, `quality`).
+    enabled: bool = False
+    threshold: float = Field(0.7, ge=0, le=1)
+    method: Method = "grounding"
+    action: Action = "flag"
+    autocorrect: AutocorrectMode = "regenerate"
+    samples: int = Field(3, ge=2, le=10)
+    judge_model: Name | None = None
+    # A local ONNX checker (method "onnx"): inputs `features` float32 [1, 12] (the grounding
+    # features), output a probability of hallucination.
+    onnx_path: str | None = None
+    # Most integrity candidates a request may ask for.
+    max_integrity: int = Field(7, ge=1, le=15)
+    criteria: dict[Name, CriterionConfig] = Field(default_factory=dict)
+    moa: dict[Name, MixtureConfig] = Field(default_factory=dict)
