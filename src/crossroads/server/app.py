@@ -34,7 +34,9 @@ from crossroads.providers.registry import build_providers
 from crossroads.routing.shared import SharedRouting
 from crossroads.server import admin, feedback, routes
 from crossroads.server.auth import KeyRing, master_key_from_env
+from crossroads.server.datasets import dataset_routes
 from crossroads.server.key_cache import KeyCache
+from crossroads.server.log_edit import log_edit_routes
 from crossroads.server.metrics import GatewayMetrics, MeteredSink
 from crossroads.server.openapi import build_openapi
 from crossroads.server.responses import error_response
@@ -220,6 +222,8 @@ def create_app(config: Config, stages: Sequence[StageKind] = ()) -> Starlette:
             Route("/metrics", routes.metrics, methods=["GET"]),
             Route("/openapi.json", routes.openapi, methods=["GET"]),
             *admin.key_routes(),
+            *log_edit_routes(),
+            *dataset_routes(),
         ],
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         lifespan=lifespan,
