@@ -90,4 +90,5 @@ def chat(served: ServedApp, key: str = API_KEY, tags: list[str] | None = None, *
 
 
 def call(served: ServedApp, method: str, path: str, key: str = API_KEY, **kwargs: Any) -> Any:
-    return httpx.request(method, f"{served.url}{path}", headers=auth(key), timeout=60, **kwargs)
+    headers = {**auth(key), **kwargs.pop("headers", {})}
+    return httpx.request(method, f"{served.url}{path}", headers=headers, timeout=60, **kwargs)
