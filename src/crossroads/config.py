@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from crossroads.config_file import find_config_file
+from crossroads.datasets.config import PruningConfig
 from crossroads.guardrails.config import GuardrailSet
 from crossroads.providers.registry import validate_provider_config
 from crossroads.providers.settings import HttpProviderConfig, ProviderConfig
@@ -255,6 +256,8 @@ class Config(_Strict):
     router: RouterConfig = Field(default_factory=RouterConfig)
     # Checks every request runs (README "Guardrails"); models and keys may add their own.
     guardrails: GuardrailSet | None = None
+    # Named strings stripped from a fine-tuned model's requests (README "Datasets").
+    pruning: PruningConfig = Field(default_factory=PruningConfig)
 
     @field_validator("models")
     @classmethod

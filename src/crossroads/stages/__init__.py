@@ -9,6 +9,7 @@ from __future__ import annotations
 from crossroads.config import Config
 from crossroads.pipeline.stages import StageKind
 from crossroads.stages.guardrails import GuardrailsKind
+from crossroads.stages.pruning import PruningKind
 
 __all__ = ["config_stages"]
 
@@ -17,4 +18,6 @@ def config_stages(config: Config) -> list[StageKind]:
     """The kinds of stage this config can run, in no particular order (the pipeline
     orders them)."""
     kinds: list[StageKind] = [GuardrailsKind(config)]
+    if config.pruning.models:
+        kinds.append(PruningKind(config))
     return kinds
