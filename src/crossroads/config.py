@@ -34,6 +34,7 @@ from crossroads.datasets.config import PruningConfig
 from crossroads.guardrails.config import GuardrailSet
 from crossroads.providers.registry import validate_provider_config
 from crossroads.providers.settings import HttpProviderConfig, ProviderConfig
+from crossroads.telemetry.config import TelemetryConfig
 
 __all__ = [
     "BreakerConfig",
@@ -258,6 +259,8 @@ class Config(_Strict):
     guardrails: GuardrailSet | None = None
     # Named strings stripped from a fine-tuned model's requests (README "Datasets").
     pruning: PruningConfig = Field(default_factory=PruningConfig)
+    # OpenTelemetry traces and metrics (README "OpenTelemetry"); off by default.
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
 
     @field_validator("models")
     @classmethod
