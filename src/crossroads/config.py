@@ -31,10 +31,12 @@ from pydantic import (
 
 from crossroads.cache.config import CacheConfig
 from crossroads.config_file import find_config_file
+from crossroads.datasets.config import PruningConfig
 from crossroads.guardrails.config import GuardrailSet
 from crossroads.providers.registry import validate_provider_config
 from crossroads.providers.settings import HttpProviderConfig, ProviderConfig
 from crossroads.quality_config import QualityConfig
+from crossroads.telemetry.config import TelemetryConfig
 
 __all__ = [
     "BreakerConfig",
@@ -261,6 +263,10 @@ class Config(_Strict):
     cache: CacheConfig | None = None
     # Hallucination risk, criteria, mixtures of agents (README "Answer quality").
     quality: QualityConfig = Field(default_factory=QualityConfig)
+    # Named strings stripped from a fine-tuned model's requests (README "Datasets").
+    pruning: PruningConfig = Field(default_factory=PruningConfig)
+    # OpenTelemetry traces and metrics (README "OpenTelemetry"); off by default.
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
 
     @field_validator("models")
     @classmethod

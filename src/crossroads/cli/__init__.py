@@ -14,6 +14,9 @@ import typer
 
 from crossroads.cli.chat import chat
 from crossroads.cli.configuration import config_app
+from crossroads.cli.datasets import datasets_app
+from crossroads.cli.evaluate import evaluate
+from crossroads.cli.finetune import finetune_app
 from crossroads.cli.keys import keys_app
 from crossroads.cli.logs import logs, usage
 from crossroads.cli.providers import providers_app
@@ -33,10 +36,13 @@ app.command()(serve)
 app.command()(chat)
 app.command()(logs)
 app.command()(usage)
+app.command("eval")(evaluate)
 app.add_typer(config_app, name="config")
 app.add_typer(providers_app, name="providers")
 app.add_typer(keys_app, name="keys")
 app.add_typer(router_app, name="router")
+app.add_typer(datasets_app, name="datasets")
+app.add_typer(finetune_app, name="finetune")
 
 
 def main() -> None:

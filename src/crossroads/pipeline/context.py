@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from crossroads.storage.key_store import VirtualKey
 from crossroads.storage.records import LogRecord, new_log_id
+from crossroads.telemetry.trace import RequestTrace
 
 if TYPE_CHECKING:
     from crossroads.pipeline.ledger import Ledger
@@ -64,6 +65,8 @@ class PreparedChat:
     stages: StagePlan | None = None
     # What each stage found, by stage name: added to the response and to the log record.
     reports: dict[str, Any] = field(default_factory=dict)
+    # Attempts' and stages' times for OpenTelemetry (telemetry/); None when it is off.
+    trace: RequestTrace | None = None
 
     @property
     def record(self) -> LogRecord:

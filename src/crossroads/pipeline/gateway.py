@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crossroads.catalog import Catalog
 from crossroads.config import RoutingConfig
@@ -36,6 +36,9 @@ from crossroads.routing.breaker import Breakers
 from crossroads.routing.retry import Backoff
 from crossroads.routing.stats import LiveStats
 
+if TYPE_CHECKING:
+    from crossroads.telemetry.emit import Telemetry
+
 __all__ = ["Gateway"]
 
 
@@ -50,6 +53,7 @@ class Gateway:
         spent: SpentSource | None = None,
         learned: LearnedRouter | None = None,
         stages: Sequence[StageKind] = (),
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.catalog = catalog
         self.providers = providers
@@ -70,6 +74,7 @@ class Gateway:
         for kind in self.stage_kinds:
             if (bind := getattr(kind, "bind", None)) is not None:
                 bind(side_calls)  # kinds that call upstreams themselves (judges, proposers)
+        self.telemetry = telemetry
 
     @property
     def learned(self) -> LearnedRouter | None:
@@ -90,6 +95,11 @@ class Gateway:
         record.session_id = request.session_id or context.session_header
         chat = PreparedChat(context, request, body, attempts, ledger, branches)
         ledger.reports = chat.reports
+        if self.telemetry is not None:
+            chat.trace = trace = self.telemetry.begin(record.id)
+            attempts.trace = trace
+            for branch in branches or ():
+                branch.attempts.trace = trace
         if self.stage_kinds:
             try:
                 chat.stages = select_stages(self.stage_kinds, chat)

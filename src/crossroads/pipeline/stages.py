@@ -16,11 +16,15 @@ name, in the response and in the log record (`PreparedChat.report`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+import time
+from collections.abc import Awaitable, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from crossroads.pipeline.context import PreparedChat
+    from crossroads.telemetry.trace import RequestTrace
+
+T = TypeVar("T")
 
 __all__ = [
     "REQUEST_ORDER",
@@ -134,8 +138,12 @@ class StagePlan:
     async def run_before(self, chat: PreparedChat) -> tuple[dict[str, Any] | None, Stage | None]:
         """Run the request stages; an answer from one of them ends the walk (returned with
         the stage that gave it)."""
+        trace = chat.trace
         for stage in self.before:
-            answer = await stage.before(chat)
+            if trace is None:
+                answer = await stage.before(chat)
+            else:
+                answer = await _timed(trace, stage.name, "request", stage.before(chat))
             if answer is not None:
                 return answer, stage
         return None, None
@@ -143,12 +151,30 @@ class StagePlan:
     async def run_after(
         self, chat: PreparedChat, response: dict[str, Any], answered_by: Stage | None = None
     ) -> None:
+        trace = chat.trace
         for stage in self.after:
-            if stage is not answered_by:
+            if stage is answered_by:
+                continue
+            if trace is None:
                 await stage.after(chat, response)
+            else:
+                await _timed(trace, stage.name, "response", stage.after(chat, response))
 
     def stream_checks(self, chat: PreparedChat) -> list[StreamCheck]:
         return [check for stage in self.after if (check := stage.stream(chat)) is not None]
+
+
+async def _timed(trace: RequestTrace, name: str, phase: str, work: Awaitable[T]) -> T:
+    """`work`, with its start and end recorded as a stage span (OpenTelemetry on)."""
+    started = time.time_ns()
+    error: str | None = None
+    try:
+        return await work
+    except BaseException as exc:
+        error = getattr(exc, "code", None) or type(exc).__name__
+        raise
+    finally:
+        trace.stage(name, phase, started, time.time_ns(), error)
 
 
 NO_STAGES = StagePlan([], [])

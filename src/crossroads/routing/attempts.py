@@ -30,6 +30,7 @@ from crossroads.routing.breaker import Breakers
 from crossroads.routing.plan import Candidate, RoutePlan
 from crossroads.routing.retry import Backoff, counts_against_deployment, verdict
 from crossroads.routing.stats import LiveStats, Outcome
+from crossroads.telemetry.trace import RequestTrace
 
 __all__ = ["Attempts", "OpenStream", "RouteState"]
 
@@ -74,6 +75,8 @@ class Attempts:
     # Set when planning already found no deployment able to serve now (a fan-out branch
     # whose circuits are all open): every call raises it.
     failure: GatewayError | None = None
+    # Each attempt's end time for OpenTelemetry (telemetry/trace.py); None when it is off.
+    trace: RequestTrace | None = None
 
     # --- the two ways to call --------------------------------------------------------------
 
@@ -211,15 +214,16 @@ class Attempts:
     def _note(
         self, candidate: Candidate, status: int | None, error: str | None, latency_ms: float
     ) -> None:
-        self.log.append(
-            {
-                "deployment": candidate.deployment.key,
-                "provider": candidate.provider.name,
-                "status": status,
-                "error": error,
-                "latency_ms": round(latency_ms, 3),
-            }
-        )
+        entry = {
+            "deployment": candidate.deployment.key,
+            "provider": candidate.provider.name,
+            "status": status,
+            "error": error,
+            "latency_ms": round(latency_ms, 3),
+        }
+        self.log.append(entry)
+        if self.trace is not None:
+            self.trace.attempt(entry, time.time_ns())
 
     def record_outcome(
         self,

@@ -13,6 +13,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -30,6 +31,7 @@ from crossroads.learned.retrain import Retrainer
 from crossroads.learned.serve import LearnedRouter, load_router
 from crossroads.limits import KeyLimits
 from crossroads.pipeline import Gateway
+from crossroads.pipeline.ledger import LogSink
 from crossroads.pipeline.stages import StageKind
 from crossroads.protocol.errors import GatewayError
 from crossroads.providers.registry import build_providers
@@ -47,7 +49,9 @@ from crossroads.server import (
     routes,
 )
 from crossroads.server.auth import KeyRing, master_key_from_env
+from crossroads.server.datasets import dataset_routes
 from crossroads.server.key_cache import KeyCache
+from crossroads.server.log_edit import log_edit_routes
 from crossroads.server.metrics import GatewayMetrics, MeteredSink
 from crossroads.server.openapi import build_openapi
 from crossroads.server.responses import error_response
@@ -60,6 +64,10 @@ from crossroads.storage.log_store import LogStore
 from crossroads.storage.retention import LogPruner
 from crossroads.storage.usage_store import usage_totals
 from crossroads.storage.writer import LogWriter
+from crossroads.telemetry.setup import telemetry_from_config
+
+if TYPE_CHECKING:
+    from crossroads.telemetry.emit import Telemetry
 
 __all__ = ["create_app"]
 
@@ -124,11 +132,14 @@ class GatewayApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
-def create_app(config: Config, stages: Sequence[StageKind] = ()) -> Starlette:
+def create_app(
+    config: Config, stages: Sequence[StageKind] = (), telemetry: Telemetry | None = None
+) -> Starlette:
     """Build the app; nothing is opened until the lifespan starts.
 
     `stages` adds kinds of pipeline stages of the embedder's own (pipeline/stages.py) to
-    the ones the config turns on; each runs at its fixed place in the pipeline."""
+    the ones the config turns on; each runs at its fixed place in the pipeline. `telemetry`
+    replaces the one `[telemetry]` would make (tests pass one with in-memory exporters)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -165,17 +176,22 @@ def create_app(config: Config, stages: Sequence[StageKind] = ()) -> Starlette:
             rows = await usage_totals(engine, group_by="key", start=since, key_id=key_id)
             return float(sum(row["cost"] for row in rows))
 
+        traced = telemetry or telemetry_from_config(config.telemetry)
+        sink: LogSink = MeteredSink(log_writer, metrics)
+        if traced is not None:
+            sink = traced.sink(sink)
         learned = LearnedRouter(load_router(config.router), catalog, config.models, config.router)
         retrainer = Retrainer(learned, engine, config.router, config.models)
         gateway = Gateway(
             catalog,
             providers,
-            MeteredSink(log_writer, metrics),
+            sink,
             config.routing,
             limits=KeyLimits(counters, lease_s=config.routing.timeout),
             spent=spent,
             learned=learned,
             stages=[*config_stages(config, library, response_cache), *stages],
+            telemetry=traced,
         )
         shared = None
         if config.storage.state_url and not config.storage.state_url.startswith("memory://"):
@@ -232,6 +248,8 @@ def create_app(config: Config, stages: Sequence[StageKind] = ()) -> Starlette:
             await counters.aclose()
             await log_writer.close()
             await log_store.close()
+            if traced is not None:
+                await asyncio.to_thread(traced.shutdown)
 
     return GatewayApp(
         routes=[
@@ -254,6 +272,8 @@ def create_app(config: Config, stages: Sequence[StageKind] = ()) -> Starlette:
             *admin.key_routes(),
             *collections.collection_routes(),
             Route("/v1/embeddings", embeddings.create_embeddings, methods=["POST"]),
+            *log_edit_routes(),
+            *dataset_routes(),
         ],
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         lifespan=lifespan,

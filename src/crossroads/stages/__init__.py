@@ -14,6 +14,7 @@ from crossroads.pipeline.stages import StageKind
 from crossroads.stages.cache import CacheKind
 from crossroads.stages.guardrails import GuardrailsKind
 from crossroads.stages.mixture import MixtureKind
+from crossroads.stages.pruning import PruningKind
 from crossroads.stages.quality import QualityKind
 from crossroads.stages.retrieval import RetrievalKind
 
@@ -38,4 +39,6 @@ def config_stages(
         kinds.append(RetrievalKind(library))
     if cache is not None:
         kinds.append(CacheKind(config.cache or CacheConfig(), cache))
+    if config.pruning.models:
+        kinds.append(PruningKind(config))
     return kinds

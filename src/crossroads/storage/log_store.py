@@ -39,6 +39,7 @@ __all__ = [
     "LogStore",
     "StatusFilter",
     "check_filter_key",
+    "log_conditions",
     "parse_status_filter",
 ]
 
@@ -264,6 +265,60 @@ def _has_tag(dialect: str, column: sa.ColumnElement[Any], tag: str) -> sa.Column
     return sa.exists().where(elements.c.value == sa.literal(tag, sa.Text()))
 
 
+def log_conditions(
+    dialect: str,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    model: str | None = None,
+    status: StatusFilter | None = None,
+    session_id: str | None = None,
+    user: str | None = None,
+    tags: Sequence[str] = (),
+    metadata: Mapping[str, str] | None = None,
+    extra: Mapping[str, str] | None = None,
+    key_id: str | None = None,
+    before: str | None = None,
+) -> list[sa.ColumnElement[bool]]:
+    """SQL conditions for `LogStore.query`'s filters, for anything else that selects
+    records by them (bulk edits, dataset rows from the log)."""
+    c = request_log.c
+    conditions: list[sa.ColumnElement[bool]] = []
+    if start is not None:
+        conditions.append(c.created_at >= start)
+    if end is not None:
+        conditions.append(c.created_at < end)
+    if model is not None:
+        conditions.append(c.model_requested == indexed_text(model))
+    if status == "ok":
+        conditions.append(c.status_code < 400)
+    elif status == "error":
+        conditions.append(c.status_code >= 400)
+    elif isinstance(status, int):
+        conditions.append(c.status_code == status)
+    elif status is not None:
+        raise ValueError(f"status must be an int, 'ok' or 'error', got {status!r}")
+    if session_id is not None:
+        conditions.append(c.session_id == indexed_text(session_id))
+    if user is not None:
+        conditions.append(c.user == storable_text(user))
+    if key_id is not None:
+        conditions.append(c.key_id == indexed_text(key_id))
+    for tag in tags:
+        conditions.append(_has_tag(dialect, c.tags, storable_text(tag)))
+    for column, pairs in ((c["metadata"], metadata), (c.extra, extra)):
+        for key, value in (pairs or {}).items():
+            text = _json_text(dialect, column, key)
+            conditions.append(text == storable_text(value))
+    if before is not None:
+        before = storable_text(before)
+        cursor = sa.select(c.created_at).where(c.id == before).scalar_subquery()
+        conditions.append(
+            sa.or_(c.created_at < cursor, sa.and_(c.created_at == cursor, c.id < before))
+        )
+    return conditions
+
+
 class LogStore:
     """The request log in one database. Owns `engine`: `close()` disposes of it."""
 
@@ -360,45 +415,24 @@ class LogStore:
         key_id: str | None = None,
         before: str | None = None,
     ) -> list[LogRecord]:
-        dialect = self._engine.dialect.name
-        c = request_log.c
-        conditions: list[sa.ColumnElement[bool]] = []
-        if start is not None:
-            conditions.append(c.created_at >= start)
-        if end is not None:
-            conditions.append(c.created_at < end)
-        if model is not None:
-            conditions.append(c.model_requested == indexed_text(model))
-        if status == "ok":
-            conditions.append(c.status_code < 400)
-        elif status == "error":
-            conditions.append(c.status_code >= 400)
-        elif isinstance(status, int):
-            conditions.append(c.status_code == status)
-        elif status is not None:
-            raise ValueError(f"status must be an int, 'ok' or 'error', got {status!r}")
-        if session_id is not None:
-            conditions.append(c.session_id == indexed_text(session_id))
-        if user is not None:
-            conditions.append(c.user == storable_text(user))
-        if key_id is not None:
-            conditions.append(c.key_id == indexed_text(key_id))
-        for tag in tags:
-            conditions.append(_has_tag(dialect, c.tags, storable_text(tag)))
-        for column, pairs in ((c["metadata"], metadata), (c.extra, extra)):
-            for key, value in (pairs or {}).items():
-                text = _json_text(dialect, column, key)
-                conditions.append(text == storable_text(value))
-        if before is not None:
-            before = storable_text(before)
-            cursor = sa.select(c.created_at).where(c.id == before).scalar_subquery()
-            conditions.append(
-                sa.or_(c.created_at < cursor, sa.and_(c.created_at == cursor, c.id < before))
-            )
+        conditions = log_conditions(
+            self._engine.dialect.name,
+            start=start,
+            end=end,
+            model=model,
+            status=status,
+            session_id=session_id,
+            user=user,
+            tags=tags,
+            metadata=metadata,
+            extra=extra,
+            key_id=key_id,
+            before=before,
+        )
         statement = (
             sa.select(*_SELECTED)
             .where(*conditions)
-            .order_by(c.created_at.desc(), c.id.desc())
+            .order_by(request_log.c.created_at.desc(), request_log.c.id.desc())
             .limit(limit)
         )
         async with self._engine.connect() as connection:

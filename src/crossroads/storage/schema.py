@@ -17,7 +17,10 @@ __all__ = [
     "NAMING_CONVENTION",
     "UTCDateTime",
     "collection_chunks",
+    "dataset_rows",
+    "datasets",
     "feedback",
+    "fine_tune_jobs",
     "metadata",
     "request_log",
     "response_cache",
@@ -202,4 +205,58 @@ response_cache = sa.Table(
     sa.Column("vector", sa.LargeBinary(), nullable=True),
     sa.Index(None, "namespace", "context"),
     sa.Index(None, "expires_at"),
+# Datasets built from the log or uploaded (`/v1/datasets`), for fine-tuning and evaluations.
+# Owned by the key that made them (and its team): no key reads another's. `pruning` holds the
+# dataset's named strings/regexes removed from every exported row.
+datasets = sa.Table(
+    "datasets",
+    metadata,
+    sa.Column("id", sa.Text(), primary_key=True),
+    sa.Column("name", sa.Text(), nullable=False),
+    sa.Column("key_id", sa.Text(), nullable=True),  # None in loopback-only mode
+    sa.Column("team", sa.Text(), nullable=True),
+    sa.Column("test_fraction", sa.Float(), nullable=False),
+    sa.Column("seed", sa.Integer(), nullable=False),
+    sa.Column("pruning", _json(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Index(None, "key_id"),
+)
+
+# One training example: the input messages (and tools), the answer, and what a preference
+# pair needs (the answer's score, or the answers it was preferred over). Ids sort by time,
+# so export pages by id with flat memory.
+dataset_rows = sa.Table(
+    "dataset_rows",
+    metadata,
+    sa.Column("id", sa.Text(), primary_key=True),
+    sa.Column("dataset_id", sa.Text(), nullable=False),
+    sa.Column("split", sa.Text(), nullable=False),  # train | test
+    sa.Column("messages", _json(), nullable=False),
+    sa.Column("tools", _json(), nullable=True),
+    sa.Column("output", _json(), nullable=True),  # the assistant message
+    sa.Column("rejected", _json(), nullable=True),  # assistant messages it is preferred over
+    sa.Column("score", sa.Float(), nullable=True),  # latest feedback on its log record
+    sa.Column("prompt_hash", sa.Text(), nullable=False),
+    sa.Column("source_log_id", sa.Text(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Index(None, "dataset_id", "id"),
+    sa.Index(None, "dataset_id", "prompt_hash"),
+)
+
+# Fine-tuning jobs submitted to an upstream, tracked until they end; a finished job's model
+# is registered here (`fine_tuned_model`) for `crossroads finetune register`.
+fine_tune_jobs = sa.Table(
+    "fine_tune_jobs",
+    metadata,
+    sa.Column("id", sa.Text(), primary_key=True),  # the upstream's job id
+    sa.Column("dataset_id", sa.Text(), nullable=False),
+    sa.Column("provider", sa.Text(), nullable=False),
+    sa.Column("base_model", sa.Text(), nullable=False),
+    sa.Column("method", sa.Text(), nullable=False),  # supervised | dpo
+    sa.Column("status", sa.Text(), nullable=False),
+    sa.Column("file_id", sa.Text(), nullable=False),
+    sa.Column("fine_tuned_model", sa.Text(), nullable=True),
+    sa.Column("key_id", sa.Text(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
 )

@@ -1,0 +1,30 @@
+"""What one request's trace records while it runs: attempts and stages, with their times.
+
+Spans are made from it when the request's log record is submitted (telemetry/emit.py), so
+the hot path only appends tuples: the OpenTelemetry SDK's span objects (about 20 µs each to
+start and end) are built off to the side, in one go, with the times recorded here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["RequestTrace"]
+
+
+class RequestTrace:
+    __slots__ = ("attempts", "stages")
+
+    def __init__(self) -> None:
+        # (the `routing.attempts` entry, wall-clock ns when the attempt ended)
+        self.attempts: list[tuple[dict[str, Any], int]] = []
+        # (stage name, "request" | "response", start ns, end ns, error type or None)
+        self.stages: list[tuple[str, str, int, int, str | None]] = []
+
+    def attempt(self, entry: dict[str, Any], ended_ns: int) -> None:
+        self.attempts.append((entry, ended_ns))
+
+    def stage(
+        self, name: str, phase: str, started_ns: int, ended_ns: int, error: str | None
+    ) -> None:
+        self.stages.append((name, phase, started_ns, ended_ns, error))
