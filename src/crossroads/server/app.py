@@ -32,7 +32,7 @@ from crossroads.pipeline.stages import StageKind
 from crossroads.protocol.errors import GatewayError
 from crossroads.providers.registry import build_providers
 from crossroads.routing.shared import SharedRouting
-from crossroads.server import admin, feedback, routes
+from crossroads.server import admin, dashboard, feedback, routes
 from crossroads.server.auth import KeyRing, master_key_from_env
 from crossroads.server.key_cache import KeyCache
 from crossroads.server.metrics import GatewayMetrics, MeteredSink
@@ -40,6 +40,7 @@ from crossroads.server.openapi import build_openapi
 from crossroads.server.responses import error_response
 from crossroads.server.state import AppState
 from crossroads.stages import config_stages
+from crossroads.storage.dashboard_store import Rollups
 from crossroads.storage.database import create_engine, default_database_url
 from crossroads.storage.key_store import KeyStore
 from crossroads.storage.log_store import LogStore
@@ -123,7 +124,11 @@ def create_app(config: Config, stages: Sequence[StageKind] = ()) -> Starlette:
         await log_store.open()  # migrates every table, virtual keys' too
         key_store = KeyStore(engine)
         key_cache = KeyCache(key_store)
-        log_writer = LogWriter(log_store, flush_interval=config.storage.flush_interval)
+        log_writer = LogWriter(
+            log_store,
+            flush_interval=config.storage.flush_interval,
+            on_written=Rollups(engine).add,  # the dashboard's hourly rollup
+        )
         await log_writer.start()
         providers = build_providers(config)
         catalog = Catalog.from_config(config)
@@ -220,6 +225,7 @@ def create_app(config: Config, stages: Sequence[StageKind] = ()) -> Starlette:
             Route("/metrics", routes.metrics, methods=["GET"]),
             Route("/openapi.json", routes.openapi, methods=["GET"]),
             *admin.key_routes(),
+            *dashboard.routes(),
         ],
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         lifespan=lifespan,

@@ -14,11 +14,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
 __all__ = [
+    "LATENCY_BOUNDS_MS",
+    "LATENCY_BUCKETS",
     "NAMING_CONVENTION",
     "UTCDateTime",
     "feedback",
     "metadata",
     "request_log",
+    "request_rollup",
     "virtual_keys",
 ]
 
@@ -135,4 +138,50 @@ feedback = sa.Table(
     sa.Column("key_id", sa.Text(), nullable=True),  # who gave it; None in loopback-only mode
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Index(None, "log_id", "created_at"),
+)
+
+# Upper bounds (ms) of the latency and time-to-first-token histogram buckets in
+# `request_rollup`; the last bucket (`l15`, `t15`) is everything above 20 s. Fixed, so that
+# rows from any replica and any hour add up, and percentiles come from summed counts.
+LATENCY_BOUNDS_MS: tuple[float, ...] = (
+    25,
+    50,
+    100,
+    200,
+    300,
+    500,
+    750,
+    1000,
+    1500,
+    2000,
+    3000,
+    5000,
+    7500,
+    10000,
+    20000,
+)
+LATENCY_BUCKETS = len(LATENCY_BOUNDS_MS) + 1
+
+# The request log summed per UTC hour, key, model and provider, kept up to date by the log
+# writer's batches (dashboard_store.Rollups): the dashboard's charts read a few hundred rows
+# of it instead of aggregating up to millions of log rows. Empty strings stand for "none" in
+# the key columns, which a primary key cannot hold as NULL.
+request_rollup = sa.Table(
+    "request_rollup",
+    metadata,
+    sa.Column("hour", UTCDateTime(), primary_key=True),
+    sa.Column("key_id", sa.Text(), primary_key=True),
+    sa.Column("model", sa.Text(), primary_key=True),  # the model that answered, else asked
+    sa.Column("provider", sa.Text(), primary_key=True),
+    sa.Column("requests", sa.BigInteger(), nullable=False),
+    sa.Column("errors_4xx", sa.BigInteger(), nullable=False),
+    sa.Column("errors_5xx", sa.BigInteger(), nullable=False),
+    sa.Column("routed", sa.BigInteger(), nullable=False),  # asked for `model: "router"`
+    sa.Column("cost", sa.Float(), nullable=False),
+    sa.Column("prompt_tokens", sa.BigInteger(), nullable=False),
+    sa.Column("completion_tokens", sa.BigInteger(), nullable=False),
+    sa.Column("latency_sum", sa.Float(), nullable=False),
+    sa.Column("ttft_sum", sa.Float(), nullable=False),
+    *(sa.Column(f"l{i}", sa.BigInteger(), nullable=False) for i in range(LATENCY_BUCKETS)),
+    *(sa.Column(f"t{i}", sa.BigInteger(), nullable=False) for i in range(LATENCY_BUCKETS)),
 )
