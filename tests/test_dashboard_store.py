@@ -19,7 +19,12 @@ from crossroads.storage.database import create_engine
 from crossroads.storage.log_store import LogStore
 from crossroads.storage.migrate import alembic_config
 from crossroads.storage.records import LogRecord, new_log_id
-from crossroads.storage.schema import LATENCY_BOUNDS_MS, LATENCY_BUCKETS, request_rollup
+from crossroads.storage.schema import (
+    LATENCY_BOUNDS_MS,
+    LATENCY_BUCKETS,
+    ROLLUP_GRAINS,
+    request_rollup,
+)
 from crossroads.storage.writer import LogWriter
 from tests.conftest import postgres_engine
 
@@ -74,7 +79,7 @@ async def _rollup(engine: AsyncEngine) -> dict[tuple[object, ...], dict[str, obj
         rows = (await connection.execute(sa.select(request_rollup))).mappings().all()
     out = {}
     for row in rows:
-        key = (row["hour"], row["key_id"], row["model"], row["provider"])
+        key = (row["grain"], row["key_id"], row["hour"], row["model"], row["provider"])
         out[key] = {c.name: row[c.name] for c in columns}
         for name in ("cost", "latency_sum", "ttft_sum"):
             out[key][name] = round(float(row[name]), 6)
@@ -98,7 +103,10 @@ async def test_backfill_equals_the_writer_hook(engine: AsyncEngine) -> None:
         await rollups.add(records[start : start + 37])
     hooked = await _rollup(engine)
     assert hooked == backfilled
-    assert sum(int(row["requests"]) for row in hooked.values()) == 400  # type: ignore[call-overload]
+    assert {grain for grain, *_ in hooked} == set(ROLLUP_GRAINS)
+    for grain in ROLLUP_GRAINS:
+        rows = [row for key, row in hooked.items() if key[0] == grain]
+        assert sum(int(str(row["requests"])) for row in rows) == 400
     await store.close()
 
 
@@ -140,7 +148,7 @@ def test_percentiles_from_the_histogram() -> None:
         LogRecord(id=str(i), created_at=T0, model_requested="m", status_code=200, latency_ms=v)
         for i, v in enumerate(values)
     )
-    (row,) = rows
+    row = next(row for row in rows if row["grain"] == "all")
     counts = [row[f"l{i}"] for i in range(LATENCY_BUCKETS)]
     p50 = percentile(counts, 0.5)
     p95 = percentile(counts, 0.95)
@@ -164,7 +172,9 @@ def test_rollup_skips_values_the_log_would_not_store() -> None:
         latency_ms=float("inf"),
         prompt_tokens=2**40,
     )
-    (row,) = rollup_rows([record])
+    rows = rollup_rows([record])
+    assert len(rows) == len(ROLLUP_GRAINS)
+    row = rows[0]
     assert row["cost"] == 0.0
     assert row["latency_sum"] == 0.0
     assert row["prompt_tokens"] == 0

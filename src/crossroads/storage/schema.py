@@ -17,6 +17,7 @@ __all__ = [
     "LATENCY_BOUNDS_MS",
     "LATENCY_BUCKETS",
     "NAMING_CONVENTION",
+    "ROLLUP_GRAINS",
     "UTCDateTime",
     "feedback",
     "metadata",
@@ -162,15 +163,27 @@ LATENCY_BOUNDS_MS: tuple[float, ...] = (
 )
 LATENCY_BUCKETS = len(LATENCY_BOUNDS_MS) + 1
 
-# The request log summed per UTC hour, key, model and provider, kept up to date by the log
-# writer's batches (dashboard_store.Rollups): the dashboard's charts read a few hundred rows
-# of it instead of aggregating up to millions of log rows. Empty strings stand for "none" in
-# the key columns, which a primary key cannot hold as NULL.
+# The request log summed per UTC hour at several grains, kept up to date by the log writer's
+# batches (dashboard_store.Rollups). A grain names the dimensions its rows are split by
+# (`ROLLUP_GRAINS`); the other dimension columns hold "" (as does a record without a key or
+# provider). Summing every dimension at once made as many rollup rows as log rows for a
+# month of 20 keys × 12 models × 4 providers; per grain, a month is at most hours × keys ×
+# models rows, and each query reads one grain through the primary key's prefix.
+ROLLUP_GRAINS: dict[str, tuple[str, ...]] = {
+    "all": (),
+    "model": ("model",),
+    "provider": ("provider",),
+    "key": ("key_id",),
+    "key_model": ("key_id", "model"),
+    "key_provider": ("key_id", "provider"),
+}
+
 request_rollup = sa.Table(
     "request_rollup",
     metadata,
-    sa.Column("hour", UTCDateTime(), primary_key=True),
+    sa.Column("grain", sa.Text(), primary_key=True),
     sa.Column("key_id", sa.Text(), primary_key=True),
+    sa.Column("hour", UTCDateTime(), primary_key=True),
     sa.Column("model", sa.Text(), primary_key=True),  # the model that answered, else asked
     sa.Column("provider", sa.Text(), primary_key=True),
     sa.Column("requests", sa.BigInteger(), nullable=False),

@@ -9,6 +9,7 @@ own records gets every query scoped to their key.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -57,8 +58,11 @@ def _state(request: Request) -> AppState:
     return state
 
 
-def _ms(value: float | None) -> str:
-    return "–" if value is None else f"{value:,.0f} ms"
+def _ms(value: Any) -> str:
+    """Milliseconds as shown; "–" for anything that is not a number (stored data may be odd)."""
+    if type(value) not in (int, float):
+        return "–"
+    return f"{value:,.0f} ms"
 
 
 class Pages:
@@ -169,7 +173,9 @@ class Pages:
         span = time_range(request.query_params.get("range"))
         store = DashboardStore(_state(request).log_store.engine)
         total = (await store.totals(span.start, span.end, by=None, key_id=viewer.key_id))[0]
-        hourly = await store.hourly(span.start, span.end, by=None, key_id=viewer.key_id)
+        hourly = await store.hourly(
+            span.start, span.end, by=None, key_id=viewer.key_id, histograms=False, daily=span.daily
+        )
         traffic = chart(span, hourly, "requests", names=["all"])
         traffic["datasets"][0]["label"] = "requests"
         errors = chart(span, hourly, "errors", names=["all"])
@@ -245,7 +251,9 @@ class Pages:
 
     async def cost(self, request: Request, viewer: session.Viewer) -> Response:
         span, by, store, totals = await self._breakdown(request, viewer)
-        hourly = await store.hourly(span.start, span.end, by=by, key_id=viewer.key_id)
+        hourly = await store.hourly(
+            span.start, span.end, by=by, key_id=viewer.key_id, histograms=False, daily=span.daily
+        )
         return self.render(
             request,
             "cost.html",
@@ -258,7 +266,9 @@ class Pages:
 
     async def latency(self, request: Request, viewer: session.Viewer) -> Response:
         span, by, store, totals = await self._breakdown(request, viewer)
-        hourly = await store.hourly(span.start, span.end, by=None, key_id=viewer.key_id)
+        hourly = await store.hourly(
+            span.start, span.end, by=None, key_id=viewer.key_id, daily=span.daily
+        )
         lines = chart(span, hourly, "p50", names=["all"])
         lines["datasets"][0]["label"] = "latency p50"
         for value, label, color in (
@@ -275,7 +285,9 @@ class Pages:
 
     async def errors(self, request: Request, viewer: session.Viewer) -> Response:
         span, by, store, totals = await self._breakdown(request, viewer)
-        hourly = await store.hourly(span.start, span.end, by=by, key_id=viewer.key_id)
+        hourly = await store.hourly(
+            span.start, span.end, by=by, key_id=viewer.key_id, histograms=False, daily=span.daily
+        )
         return self.render(
             request,
             "errors.html",
@@ -292,11 +304,15 @@ class Pages:
         state = _state(request)
         virtual = await state.key_store.list()
         store = DashboardStore(state.log_store.engine)
-        rows = []
+        periods: dict[datetime | None, list[str]] = {}
         for key in virtual:
-            since = budget_period_start(key.budget_period)
-            spent = (await store.spend_since([key.id], since)).get(key.id, 0.0)
-            rows.append({"key": key, "status": key.status(), "spent": spent})
+            periods.setdefault(budget_period_start(key.budget_period), []).append(key.id)
+        spent: dict[str, float] = {}
+        for since, ids in periods.items():  # one query per kind of budget period
+            spent.update(await store.spend_since(ids, since))
+        rows = [
+            {"key": key, "status": key.status(), "spent": spent.get(key.id, 0.0)} for key in virtual
+        ]
         return self.render(
             request,
             "keys.html",
@@ -314,12 +330,15 @@ class Pages:
         )
         decisions = []
         for record in records:
-            routing = (record.response or {}).get("routing") or {}
+            response = record.response if isinstance(record.response, dict) else {}
+            routing = response.get("routing")
+            routing = routing if isinstance(routing, dict) else {}
+            router = routing.get("router")
             decisions.append(
                 {
                     "record": record,
                     "chosen": routing.get("chosen"),
-                    "router": routing.get("router") or {},
+                    "router": router if isinstance(router, dict) else {},
                 }
             )
         store = DashboardStore(state.log_store.engine)

@@ -53,10 +53,21 @@ class TimeRange:
     start: datetime
     end: datetime
 
-    def hours(self) -> list[datetime]:
-        first = self.start.replace(minute=0, second=0, microsecond=0)
-        count = int((self.end - first).total_seconds() // 3600) + 1
-        return [first + timedelta(hours=i) for i in range(count)]
+    @property
+    def daily(self) -> bool:
+        """Charts of more than a day plot one point per day."""
+        return self.end - self.start > timedelta(days=1)
+
+    def points(self) -> list[datetime]:
+        """The start of each hour (or day) the charts plot."""
+        if self.daily:
+            first = self.start.replace(hour=0, minute=0, second=0, microsecond=0)
+            step = timedelta(days=1)
+        else:
+            first = self.start.replace(minute=0, second=0, microsecond=0)
+            step = timedelta(hours=1)
+        count = int((self.end - first) / step) + 1
+        return [first + i * step for i in range(count)]
 
 
 def time_range(value: str | None, now: datetime | None = None) -> TimeRange:
@@ -127,7 +138,9 @@ def record_sections(record: LogRecord) -> dict[str, Any]:
         shown_routing = {k: v for k, v in routing.items() if k not in ("attempts",)}
     return {
         "routing": None if shown_routing is None else pretty(shown_routing),
-        "attempts": attempts if isinstance(attempts, list) else [],
+        "attempts": [a for a in attempts if isinstance(a, dict)]
+        if isinstance(attempts, list)
+        else [],
         "guardrails": pretty(guardrails) if guardrails else None,
         "quality": None if response.get("quality") is None else pretty(response["quality"]),
         "request": None if record.request is None else pretty(record.request),
@@ -178,11 +191,11 @@ def chart(
     stacked: bool = False,
     names: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """A Chart.js line chart of `value` per hour, one series per group name.
+    """A Chart.js chart of `value` per hour (per day past 24 h), one series per group.
 
     `value` is a `GroupTotals` attribute, or `p50`/`p95` of latency, `ttft50`/`ttft95`.
     """
-    hours = span.hours()
+    hours = span.points()
     index = {hour: i for i, hour in enumerate(hours)}
     if names is None:
         totals: dict[str, float] = {}
@@ -202,7 +215,7 @@ def chart(
     return {
         "type": kind,
         "stacked": stacked,
-        "labels": [f"{h:%m-%d %H}h" for h in hours],
+        "labels": [f"{h:%m-%d}" if span.daily else f"{h:%m-%d %H}h" for h in hours],
         "datasets": [
             {"label": name or "(none)", "data": [round(v, 6) for v in data], "color": color}
             for (name, data), color in zip(series.items(), _cycle(len(series)), strict=True)

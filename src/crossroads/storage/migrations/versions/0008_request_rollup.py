@@ -24,6 +24,15 @@ down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# The grains and the dimensions each is split by, as `schema.ROLLUP_GRAINS` had them.
+_GRAINS = {
+    "all": (),
+    "model": ("model",),
+    "provider": ("provider",),
+    "key": ("key_id",),
+    "key_model": ("key_id", "model"),
+    "key_provider": ("key_id", "provider"),
+}
 # The histogram's bucket bounds in ms, as `schema.LATENCY_BOUNDS_MS` had them at this revision.
 _BOUNDS = (25, 50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500, 10000, 20000)
 _BUCKETS = len(_BOUNDS) + 1
@@ -40,8 +49,9 @@ _COUNTS = (
 def upgrade() -> None:
     op.create_table(
         "request_rollup",
-        sa.Column("hour", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("grain", sa.Text(), nullable=False),
         sa.Column("key_id", sa.Text(), nullable=False),
+        sa.Column("hour", sa.DateTime(timezone=True), nullable=False),
         sa.Column("model", sa.Text(), nullable=False),
         sa.Column("provider", sa.Text(), nullable=False),
         *(sa.Column(name, sa.BigInteger(), nullable=False) for name in _COUNTS[:4]),
@@ -51,7 +61,9 @@ def upgrade() -> None:
         sa.Column("ttft_sum", sa.Float(), nullable=False),
         *(sa.Column(f"l{i}", sa.BigInteger(), nullable=False) for i in range(_BUCKETS)),
         *(sa.Column(f"t{i}", sa.BigInteger(), nullable=False) for i in range(_BUCKETS)),
-        sa.PrimaryKeyConstraint("hour", "key_id", "model", "provider", name="pk_request_rollup"),
+        sa.PrimaryKeyConstraint(
+            "grain", "key_id", "hour", "model", "provider", name="pk_request_rollup"
+        ),
     )
     _backfill()
 
@@ -88,21 +100,18 @@ def _backfill() -> None:
         )
     else:  # naive UTC text, "YYYY-MM-DD HH:MM:SS.ffffff"
         hour = sa.func.substr(c.created_at, 1, 13).concat(":00:00.000000")
-    hour = hour.label("hour")
-    key = sa.func.coalesce(c.key_id, "").label("key_id")
-    model = sa.func.coalesce(c.model_served, c.model_requested).label("model")
-    provider = sa.func.coalesce(c.provider, "").label("provider")
+    dimensions = {
+        "key_id": sa.func.coalesce(c.key_id, ""),
+        "model": sa.func.coalesce(c.model_served, c.model_requested),
+        "provider": sa.func.coalesce(c.provider, ""),
+    }
     count = sa.func.count
     zero = sa.literal(0)
 
     def total(column: sa.ColumnElement[float]) -> sa.ColumnElement[float]:
         return sa.func.coalesce(sa.func.sum(column), zero)
 
-    select = sa.select(
-        hour,
-        key,
-        model,
-        provider,
+    sums = [
         count().label("requests"),
         count().filter(sa.and_(c.status_code >= 400, c.status_code < 500)).label("errors_4xx"),
         count().filter(c.status_code >= 500).label("errors_5xx"),
@@ -114,10 +123,20 @@ def _backfill() -> None:
         total(c.ttft_ms).label("ttft_sum"),
         *(count().filter(_bucket(c.latency_ms, i)).label(f"l{i}") for i in range(_BUCKETS)),
         *(count().filter(_bucket(c.ttft_ms, i)).label(f"t{i}") for i in range(_BUCKETS)),
-    ).group_by(*(sa.literal_column(str(i)) for i in range(1, 5)))
-    names = [column.name for column in select.selected_columns]
-    rollup = sa.table("request_rollup", *(sa.column(name) for name in names))
-    op.execute(rollup.insert().from_select(names, select))
+    ]
+    for grain, split in _GRAINS.items():
+        keys = [
+            sa.literal_column(f"'{grain}'").label("grain"),
+            hour.label("hour"),
+            *(
+                (dimensions[name] if name in split else sa.literal_column("''")).label(name)
+                for name in ("key_id", "model", "provider")
+            ),
+        ]
+        grouped = sa.select(*keys, *sums).group_by(hour, *(dimensions[name] for name in split))
+        names = [column.name for column in grouped.selected_columns]
+        rollup = sa.table("request_rollup", *(sa.column(name) for name in names))
+        op.execute(rollup.insert().from_select(names, grouped))
 
 
 def downgrade() -> None:
