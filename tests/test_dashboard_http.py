@@ -180,3 +180,35 @@ def test_static_files_are_vendored_with_licences(traffic: Traffic) -> None:
         assert response.status_code == 200
     assert 'version:"2.0.3"' in _get(traffic, "/ui/static/htmx.min.js").text
     assert "Chart.js v2.9.3" in _get(traffic, "/ui/static/chart.min.js").text
+
+
+def test_odd_stored_values_never_fail_a_page(traffic: Traffic) -> None:
+    """Rows written by another tool, or before a field existed, render rather than 500."""
+    from datetime import UTC, datetime
+
+    from crossroads.storage.records import LogRecord, new_log_id
+
+    record = LogRecord(
+        id=new_log_id(),
+        created_at=datetime.now(UTC),
+        model_requested="router",
+        status_code=200,
+        key_id="odd-key",
+        response={
+            "routing": {"attempts": ["x", {"latency_ms": "slow", "api_key": "sk-leak-123"}]},
+            "choices": "none",
+            "quality": {"risk": 0.9, "flagged": True},
+            "guardrails": {"blocked": False, "triggered": ["pii"]},
+        },
+        request={"messages": [], "openai_api_key": "sk-leak-456", "headers": {"Key": "k"}},
+        latency_ms=None,
+    )
+    store = traffic.served.app.state.crossroads.log_store
+    traffic.served.call(store.write([record]))
+    detail = _get(traffic, f"/ui/logs/{record.id}", MASTER)
+    assert detail.status_code == 200
+    for shown in ('id="quality"', 'id="guardrails"', 'id="routing"', "[redacted]"):
+        assert shown in detail.text
+    for secret in ("sk-leak-123", "sk-leak-456"):
+        assert secret not in detail.text
+    assert _get(traffic, "/ui/router", MASTER).status_code == 200
