@@ -42,6 +42,7 @@ from crossroads.server import (
     admin,
     collections,
     completions,
+    dashboard,
     embeddings,
     feedback,
     messages,
@@ -58,6 +59,7 @@ from crossroads.server.responses import error_response
 from crossroads.server.state import AppState
 from crossroads.stages import config_stages
 from crossroads.storage.collection_store import CollectionStore
+from crossroads.storage.dashboard_store import Rollups
 from crossroads.storage.database import create_engine, default_database_url
 from crossroads.storage.key_store import KeyStore
 from crossroads.storage.log_store import LogStore
@@ -155,7 +157,11 @@ def create_app(
             cache_config, engine, library.embedder, config.storage.state_url
         )
         key_cache = KeyCache(key_store)
-        log_writer = LogWriter(log_store, flush_interval=config.storage.flush_interval)
+        log_writer = LogWriter(
+            log_store,
+            flush_interval=config.storage.flush_interval,
+            on_written=Rollups(engine).add,  # the dashboard's hourly rollup
+        )
         await log_writer.start()
         providers = build_providers(config)
         catalog = Catalog.from_config(config)
@@ -274,6 +280,7 @@ def create_app(
             Route("/v1/embeddings", embeddings.create_embeddings, methods=["POST"]),
             *log_edit_routes(),
             *dataset_routes(),
+            *dashboard.routes(),
         ],
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         lifespan=lifespan,

@@ -14,7 +14,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
 __all__ = [
+    "LATENCY_BOUNDS_MS",
+    "LATENCY_BUCKETS",
     "NAMING_CONVENTION",
+    "ROLLUP_GRAINS",
     "UTCDateTime",
     "collection_chunks",
     "dataset_rows",
@@ -23,6 +26,7 @@ __all__ = [
     "fine_tune_jobs",
     "metadata",
     "request_log",
+    "request_rollup",
     "response_cache",
     "stored_files",
     "vector_stores",
@@ -259,4 +263,60 @@ fine_tune_jobs = sa.Table(
     sa.Column("key_id", sa.Text(), nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+# Upper bounds (ms) of the latency and time-to-first-token histogram buckets in
+# `request_rollup`; the last bucket (`l15`, `t15`) is everything above 20 s. Fixed, so that
+# rows from any replica and any hour add up, and percentiles come from summed counts.
+LATENCY_BOUNDS_MS: tuple[float, ...] = (
+    25,
+    50,
+    100,
+    200,
+    300,
+    500,
+    750,
+    1000,
+    1500,
+    2000,
+    3000,
+    5000,
+    7500,
+    10000,
+    20000,
+)
+LATENCY_BUCKETS = len(LATENCY_BOUNDS_MS) + 1
+
+# The request log summed per UTC hour at several grains, kept up to date by the log writer's
+# batches (dashboard_store.Rollups). A grain names the dimensions its rows are split by
+# (`ROLLUP_GRAINS`); the other dimension columns hold "" (as does a record without a key or
+# provider). Summing every dimension at once made as many rollup rows as log rows for a
+# month of 20 keys × 12 models × 4 providers; per grain, a month is at most hours × keys ×
+# models rows, and each query reads one grain through the primary key's prefix.
+ROLLUP_GRAINS: dict[str, tuple[str, ...]] = {
+    "all": (),
+    "model": ("model",),
+    "provider": ("provider",),
+    "key": ("key_id",),
+    "key_model": ("key_id", "model"),
+    "key_provider": ("key_id", "provider"),
+}
+
+request_rollup = sa.Table(
+    "request_rollup",
+    metadata,
+    sa.Column("grain", sa.Text(), primary_key=True),
+    sa.Column("key_id", sa.Text(), primary_key=True),
+    sa.Column("hour", UTCDateTime(), primary_key=True),
+    sa.Column("model", sa.Text(), primary_key=True),  # the model that answered, else asked
+    sa.Column("provider", sa.Text(), primary_key=True),
+    sa.Column("requests", sa.BigInteger(), nullable=False),
+    sa.Column("errors_4xx", sa.BigInteger(), nullable=False),
+    sa.Column("errors_5xx", sa.BigInteger(), nullable=False),
+    sa.Column("routed", sa.BigInteger(), nullable=False),  # asked for `model: "router"`
+    sa.Column("cost", sa.Float(), nullable=False),
+    sa.Column("prompt_tokens", sa.BigInteger(), nullable=False),
+    sa.Column("completion_tokens", sa.BigInteger(), nullable=False),
+    sa.Column("latency_sum", sa.Float(), nullable=False),
+    sa.Column("ttft_sum", sa.Float(), nullable=False),
+    *(sa.Column(f"l{i}", sa.BigInteger(), nullable=False) for i in range(LATENCY_BUCKETS)),
+    *(sa.Column(f"t{i}", sa.BigInteger(), nullable=False) for i in range(LATENCY_BUCKETS)),
 )

@@ -24,6 +24,7 @@ import logging
 import math
 import sqlite3
 from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
@@ -162,6 +163,7 @@ class LogWriter:
         max_batch: int = 500,
         max_pending: int = 100_000,
         max_backoff: float = 30.0,
+        on_written: Callable[[Sequence[LogRecord]], Awaitable[None]] | None = None,
     ) -> None:
         if flush_interval <= 0 or max_batch < 1 or max_pending < 1:
             raise ValueError("flush_interval, max_batch and max_pending must be positive")
@@ -170,6 +172,9 @@ class LogWriter:
         self._max_batch = max_batch
         self._max_pending = max_pending
         self._max_backoff = max(max_backoff, flush_interval)
+        # Told of every batch once stored (the dashboard's rollups); its failure is logged
+        # and never retried, since retrying would write the records twice.
+        self._on_written = on_written
         self._queue: deque[LogRecord] = deque()
         self._in_flight = 0
         self._wake = asyncio.Event()
@@ -246,6 +251,15 @@ class LogWriter:
             await self._write_one_by_one(batch, error)
         else:
             self.written += len(batch)
+        await self._written(batch)
+
+    async def _written(self, batch: list[LogRecord]) -> None:
+        if self._on_written is None or not batch:
+            return
+        try:
+            await self._on_written(batch)
+        except Exception:
+            _log.exception("request log: the after-write hook failed for %d records", len(batch))
 
     async def _write_one_by_one(self, batch: list[LogRecord], error: Exception) -> None:
         _log.warning(

@@ -1,0 +1,181 @@
+"""The hourly rollup behind the dashboard: the log writer's hook and the migration's backfill
+sum the same records to the same rows (SQLite and PostgreSQL), and percentiles come out of
+the histograms where they should."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from crossroads.storage.dashboard_store import DashboardStore, Rollups, percentile, rollup_rows
+from crossroads.storage.database import create_engine
+from crossroads.storage.log_store import LogStore
+from crossroads.storage.migrate import alembic_config
+from crossroads.storage.records import LogRecord, new_log_id
+from crossroads.storage.schema import (
+    LATENCY_BOUNDS_MS,
+    LATENCY_BUCKETS,
+    ROLLUP_GRAINS,
+    request_rollup,
+)
+from crossroads.storage.writer import LogWriter
+from tests.conftest import postgres_engine
+
+T0 = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    if request.param == "sqlite":
+        sqlite = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'log.db'}")
+        yield sqlite
+        await sqlite.dispose()
+    else:
+        async for pg in postgres_engine("test_dashboard"):
+            yield pg
+
+
+def _records(count: int, seed: int = 7) -> list[LogRecord]:
+    rng = random.Random(seed)
+    records = []
+    for i in range(count):
+        status = rng.choice([200, 200, 200, 200, 429, 500, 400])
+        asked = rng.choice(["fixed", "router", "echo"])
+        records.append(
+            LogRecord(
+                id=new_log_id(),
+                created_at=T0 + timedelta(minutes=7 * i + rng.random()),
+                model_requested=asked,
+                status_code=status,
+                key_id=rng.choice(["main", "other", None]),
+                model_served=None if status >= 400 else rng.choice(["small", "large"]),
+                provider=rng.choice(["fake", None]),
+                prompt_tokens=rng.randint(1, 500),
+                completion_tokens=rng.randint(1, 500),
+                cost=rng.random() / 100,
+                latency_ms=rng.choice([None, rng.uniform(1, 30_000)]),
+                ttft_ms=rng.choice([None, rng.uniform(1, 3_000)]),
+            )
+        )
+    return records
+
+
+def _upgrade(connection: Connection, revision: str) -> None:
+    from alembic import command
+
+    command.upgrade(alembic_config(connection), revision)
+
+
+async def _rollup(engine: AsyncEngine) -> dict[tuple[object, ...], dict[str, object]]:
+    columns = [c for c in request_rollup.c if c.name not in ("cost", "latency_sum", "ttft_sum")]
+    async with engine.connect() as connection:
+        rows = (await connection.execute(sa.select(request_rollup))).mappings().all()
+    out = {}
+    for row in rows:
+        key = (row["grain"], row["key_id"], row["hour"], row["model"], row["provider"])
+        out[key] = {c.name: row[c.name] for c in columns}
+        for name in ("cost", "latency_sum", "ttft_sum"):
+            out[key][name] = round(float(row[name]), 6)
+    return out
+
+
+async def test_backfill_equals_the_writer_hook(engine: AsyncEngine) -> None:
+    records = _records(400)
+    # The log as it was before the rollup existed, then the migration's backfill.
+    async with engine.begin() as connection:
+        await connection.run_sync(_upgrade, "0004")
+    store = LogStore(engine)
+    await store.write(records)
+    await store.open()
+    backfilled = await _rollup(engine)
+    async with engine.begin() as connection:
+        await connection.execute(request_rollup.delete())
+    # The same records through the log writer's hook, in batches of uneven sizes.
+    rollups = Rollups(engine)
+    for start in range(0, len(records), 37):
+        await rollups.add(records[start : start + 37])
+    hooked = await _rollup(engine)
+    assert hooked == backfilled
+    assert {grain for grain, *_ in hooked} == set(ROLLUP_GRAINS)
+    for grain in ROLLUP_GRAINS:
+        rows = [row for key, row in hooked.items() if key[0] == grain]
+        assert sum(int(str(row["requests"])) for row in rows) == 400
+    await store.close()
+
+
+async def test_writer_hook_keeps_totals_equal_to_the_log(engine: AsyncEngine) -> None:
+    store = LogStore(engine)
+    await store.open()
+    writer = LogWriter(store, on_written=Rollups(engine).add)
+    records = _records(250, seed=3)
+    for record in records:
+        writer.submit(record)
+    await writer.flush()
+    dashboard = DashboardStore(engine)
+    end = T0 + timedelta(days=3)
+    (total,) = await dashboard.totals(T0, end, by=None)
+    assert total.requests == 250
+    assert total.errors == sum(r.status_code >= 400 for r in records)
+    assert total.routed == sum(r.model_requested == "router" for r in records)
+    assert total.cost == pytest.approx(sum(r.cost or 0 for r in records))
+    assert sum(total.latency) == sum(r.latency_ms is not None for r in records)
+    own = await dashboard.totals(T0, end, by=None, key_id="main")
+    assert own[0].requests == sum(r.key_id == "main" for r in records)
+    by_key = {t.name: t.requests for t in await dashboard.totals(T0, end, by="key")}
+    assert by_key == {
+        k or "": sum((r.key_id or "") == (k or "") for r in records) for k in ("main", "other", "")
+    }
+    hours = await dashboard.hourly(T0, end, by=None)
+    assert sum(p.totals.requests for p in hours) == 250
+    assert all(p.hour.minute == 0 and p.hour.tzinfo is not None for p in hours)
+    # A range that starts mid-hour counts that whole hour (hour granularity, documented).
+    later = await dashboard.totals(T0 + timedelta(minutes=30), end, by=None)
+    assert later[0].requests == 250
+    await store.close()
+
+
+def test_percentiles_from_the_histogram() -> None:
+    assert percentile([0] * LATENCY_BUCKETS, 0.5) is None
+    values = [10.0] * 50 + [150.0] * 45 + [900.0] * 5
+    rows = rollup_rows(
+        LogRecord(id=str(i), created_at=T0, model_requested="m", status_code=200, latency_ms=v)
+        for i, v in enumerate(values)
+    )
+    row = next(row for row in rows if row["grain"] == "all")
+    counts = [row[f"l{i}"] for i in range(LATENCY_BUCKETS)]
+    p50 = percentile(counts, 0.5)
+    p95 = percentile(counts, 0.95)
+    assert p50 is not None
+    assert p95 is not None
+    assert 0 < p50 <= 25  # the 50th value is 10 ms, in the first bucket
+    assert 100 < p95 <= 200  # the 95th is 150 ms
+    assert percentile(counts, 0.99) == pytest.approx(750 + 250 * 0.8)  # inside 750–1000
+    slow = [0] * LATENCY_BUCKETS
+    slow[-1] = 3
+    assert percentile(slow, 0.5) == LATENCY_BOUNDS_MS[-1]
+
+
+def test_rollup_skips_values_the_log_would_not_store() -> None:
+    record = LogRecord(
+        id="x",
+        created_at=T0,
+        model_requested="m",
+        status_code=200,
+        cost=float("nan"),
+        latency_ms=float("inf"),
+        prompt_tokens=2**40,
+    )
+    rows = rollup_rows([record])
+    assert len(rows) == len(ROLLUP_GRAINS)
+    row = rows[0]
+    assert row["cost"] == 0.0
+    assert row["latency_sum"] == 0.0
+    assert row["prompt_tokens"] == 0
+    assert row["requests"] == 1
