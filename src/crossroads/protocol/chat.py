@@ -416,9 +416,7 @@ EXTENSION_FIELDS = frozenset(_FIELDS[_FIELDS.index("models") :]) - UPSTREAM_EXTE
 # Extensions that are accepted and validated but not yet served by the gateway anywhere. A
 # request that sets one gets a 400 `unsupported_parameter` instead of a silent no-op; each
 # feature removes its names from here when it lands.
-_NOT_YET_SERVED = (
-    "plugins",
-)
+_NOT_YET_SERVED = ("plugins",)
 
 
 def unimplemented_parameters(request: ChatCompletionRequest) -> list[str]:

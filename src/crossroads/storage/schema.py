@@ -209,6 +209,8 @@ response_cache = sa.Table(
     sa.Column("vector", sa.LargeBinary(), nullable=True),
     sa.Index(None, "namespace", "context"),
     sa.Index(None, "expires_at"),
+)
+
 # Datasets built from the log or uploaded (`/v1/datasets`), for fine-tuning and evaluations.
 # Owned by the key that made them (and its team): no key reads another's. `pruning` holds the
 # dataset's named strings/regexes removed from every exported row.
@@ -263,6 +265,8 @@ fine_tune_jobs = sa.Table(
     sa.Column("key_id", sa.Text(), nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
 # Upper bounds (ms) of the latency and time-to-first-token histogram buckets in
 # `request_rollup`; the last bucket (`l15`, `t15`) is everything above 20 s. Fixed, so that
 # rows from any replica and any hour add up, and percentiles come from summed counts.
