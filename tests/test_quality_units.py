@@ -3,6 +3,9 @@ probability, unsupported claims, the side-call bill."""
 
 from __future__ import annotations
 
+import pytest
+
+from crossroads.config import ConfigError, parse_config
 from crossroads.pipeline.side_calls import SideBill
 from crossroads.pipeline.vote import normalize_answer, tally
 from crossroads.stages.grounding import Support, unsupported_claims
@@ -49,3 +52,21 @@ def test_the_bill_adds_each_purpose_to_usage_once() -> None:
         "cost": 0.75,
         "calls": 2,
     }
+
+
+def test_the_config_names_an_unknown_quality_model_by_its_path() -> None:
+    data = {
+        "providers": {"fake": {"base_url": "http://127.0.0.1:9"}},
+        "models": {"known": {"deployments": [{"provider": "fake"}]}},
+        "quality": {
+            "judge_model": "known",
+            "criteria": {"concise": {"prompt": "Short.", "model": "ghost"}},
+            "moa": {"moa": {"proposers": ["known", "phantom"], "aggregator": "known"}},
+        },
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    problems = "\n".join(caught.value.problems)
+    assert "quality.criteria.concise.model: unknown model 'ghost'" in problems
+    assert "quality.moa.moa.proposers[1]: unknown model 'phantom'" in problems
+    assert "judge_model" not in problems

@@ -171,3 +171,26 @@ def test_integrity_with_a_fan_out_is_refused(served: ServedApp) -> None:
     response = post(served, {"model": "right,wrong", "messages": ask(), "integrity": 2})
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "integrity"
+
+
+def test_integrity_model_on_a_stream_sends_its_pick(client: OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="voter",
+        messages=ask("Capital of France?"),  # type: ignore[arg-type]
+        stream=True,
+        extra_body={"integrity": 3, "integrity_model": "picker"},
+    )
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Lyon"
+    assert _extra(chunks[-1])["integrity"]["method"] == "model"
+
+
+def test_a_fan_out_gets_a_risk_per_choice(client: OpenAI) -> None:
+    answer = client.chat.completions.create(
+        model="right,wrong",
+        messages=ask(),  # type: ignore[arg-type]
+        extra_body={"quality_risk_threshold": 0.7},
+    )
+    quality = _extra(answer)["quality"]
+    assert [c["flagged"] for c in quality["choices"]] == [False, True]
+    assert quality["flagged"] is True and quality["index"] == 1  # the worst choice on top

@@ -292,6 +292,8 @@ class Config(_Strict):
                         f"{dotted_path(('models', name, 'deployments', i, 'provider'))}: "
                         f"unknown provider {deployment.provider!r} (known: {known})"
                     )
+        if self.models:  # without models the embedded one serves, whatever it is named
+            problems += self.quality.unknown_models(self.models)
         first_rule: dict[str, int] = {}
         for i, rule in enumerate(self.router.rules):
             if rule.model not in self.models:

@@ -8,6 +8,7 @@ Everything is off by default; a request turns a piece on with its own fields
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -79,3 +80,22 @@ class QualityConfig(_Strict):
     max_integrity: int = Field(7, ge=1, le=15)
     criteria: dict[Name, CriterionConfig] = Field(default_factory=dict)
     moa: dict[Name, MixtureConfig] = Field(default_factory=dict)
+
+    def unknown_models(self, models: Collection[str]) -> list[str]:
+        """`path: problem` lines for every model this section names that `models` lacks."""
+        named: list[tuple[str, str]] = []
+        if self.judge_model is not None:
+            named.append(("quality.judge_model", self.judge_model))
+        for name, criterion in self.criteria.items():
+            named.append((f"quality.criteria.{name}.model", criterion.model))
+        for name, mixture in self.moa.items():
+            named += [
+                (f"quality.moa.{name}.proposers[{i}]", m) for i, m in enumerate(mixture.proposers)
+            ]
+            named.append((f"quality.moa.{name}.aggregator", mixture.aggregator))
+        known = ", ".join(sorted(models))
+        return [
+            f"{path}: unknown model {model!r} (known: {known})"
+            for path, model in named
+            if model not in models
+        ]

@@ -81,6 +81,9 @@ class SideCalls:
         """One side call's answer; its usage goes on `bill` under `purpose`. Raises
         `GatewayError` when no deployment answers."""
         body: dict[str, Any] = {"model": model, "messages": messages, **params}
+        if chat.request.openai_api_key is not None:
+            # The caller brought their own upstream key: the request's side calls use it too.
+            body["openai_api_key"] = chat.request.openai_api_key
         _request, attempts, branches = self.preparer.prepare(body, chat.context)
         if branches:
             raise GatewayError(400, f"{purpose}: a side call names one model", code="bad_model")

@@ -18,7 +18,6 @@ import re
 from collections.abc import Hashable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -300,9 +299,8 @@ class GroundingModel:
 _PACKAGED = Path(__file__).with_name("grounding_model.npz")
 
 
-@lru_cache(maxsize=4)
 def load_grounding_model(path: str | None = None) -> GroundingModel:
-    """The trained model (the packaged one unless `path` names another); read once."""
+    """The trained model (the packaged one unless `path` names another), read from disk."""
     with np.load(path or _PACKAGED) as data:
         if tuple(str(f) for f in data["features"]) != FEATURES:
             raise ValueError(f"{path or _PACKAGED}: trained on other features than {FEATURES}")

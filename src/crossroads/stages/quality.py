@@ -24,7 +24,7 @@ from crossroads.protocol.errors import GatewayError, bad_request
 from crossroads.quality_config import CriterionConfig, QualityConfig
 from crossroads.stages.criteria import evaluate_criteria
 from crossroads.stages.quality_fix import autocorrect
-from crossroads.stages.quality_risk import Assessor
+from crossroads.stages.quality_risk import Assessor, Checkers
 
 __all__ = ["QualityKind", "QualityStage"]
 
@@ -45,6 +45,11 @@ class QualityKind:
     def __init__(self, config: QualityConfig) -> None:
         self.config = config
         self.side: SideCalls | None = None
+        self.checkers = Checkers(config.onnx_path)
+
+    def warm(self) -> None:
+        """Load the risk models now (start-up, in a thread), not on a first request."""
+        self.checkers.warm()
 
     def bind(self, side: SideCalls) -> None:
         """The gateway's side calls (judges, criteria, regeneration), given at start-up."""
@@ -159,7 +164,7 @@ class QualityStage(Stage):
                 self.bill,
                 samples=self.samples,
                 judge_model=self.judge_model,
-                onnx_path=self.kind.config.onnx_path,
+                checkers=self.kind.checkers,
             )
         return self._assessor
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -25,6 +24,7 @@ import numpy as np
 from crossroads.pipeline.context import PreparedChat
 from crossroads.pipeline.side_calls import SideBill, SideCalls, answer_text
 from crossroads.stages.grounding import (
+    GroundingModel,
     Support,
     grounding_features,
     load_grounding_model,
@@ -33,7 +33,7 @@ from crossroads.stages.grounding import (
     unsupported_claims,
 )
 
-__all__ = ["Assessor", "Risk", "conversation_context"]
+__all__ = ["Assessor", "Checkers", "Risk", "conversation_context", "parse_probability"]
 
 _NUMBER = re.compile(r"\b(?:0?\.\d+|1(?:\.0+)?|0|\d{1,3}(?:\.\d+)?%?)\b")
 _JUDGE_PROMPT = (
@@ -96,11 +96,34 @@ def _retrieved(reports: dict[str, Any]) -> list[str]:
     return out
 
 
-@lru_cache(maxsize=4)
-def _onnx_session(path: str) -> Any:
-    import onnxruntime  # the `onnx` extra: only needed when an operator configures it
+class Checkers:
+    """The local models risk is scored with, loaded once per gateway (at start-up by
+    `warm`, or on first use): the packaged grounding model and the optional ONNX checker."""
 
-    return onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    def __init__(self, onnx_path: str | None) -> None:
+        self.onnx_path = onnx_path
+        self._grounding: GroundingModel | None = None
+        self._onnx: Any = None
+
+    def warm(self) -> None:
+        self.grounding()
+        if self.onnx_path is not None:
+            self.onnx()
+
+    def grounding(self) -> GroundingModel:
+        if self._grounding is None:
+            self._grounding = load_grounding_model()
+        return self._grounding
+
+    def onnx(self) -> Any:
+        if self._onnx is None:
+            import onnxruntime  # the `onnx` extra: only needed when an operator configures it
+
+            assert self.onnx_path is not None  # the kind refuses `onnx` without a path
+            self._onnx = onnxruntime.InferenceSession(
+                self.onnx_path, providers=["CPUExecutionProvider"]
+            )
+        return self._onnx
 
 
 class Assessor:
@@ -114,14 +137,14 @@ class Assessor:
         *,
         samples: int,
         judge_model: str | None,
-        onnx_path: str | None,
+        checkers: Checkers,
     ) -> None:
         self.chat = chat
         self.side = side
         self.bill = bill
         self.samples = samples
         self.judge_model = judge_model
-        self.onnx_path = onnx_path
+        self.checkers = checkers
         self.context, self.question = conversation_context(chat)
         self.support = Support.of(self.context, self.question)
 
@@ -138,7 +161,7 @@ class Assessor:
             return Risk(overlap_risk(self.support, answer), method, self._claims(answer))
         if method == "grounding":
             features = grounding_features(self.support, answer)
-            risk = load_grounding_model().risk(features)
+            risk = self.checkers.grounding().risk(features)
             return Risk(risk, method, {**self._claims(answer), "support": round(features[0], 3)})
         return self._onnx(answer)
 
@@ -149,9 +172,8 @@ class Assessor:
         }
 
     def _onnx(self, answer: str) -> Risk:
-        assert self.onnx_path is not None  # the kind refuses `onnx` without a path
         features = np.asarray([grounding_features(self.support, answer)], dtype=np.float32)
-        session = _onnx_session(self.onnx_path)
+        session = self.checkers.onnx()
         name = session.get_inputs()[0].name
         output = session.run(None, {name: features})[0]
         risk = float(np.asarray(output).reshape(-1)[-1])
