@@ -87,6 +87,7 @@ def main() -> int:
     parser.add_argument("--bodies", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--first", type=int, default=0, help="start at case I (default 0)")
     parser.add_argument("--replay", type=int, default=None, help="send case I alone and show it")
     parser.add_argument(
         "--families",
@@ -94,6 +95,13 @@ def main() -> int:
         help=f"comma-separated subset of: {', '.join(ALL_FAMILIES)}",
     )
     parser.add_argument("--database-url", default=None, help="default: SQLite in a temp dir")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="default: results/fuzz_bodies.json, or fuzz_bodies_postgresql.json with a "
+        "PostgreSQL --database-url",
+    )
     args = parser.parse_args()
     if args.replay is not None:
         return _replay(args.seed, args.replay)
@@ -108,11 +116,17 @@ def main() -> int:
         concurrency=args.concurrency,
         database_url=args.database_url,
         progress=True,
+        first=args.first,
     )
     _print(report)
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(report.as_json(), indent=1, ensure_ascii=False) + "\n")
-    print(f"\nwrote {RESULTS}")
+    output = args.output or (
+        RESULTS.with_name("fuzz_bodies_postgresql.json")
+        if (args.database_url or "").startswith("postgres")
+        else RESULTS
+    )
+    output.parent.mkdir(exist_ok=True)
+    output.write_text(json.dumps(report.as_json(), indent=1, ensure_ascii=False) + "\n")
+    print(f"\nwrote {output}")
     return 0 if report.ok else 1
 
 

@@ -1,12 +1,14 @@
-"""The fuzz tally: which answers count as the gateway's failures."""
+"""The fuzz harness itself: which answers count as the gateway's failures, and cases
+that stay within what the fuzzer can build quickly."""
 
 from __future__ import annotations
 
 import orjson
 import pytest
 
-from crossroads.testing.fuzz.cases import Case
+from crossroads.testing.fuzz.cases import Case, make_case
 from crossroads.testing.fuzz.runner import Tally
+from crossroads.testing.fuzz.values import HUGE_BODY_BYTES
 from crossroads.testing.fuzz.wire import Reply
 
 
@@ -41,3 +43,11 @@ def test_no_answer_is_a_failure() -> None:
     tally = Tally()
     tally.add(_case(()), Reply(0, transport_error="TimeoutError: "))
     assert [f.outcome for f in tally.failures] == ["no answer"]
+
+
+def test_a_huge_case_crosses_the_body_limit_without_filling_memory() -> None:
+    # Case 12129 of seed 2 nests a message 5,000 levels deep and then repeats it: it was a
+    # 3 GB body that took the fuzzer's loop a minute to build (its requests in flight then
+    # "timed out").
+    body = make_case(2, 12129).body or b""
+    assert 10 * 1024 * 1024 < len(body) <= HUGE_BODY_BYTES + 1024 * 1024

@@ -51,12 +51,14 @@ def run_fuzz(
     concurrency: int = 4,
     database_url: str | None = None,
     progress: bool = False,
+    first: int = 0,
 ) -> FuzzReport:
-    """Start a stage, send `bodies` cases of the run `seed`, check, tear down."""
+    """Start a stage, send `bodies` cases of the run `seed` (from case `first` on: a
+    stretch of a long run can be run again alone), check, tear down."""
     with fuzz_stage(database_url) as stage:
 
         async def run() -> FuzzReport:
-            cases = (make_case(seed, i, families) for i in range(bodies))
+            cases = (make_case(seed, i, families) for i in range(first, first + bodies))
             tally = await send_all(stage, cases, concurrency=concurrency, progress=progress)
             checks = await run_checks(stage, tally.last_log_id)
             return FuzzReport(seed, bodies, tally, checks)

@@ -141,9 +141,17 @@ async def send_all(
     tally = Tally()
     queue = iter(cases)
     started = time.perf_counter()
+    # Cases are made in a thread, one at a time: making one (an 18 MB body, say) takes
+    # seconds of CPU, and done on this loop it would stop the clocks of the requests in
+    # flight from being read — they would "time out" for want of the client, not the gateway.
+    taking = asyncio.Lock()
 
     async def worker() -> None:
-        for case in queue:
+        while True:
+            async with taking:
+                case = await asyncio.to_thread(next, queue, None)
+            if case is None:
+                return
             reply = await send(stage, case, tally.last_log_id)
             tally.add(case, reply)
             if progress and tally.sent % 1000 == 0:

@@ -140,8 +140,16 @@ def huge_string(rng: random.Random) -> str:
     return unit * (size // len(unit.encode("utf-8")))
 
 
+# A huge body is meant to cross the gateway's 10 MB limit, not to fill the fuzzer's memory:
+# 100,000 copies of an item that another mutation nested 5,000 levels deep would be 3 GB.
+HUGE_BODY_BYTES = 24 * 1024 * 1024
+
+
 def huge_array(rng: random.Random, item: Any = 1) -> list[Any]:
-    return [item] * rng.choice((1_000, 10_000, 100_000))
+    """1,000 to 100,000 copies of `item`, at most `HUGE_BODY_BYTES` of them once encoded."""
+    count = rng.choice((1_000, 10_000, 100_000))
+    size = len(_encode(item, ascii_only=True)) + 1
+    return [item] * max(1, min(count, HUGE_BODY_BYTES // size))
 
 
 DEPTHS = (2, 10, 32, 63, 64, 65, 100, 255, 256, 257, 300, 1000, 5000)
