@@ -47,7 +47,10 @@ FOLDS = 3
 TARGET_SUBJECTS_APGR = 0.62
 
 
-def splits(rows: list[LabelledRow], chat: list[LabelledRow]) -> dict[str, tuple[list, list]]:
+Split = tuple[list[LabelledRow], list[LabelledRow]]
+
+
+def splits(rows: list[LabelledRow], chat: list[LabelledRow]) -> dict[str, Split]:
     mmlu = [r for r in rows if (r.source or "").startswith("mmlu_")]
     gsm8k = [r for r in rows if r.source == "gsm8k_responses"]
     subjects = sorted({r.source or "" for r in mmlu})

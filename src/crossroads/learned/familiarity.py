@@ -19,8 +19,9 @@ well past the median: the factors are the ones measured in `benchmarks/router/oo
 4; with 1 and 2 the held-out subjects lost 0.03 APGR).
 
 Distance alone does not separate open-ended chat from exam questions in this feature space, so
-the query type counts too: a type with fewer than `TYPE_SUPPORT` training prompts (creative
-writing, code, extraction in RouteLLM's data) scales the confidence down in proportion.
+the query type counts too: a type with fewer training prompts than `TYPE_SUPPORT` (or than
+`TYPE_SHARE` of a small training set) scales the confidence down in proportion — creative
+writing, code and extraction in RouteLLM's data.
 The router blends its learned prediction with its priors by the product of the two.
 """
 
@@ -42,6 +43,7 @@ HELD_OUT_SHARE: Final = 0.2
 NEAR_FACTOR: Final = 2.0
 FAR_FACTOR: Final = 4.0
 TYPE_SUPPORT: Final = 200
+TYPE_SHARE: Final = 0.1
 ITERATIONS: Final = 25
 SCALE_FLOOR: Final = 0.05
 
@@ -73,7 +75,8 @@ class Familiarity:
         it barely held."""
         span = max(self.far - self.near, 1e-9)
         near: Floats = np.clip((self.far - self.distance(x)) / span, 0.0, 1.0)
-        support = np.array([min(1.0, self.type_counts.get(t, 0) / TYPE_SUPPORT) for t in types])
+        enough = max(1.0, min(TYPE_SUPPORT, TYPE_SHARE * sum(self.type_counts.values())))
+        support = np.array([min(1.0, self.type_counts.get(t, 0) / enough) for t in types])
         result: Floats = near * support
         return result
 

@@ -190,8 +190,9 @@ class QualityRouter:
             for model, rated in feedback_table(rows, profile=profile).items()
             if model in self.models
         }
-        copy = dataclasses.replace(self, priors=dataclasses.replace(self.priors, feedback=table))
-        return copy
+        if table == self.priors.feedback:
+            return self
+        return dataclasses.replace(self, priors=dataclasses.replace(self.priors, feedback=table))
 
     def _tokens(self, model: str, query_type: str) -> float:
         table = self.completion_tokens.get(model, {})

@@ -71,11 +71,13 @@ class RouterDecision:
     candidates: list[RouterCandidate]
     ranking: list[str] = field(default_factory=list)
     rule: str | None = None
+    confidence: float = 1.0  # how like the router's training data the prompt is (0–1)
 
     def describe(self) -> dict[str, Any]:
         """`chosen` is the router's first choice; `routing.router.served` adds who answered."""
         return {
             "query_type": self.query_type,
+            "confidence": round(self.confidence, 4),
             "willingness_to_pay": self.willingness_to_pay,
             "max_cost": self.max_cost,
             "prompt_tokens": self.prompt_tokens,
@@ -188,6 +190,7 @@ class LearnedRouter:
             max_cost=request.max_cost,
             prompt_tokens=prompt_tokens,
             candidates=[],
+            confidence=prediction.confidence,
         )
         fallback_tokens = (
             statistics.median(prediction.completion_tokens.values())
