@@ -10,7 +10,8 @@ cost, and a config rule for the prompt's query type puts its model first. The ga
 routes the ranking exactly like a `models` fallback list, so a failing choice falls back to
 the next-ranked model; a model none of whose deployments can take the request (open circuits,
 unsupported parameters, `provider` preferences) is excluded from the ranking once that route
-is planned.
+is planned. The report carries the prediction's `confidence`: how much of the predicted
+quality came from the learned models rather than the priors (see `predictor`).
 """
 
 from __future__ import annotations
