@@ -37,9 +37,9 @@ def main(folder: Path, out: Path) -> None:
         if any(t in leaked for t in turns):
             continue
         for turn, prompt in ((1, turns[0]), (2, "\n\n".join(turns[:2]))):
-            got = [scores.get((question["question_id"], m, turn)) for m in models]
-            if any(g is None or g < 0 for g in got):
-                continue  # an unrated answer (the judge failed): no row
+            got = [scores.get((question["question_id"], m, turn), -1.0) for m in models]
+            if any(g < 0 for g in got):
+                continue  # an unrated answer (missing, or -1: the judge failed): no row
             for model, score in zip(models, got, strict=True):
                 rows.append({"prompt": prompt, "model": model, "score": score / 10})
     out.parent.mkdir(parents=True, exist_ok=True)
