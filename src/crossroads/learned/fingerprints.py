@@ -5,6 +5,9 @@ reports 0.73 APGR on its training data, about 0.6 on prompts it never saw). The 
 32-bit hash of every training prompt (whitespace-trimmed, BLAKE2b), sorted: about 4 bytes a
 prompt, no prompt text, and a false match rate of about prompts / 2³² per evaluated prompt.
 `crossroads router eval` reports the share of evaluated prompts found among them.
+
+A hash is not a secret: whoever holds an artifact trained `--from-log` can test whether a
+prompt they can guess (a short, common one) was among the rated traffic it learned from.
 """
 
 from __future__ import annotations
