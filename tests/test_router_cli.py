@@ -70,7 +70,7 @@ def test_eval_json_shape(trained: Path, tmp_path: Path) -> None:
         ["router", "eval", "--router", str(trained), "--data", str(data), "--json", *PRICES],
     )
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)  # stderr warns: the synthetic sets share prompts
     assert report["prompts"] == 399  # one contaminated prompt dropped
     assert (report["strong"], report["weak"]) == (STRONG, WEAK)
     assert set(report["routers"]) == {"router", "prompt length", "random"}
@@ -89,7 +89,7 @@ def test_eval_without_prices_still_scores(trained: Path, tmp_path: Path) -> None
         app, ["router", "eval", "--router", str(trained), "--data", str(data), "--json"]
     )
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)  # stderr warns: the synthetic sets share prompts
     assert report["willingness_to_pay_curve"] == []
     assert "--price" in report["note"]
 

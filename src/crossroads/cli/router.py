@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from crossroads.cli.common import cell, database_url, note, print_table
+from crossroads.cli.common import cell, database_url, note, print_table, warning
 from crossroads.cli.common import fail as _fail
 
 if TYPE_CHECKING:
@@ -220,6 +220,8 @@ def eval_command(
         report = evaluate_router(loaded, table, strong=strong, weak=weak, prices=prices)
     except (RouterDataError, RouterArtifactError, OSError) as exc:
         raise _fail(str(exc)) from None
+    if report.warning is not None:
+        warning(f"warning: {report.warning}")
     if as_json:
         print(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2).decode())
     else:

@@ -9,6 +9,10 @@ sweeps 0 → ∞) at the given prices.
 Costs use prompt tokens ≈ characters / 4. The curve's *actual* cost uses the completion tokens
 recorded in the data where there are any (response texts), and the router's prediction where
 there are none, which the report says.
+
+A router judged on the prompts it was trained on looks far better than it is, so the report
+counts the evaluated prompts found among the artifact's training fingerprints
+(`training_overlap`; None for a version 1 artifact, which has none) and `warning` says so.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 
 from crossroads.learned.data import CHARS_PER_TOKEN, RouterDataError, ScoreTable
 from crossroads.learned.decision import REFERENCE_PRICES, ModelPrice
+from crossroads.learned.fingerprints import overlap
 from crossroads.learned.metrics import (
     WtpPoint,
     apgr,
@@ -56,6 +61,29 @@ class EvalReport:
     wtp: list[WtpPoint]
     completion_tokens_from_data: bool
     note: str
+    training_overlap: int | None = None  # evaluated prompts the router was trained on
+
+    @property
+    def overlap_share(self) -> float | None:
+        if self.training_overlap is None:
+            return None
+        return self.training_overlap / self.prompts if self.prompts else 0.0
+
+    @property
+    def warning(self) -> str | None:
+        """Why these figures may not mean what they seem to, or None."""
+        if self.training_overlap is None:
+            return (
+                "this router artifact records no training fingerprints (made by an older "
+                "version), so overlap with its training data cannot be checked"
+            )
+        if self.training_overlap == 0:
+            return None
+        return (
+            f"{self.overlap_share:.1%} of the evaluated prompts ({self.training_overlap} of "
+            f"{self.prompts}) are in this router's training data: these figures overstate how "
+            "it does on prompts it never saw; evaluate on held-out data"
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -88,6 +116,10 @@ class EvalReport:
             ],
             "completion_tokens_from_data": self.completion_tokens_from_data,
             "note": self.note,
+            "training_overlap": None
+            if self.training_overlap is None
+            else {"prompts": self.training_overlap, "share": round(self.overlap_share or 0.0, 4)},
+            "warning": self.warning,
         }
 
 
@@ -180,6 +212,9 @@ def evaluate_router(
         wtp=points,
         completion_tokens_from_data=from_data,
         note=note,
+        training_overlap=None
+        if router.fingerprints is None
+        else overlap(router.fingerprints, data.prompts),
     )
 
 

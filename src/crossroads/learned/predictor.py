@@ -9,13 +9,22 @@ every alternative tried are in `benchmarks/router/README.md`).
 Completion tokens are predicted per model and query type as the median seen in training (rows
 whose completion length is known), falling back to the model's median and then to 256.
 
+Out of distribution the learned models extrapolate, so each prediction is blended with the
+model's prior (`priors`: per query type, a length trend, and feedback from the gateway's own
+traffic) by the prompt's familiarity (`familiarity`: distance to the training data, calibrated
+on held-out training prompts): quality = c · learned + (1 − c) · prior, c in [0, 1].
+
 A trained router is one `.npz` file: numeric arrays plus a JSON header, read with
 `allow_pickle=False`, so loading an artifact can never run code. The header records the feature
-names; an artifact from a version with other features is refused rather than misread.
+names; an artifact from a version with other features is refused rather than misread. Version 2
+adds the familiarity centroids, the priors and fingerprints of the training prompts; a version 1
+artifact still loads, and then predicts with full confidence as before and cannot tell whether
+evaluated data overlaps its training data.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import time
@@ -32,8 +41,11 @@ import numpy.typing as npt
 
 from crossroads.learned.data import LabelledRow, RouterDataError
 from crossroads.learned.decision import ModelPrice, choose_models
+from crossroads.learned.familiarity import Familiarity, fit_familiarity
 from crossroads.learned.features import FEATURE_NAMES, prompt_features
+from crossroads.learned.fingerprints import fingerprints
 from crossroads.learned.logistic import LogisticModel, fit_logistic, sigmoid
+from crossroads.learned.priors import Priors, feedback_table, fit_priors, prior_inputs
 from crossroads.learned.querytype import QUERY_TYPES, classify
 from crossroads.learned.trees import BoostedTrees, fit_boosted_trees
 
@@ -48,7 +60,8 @@ __all__ = [
 
 Floats = npt.NDArray[np.float64]
 FORMAT: Final = "crossroads-router"
-VERSION: Final = 1
+VERSION: Final = 2
+READABLE_VERSIONS: Final = (1, 2)
 DEFAULT_COMPLETION_TOKENS: Final = 256.0
 MIN_ROWS_PER_MODEL: Final = 10
 MIN_ROWS_PER_TYPE: Final = 20
@@ -78,6 +91,7 @@ class RouterPrediction:
     query_type: str
     quality: dict[str, float]
     completion_tokens: dict[str, float]
+    confidence: float = 1.0  # familiarity: 1 = like the training data, 0 = priors only
 
     def cost(self, model: str, price: ModelPrice, prompt_tokens: float) -> float:
         """Predicted USD cost of sending this prompt to `model`."""
@@ -115,33 +129,70 @@ class QualityRouter:
     completion_tokens: dict[str, dict[str, float]]
     settings: TrainSettings = field(default_factory=TrainSettings)
     summary: dict[str, Any] = field(default_factory=dict)
+    familiarity: Familiarity | None = None  # None (version 1 artifact): always confident
+    priors: Priors | None = None
+    fingerprints: npt.NDArray[np.uint32] | None = None  # None: not recorded (version 1)
 
     def predict(self, prompt: str) -> RouterPrediction:
         """Quality and completion tokens per model for one prompt (about a millisecond)."""
         query_type = classify(prompt)
         x = prompt_features(prompt, query_type)
-        quality = self._quality(x[None, :])[0]
+        quality, confidence = self._quality(x[None, :], [query_type])
         return RouterPrediction(
             query_type=query_type,
-            quality={m: float(q) for m, q in zip(self.models, quality, strict=True)},
+            quality={m: float(q) for m, q in zip(self.models, quality[0], strict=True)},
             completion_tokens={m: self._tokens(m, query_type) for m in self.models},
+            confidence=float(confidence[0]),
         )
 
     def predict_many(self, prompts: Sequence[str]) -> tuple[Floats, Floats]:
         """Prompts × models arrays of predicted quality and completion tokens."""
+        quality, tokens, _ = self.predict_detailed(prompts)
+        return quality, tokens
+
+    def predict_detailed(self, prompts: Sequence[str]) -> tuple[Floats, Floats, Floats]:
+        """Quality and completion tokens (prompts × models) and each prompt's confidence."""
         types = [classify(p) for p in prompts]
         x = np.array([prompt_features(p, t) for p, t in zip(prompts, types, strict=True)])
         x = x.reshape(len(prompts), len(FEATURE_NAMES))
         tokens = np.array([[self._tokens(m, t) for m in self.models] for t in types])
-        return self._quality(x), tokens.reshape(len(prompts), len(self.models))
+        quality, confidence = self._quality(x, types)
+        return quality, tokens.reshape(len(prompts), len(self.models)), confidence
 
-    def _quality(self, x: Floats) -> Floats:
+    def learned_quality(self, x: Floats) -> Floats:
+        """Prompts × models quality from the learned models alone (no prior, no blending)."""
         standard = (x - self.feature_mean) / self.feature_scale
         columns = [
             (sigmoid(pair.logistic.logit(standard)) + sigmoid(pair.trees.logit(x))) / 2
             for pair in self.learners
         ]
         return np.stack(columns, axis=1)
+
+    def _quality(self, x: Floats, types: Sequence[str]) -> tuple[Floats, Floats]:
+        learned = self.learned_quality(x)
+        if self.familiarity is None or self.priors is None:
+            return learned, np.ones(len(x))
+        standard = (x - self.feature_mean) / self.feature_scale
+        confidence = self.familiarity.confidence(x, types)
+        prior = self.priors.quality(self.models, prior_inputs(standard, types), types)
+        c = confidence[:, None]
+        return c * learned + (1 - c) * prior, confidence
+
+    def with_feedback(
+        self, rows: Iterable[LabelledRow], *, profile: Mapping[str, str] | None = None
+    ) -> QualityRouter:
+        """A copy whose priors lean toward the scores in `rows` (rated traffic), replacing
+        any feedback applied before. A version 1 artifact (no priors) is returned as is."""
+        if self.priors is None:
+            return self
+        table = {
+            model: rated
+            for model, rated in feedback_table(rows, profile=profile).items()
+            if model in self.models
+        }
+        if table == self.priors.feedback:
+            return self
+        return dataclasses.replace(self, priors=dataclasses.replace(self.priors, feedback=table))
 
     def _tokens(self, model: str, query_type: str) -> float:
         table = self.completion_tokens.get(model, {})
@@ -162,11 +213,27 @@ class QualityRouter:
             "summary": self.summary,
         }
         arrays: dict[str, npt.NDArray[Any]] = {
-            "header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
             "feature_mean": self.feature_mean,
             "feature_scale": self.feature_scale,
             "tree_base": np.array([pair.trees.base for pair in self.learners]),
         }
+        if self.familiarity is not None:
+            arrays["centroids"] = self.familiarity.centroids.astype(np.float32)
+            arrays["familiarity_scale"] = self.familiarity.scale
+            header["familiarity"] = {
+                "near": self.familiarity.near,
+                "far": self.familiarity.far,
+                "type_counts": self.familiarity.type_counts,
+            }
+        if self.priors is not None:
+            arrays["priors"] = np.stack([m.coef for m in self.priors.models])
+            header["feedback"] = {
+                m: {t: list(v) for t, v in rated.items()}
+                for m, rated in self.priors.feedback.items()
+            }
+        if self.fingerprints is not None:
+            arrays["fingerprints"] = self.fingerprints
+        arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
         for i, pair in enumerate(self.learners):
             arrays[f"logistic_{i}"] = pair.logistic.coef
             arrays[f"tree_feature_{i}"] = pair.trees.feature
@@ -208,7 +275,9 @@ class QualityRouter:
             ) from None
         if not isinstance(header, dict) or header.get("format") != FORMAT:
             raise RouterArtifactError(f"{path}: not a router artifact (format is not {FORMAT})")
-        if header.get("version") != VERSION or header.get("features") != list(FEATURE_NAMES):
+        if header.get("version") not in READABLE_VERSIONS or header.get("features") != list(
+            FEATURE_NAMES
+        ):
             raise RouterArtifactError(
                 f"{path}: made by another version of Crossroads (artifact version "
                 f"{header.get('version')}, other features); retrain it with "
@@ -240,6 +309,23 @@ class QualityRouter:
                 settings=TrainSettings(**header["settings"]),
                 summary=dict(header.get("summary") or {}),
             )
+            if header["version"] >= 2:
+                router.familiarity = Familiarity(
+                    router.feature_mean,
+                    arrays["familiarity_scale"].astype(np.float64),
+                    arrays["centroids"].astype(np.float64),
+                    float(header["familiarity"]["near"]),
+                    float(header["familiarity"]["far"]),
+                    {str(t): int(n) for t, n in header["familiarity"]["type_counts"].items()},
+                )
+                router.priors = Priors(
+                    [LogisticModel(c.astype(np.float64)) for c in arrays["priors"]],
+                    {
+                        str(m): {str(t): (float(v[0]), float(v[1])) for t, v in rated.items()}
+                        for m, rated in header.get("feedback", {}).items()
+                    },
+                )
+                router.fingerprints = arrays["fingerprints"].astype(np.uint32)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             raise RouterArtifactError(f"{path}: damaged router artifact ({exc!r})") from None
         width = len(FEATURE_NAMES)
@@ -248,6 +334,13 @@ class QualityRouter:
                 pair.trees.feature.size and int(pair.trees.feature.max()) >= width
             ):
                 raise RouterArtifactError(f"{path}: damaged router artifact (array shapes)")
+        if router.priors is not None and (
+            len(router.priors.models) != len(models)
+            or any(m.coef.shape != (len(QUERY_TYPES) + 2,) for m in router.priors.models)
+        ):
+            raise RouterArtifactError(f"{path}: damaged router artifact (prior shapes)")
+        if router.familiarity is not None and router.familiarity.centroids.shape[1:] != (width,):
+            raise RouterArtifactError(f"{path}: damaged router artifact (centroid shapes)")
         return router
 
 
@@ -279,15 +372,17 @@ def train(
     features = np.array([prompt_features(p, types[p]) for p in prompts])
     mean = features.mean(axis=0)
     scale = features.std(axis=0)
-    scale[scale == 0] = 1.0
+    scale[scale < 1e-9] = 1.0  # a constant feature (its std may be rounding noise)
     standard = (features - mean) / scale
 
     learners = []
     tokens: dict[str, dict[str, float]] = {}
+    labelled = []
     for model in chosen:
         model_rows = by_model[model]
         at = np.array([index[r.prompt] for r in model_rows])
         y = np.array([r.score for r in model_rows], dtype=np.float64)
+        labelled.append((at, y))
         learners.append(
             _ModelLearners(
                 fit_logistic(standard[at], y, l2=settings.logistic_l2),
@@ -311,7 +406,18 @@ def train(
         "query_types": {t: sum(1 for v in types.values() if v == t) for t in QUERY_TYPES},
         "train_seconds": round(time.perf_counter() - started, 2),
     }
-    return QualityRouter(chosen, mean, scale, learners, tokens, settings, summary)
+    return QualityRouter(
+        chosen,
+        mean,
+        scale,
+        learners,
+        tokens,
+        settings,
+        summary,
+        familiarity=fit_familiarity(features, [types[p] for p in prompts]),
+        priors=fit_priors(prior_inputs(standard, [types[p] for p in prompts]), labelled),
+        fingerprints=fingerprints(prompts),
+    )
 
 
 def _completion_tokens(rows: Sequence[LabelledRow], types: Mapping[str, str]) -> dict[str, float]:

@@ -8,6 +8,11 @@ round; with at least `retrain_min_rows` rows left a new artifact is trained, che
 the config (every profile a model is predicted by must still be there), saved to
 `retrain_out` when set, and swapped in. Any failure is logged and the current router kept.
 
+A round with too few rows to retrain still hands the rated requests to the current router's
+priors (`QualityRouter.with_feedback`): a (model, query type) people rate well or badly moves
+the prior the router falls back on for prompts unlike its training data. (A retrained router
+learns its priors from those rows directly.)
+
 Training runs in a child Python process, not a thread: it is seconds to a minute of CPU
 work, much of it pure Python holding the GIL, and in a thread it stalled the event loop
 (p99 loop lag 0.3 → 6 ms while training, measured). The child gets the rows as JSON Lines and
@@ -86,7 +91,8 @@ class Retrainer:
 
     async def retrain_once(self) -> QualityRouter | None:
         """Train on the log's rated requests plus `retrain_data`; None when too few rows."""
-        rows = [self._as_profile(row) for row in await feedback_rows(self._engine)]
+        rated = [self._as_profile(row) for row in await feedback_rows(self._engine)]
+        rows = list(rated)
         if self._config.retrain_data:
             rows += await asyncio.to_thread(read_rows, self._config.retrain_data)
         counts = Counter(row.model for row in rows)
@@ -103,6 +109,8 @@ class Retrainer:
                 len(rows),
                 self._config.retrain_min_rows,
             )
+            if rated:
+                self._router.predictor = self._router.predictor.with_feedback(rated)
             return None
         trained = await train_in_child(rows)
         self._router.check(trained)  # before saving: a restart must be able to load it

@@ -10,7 +10,8 @@ cost, and a config rule for the prompt's query type puts its model first. The ga
 routes the ranking exactly like a `models` fallback list, so a failing choice falls back to
 the next-ranked model; a model none of whose deployments can take the request (open circuits,
 unsupported parameters, `provider` preferences) is excluded from the ranking once that route
-is planned.
+is planned. The report carries the prediction's `confidence`: how much of the predicted
+quality came from the learned models rather than the priors (see `predictor`).
 """
 
 from __future__ import annotations
@@ -71,11 +72,13 @@ class RouterDecision:
     candidates: list[RouterCandidate]
     ranking: list[str] = field(default_factory=list)
     rule: str | None = None
+    confidence: float = 1.0  # how like the router's training data the prompt is (0–1)
 
     def describe(self) -> dict[str, Any]:
         """`chosen` is the router's first choice; `routing.router.served` adds who answered."""
         return {
             "query_type": self.query_type,
+            "confidence": round(self.confidence, 4),
             "willingness_to_pay": self.willingness_to_pay,
             "max_cost": self.max_cost,
             "prompt_tokens": self.prompt_tokens,
@@ -188,6 +191,7 @@ class LearnedRouter:
             max_cost=request.max_cost,
             prompt_tokens=prompt_tokens,
             candidates=[],
+            confidence=prediction.confidence,
         )
         fallback_tokens = (
             statistics.median(prediction.completion_tokens.values())
