@@ -3,9 +3,9 @@
 Processes, as in production: the fake OpenAI upstream, three gateways (`crossroads serve`)
 and this client, which also runs a loopback OTLP/HTTP receiver (crossroads.testing) that
 the traced gateway exports to for real. The *baseline* gateway runs main's code from before
-the telemetry hooks (default: the commit named below, checked out into a temporary worktree
-and put first on PYTHONPATH); *off* and *on* run this checkout, `[telemetry]` off and on
-(every request sampled, exported each second).
+the telemetry hooks (default: the commit named below, its `src` extracted with `git archive`
+into a temporary directory and put first on PYTHONPATH); *off* and *on* run this
+checkout, `[telemetry]` off and on (every request sampled, exported each second).
 
 Latency: requests alternate between the three one by one at concurrency 1; p50/p99.
 Throughput: rounds of `--seconds` at `--concurrency` connections, alternating; requests/s,
@@ -124,11 +124,11 @@ def main() -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="crossroads-otel-bench-"))
     baseline_tree = workdir / "baseline"
-    subprocess.run(
-        ["git", "-C", str(REPO), "worktree", "add", "--detach", str(baseline_tree), args.baseline],
-        check=True,
-        capture_output=True,
+    baseline_tree.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", args.baseline, "src"], check=True, capture_output=True
     )
+    subprocess.run(["tar", "-x", "-C", str(baseline_tree)], input=archive.stdout, check=True)
     receiver = OtlpReceiver()
     with receiver.running():
         upstream = free_port()
@@ -194,11 +194,6 @@ def main() -> None:
                     process.wait(20)
                 except subprocess.TimeoutExpired:
                     process.kill()
-            subprocess.run(
-                ["git", "-C", str(REPO), "worktree", "remove", "--force", str(baseline_tree)],
-                check=False,
-                capture_output=True,
-            )
     rows = {
         name: {
             "p50_ms": round(statistics.median(latencies[name]), 3),
