@@ -268,6 +268,8 @@ def _add_from_logs_as(served: ServedApp, dataset_id: str, key: str, **filters: s
             "invalid_jsonl",
         ),
         ("GET", "/export?format=csv", {}, None),
+        ("GET", "/export?fromat=openai", {}, "unknown_parameter"),
+        ("GET", "/rows?page=2", {}, "unknown_parameter"),
         ("GET", "/rows?limit=0", {}, None),
         ("PATCH", "/rows/none", {"json": {"score": 0.5}}, "row_not_found"),
         ("PATCH", "/rows/none", {"json": {"split": "validation"}}, None),

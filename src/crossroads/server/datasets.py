@@ -212,6 +212,18 @@ async def set_split(call: _Call) -> Response:
     return JSONResponse(dataset_json(updated, await call.store.counts(dataset.id)))
 
 
+def _only(params: QueryParams, allowed: tuple[str, ...]) -> None:
+    """A 400 naming a query parameter this endpoint does not take (never silently ignored)."""
+    for name in params:
+        if name not in allowed:
+            raise bad_request(
+                f"Unknown query parameter {name[:64]!r}; this endpoint takes "
+                f"{', '.join(repr(a) for a in allowed)}.",
+                param=name,
+                code="unknown_parameter",
+            )
+
+
 def _parse_jsonl(raw: bytes) -> list[RowInput]:
     rows: list[RowInput] = []
     for number, line in enumerate(raw.splitlines(), start=1):
@@ -258,6 +270,7 @@ async def add_rows(call: _Call) -> Response:
 async def list_rows(call: _Call) -> Response:
     dataset = await call.dataset()
     params = call.request.query_params
+    _only(params, ("limit", "after", "split"))
     limit_text = params.get("limit", "100")
     if not limit_text.isdigit() or not 1 <= int(limit_text) <= _MAX_ROWS_PAGE:
         raise bad_request(f"'limit' must be an integer from 1 to {_MAX_ROWS_PAGE}.", param="limit")
@@ -311,6 +324,7 @@ async def export(call: _Call) -> Response:
     """JSONL, streamed as rows are read."""
     dataset = await call.dataset()
     params = call.request.query_params
+    _only(params, ("format", "split"))
     format = params.get("format", "openai")
     if format not in EXPORT_FORMATS:
         raise bad_request(
