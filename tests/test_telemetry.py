@@ -152,3 +152,16 @@ def test_off_by_default_and_costs_no_import(fake_upstream: FakeOpenAI, tmp_path:
         "assert not loaded, loaded"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_a_stream_is_one_span_when_it_ends(
+    in_memory: tuple[ServedApp, InMemorySpanExporter, InMemoryMetricReader],
+) -> None:
+    served, exporter, _ = in_memory
+    response = _ask(served, "echo", stream=True, stream_options={"include_usage": True})
+    assert response.status_code == 200 and "[DONE]" in response.text
+    flush_log(served)
+    (root,) = [s for s in exporter.get_finished_spans() if s.parent is None]
+    assert root.attributes and root.attributes["crossroads.stream"] is True
+    assert root.attributes["gen_ai.usage.output_tokens"] > 0
+    assert [s.kind for s in exporter.get_finished_spans() if s.parent].count(SpanKind.CLIENT) == 1
