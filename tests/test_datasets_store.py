@@ -17,6 +17,7 @@ from crossroads.datasets.rows import RowInput
 from crossroads.storage.database import create_engine
 from crossroads.storage.dataset_store import DatasetStore, Owner
 from crossroads.storage.feedback_store import FeedbackStore
+from crossroads.storage.fine_tune_store import FineTuneJob, FineTuneStore
 from crossroads.storage.log_store import LogStore
 from crossroads.storage.records import LogRecord
 from tests.conftest import postgres_engine
@@ -99,3 +100,29 @@ async def test_resplit_and_ownership(engine: AsyncEngine) -> None:
     assert await store.get(dataset.id, Owner("stranger")) is None
     assert await store.get(dataset.id, Owner(None)) is None
     assert [d.id for d in await store.visible(Owner("stranger", team="u"))] == []
+
+
+async def test_fine_tune_jobs_are_recorded_and_registered(engine: AsyncEngine) -> None:
+    store = FineTuneStore(engine)
+    now = datetime.now(UTC)
+    job = FineTuneJob(
+        id="ftjob-1",
+        dataset_id="ds_1",
+        provider="openai",
+        base_model="gpt-4o-mini",
+        method="supervised",
+        status="validating_files",
+        file_id="file-1",
+        fine_tuned_model=None,
+        key_id=None,
+        created_at=now,
+        updated_at=now,
+    )
+    await store.add(job)
+    await store.update("ftjob-1", status="running", fine_tuned_model=None)
+    await store.update("ftjob-1", status="succeeded", fine_tuned_model="ft:gpt-4o-mini:x")
+    found = await store.get("ftjob-1")
+    assert found is not None and found.status == "succeeded"
+    assert found.fine_tuned_model == "ft:gpt-4o-mini:x" and found.created_at == now
+    assert [j.id for j in await store.all()] == ["ftjob-1"]
+    assert await store.get("ftjob-2") is None
