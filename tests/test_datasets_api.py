@@ -52,6 +52,7 @@ def _export(served: ServedApp, dataset_id: str, format: str, **params: str) -> l
     )
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("application/jsonl")
+    assert response.headers.get("transfer-encoding") == "chunked"  # streamed, not buffered
     lines = [orjson.loads(line) for line in response.content.splitlines()]
     for line in lines:
         assert check_line(format, line) == [], line
