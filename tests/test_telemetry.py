@@ -167,3 +167,43 @@ def test_a_stream_is_one_span_when_it_ends(
     assert isinstance(attributes["gen_ai.usage.output_tokens"], int)
     assert attributes["gen_ai.usage.output_tokens"] > 0
     assert [s.kind for s in exporter.get_finished_spans() if s.parent].count(SpanKind.CLIENT) == 1
+
+
+def test_sampling_keeps_metrics_for_every_request() -> None:
+    from datetime import UTC, datetime
+
+    from crossroads.storage.records import LogRecord
+
+    exporter = InMemorySpanExporter()
+    reader = InMemoryMetricReader()
+    telemetry = Telemetry(
+        TelemetryConfig(enabled=True, sample_ratio=0.0),
+        span_processor=SimpleSpanProcessor(exporter),
+        metric_readers=[reader],
+    )
+    for i in range(5):
+        telemetry.begin(str(i))
+        telemetry.emit(
+            LogRecord(
+                id=str(i),
+                created_at=datetime.now(UTC),
+                model_requested="m",
+                status_code=200,
+                prompt_tokens=3,
+                completion_tokens=2,
+                latency_ms=1.0,
+            )
+        )
+    assert exporter.get_finished_spans() == ()
+    data = reader.get_metrics_data()
+    assert data is not None
+    (duration,) = [
+        m
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name == "gen_ai.client.operation.duration"
+    ]
+    points: list[Any] = list(duration.data.data_points)
+    assert points[0].count == 5
+    telemetry.shutdown()
