@@ -24,6 +24,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from crossroads.datasets.export import EXPORT_FORMATS, export_lines
+from crossroads.datasets.formats import check_openai_chat
 from crossroads.datasets.pruning import Pruner, PruningRule
 from crossroads.datasets.rows import RowInput, row_from_upload
 from crossroads.protocol.errors import GatewayError, bad_request
@@ -306,10 +307,29 @@ async def edit_row(call: _Call) -> Response:
         raise bad_request("'messages' cannot be null.", param="messages")
     if "split" in changes and changes["split"] is None:
         raise bad_request("'split' cannot be null.", param="split")
+    current = await call.store.get_row(dataset.id, row_id)
+    if current is None:
+        raise _row_not_found(row_id)
+    _check_row({**row_json(current), **changes})
     row = await call.store.update_row(dataset, row_id, changes)
     if row is None:
         raise _row_not_found(row_id)
     return JSONResponse(row_json(row))
+
+
+def _check_row(row: dict[str, Any]) -> None:
+    """The edited row must still export as valid training lines: a 400 naming the problem."""
+    answers = [("output", row["output"])] if row.get("output") is not None else []
+    answers += [(f"rejected[{i}]", a) for i, a in enumerate(row.get("rejected") or ())]
+    for where, answer in answers or [("messages", None)]:
+        line: dict[str, Any] = {"messages": [*row["messages"], *([answer] if answer else [])]}
+        if row.get("tools"):
+            line["tools"] = row["tools"]
+        problems = [p for p in check_openai_chat(line) if answer or "assistant" not in p]
+        if answer is not None and answer.get("role") != "assistant":
+            problems.insert(0, f"{where} must be an assistant message")
+        if problems:
+            raise bad_request(f"The edited row is not valid: {problems[0]}.", param=where)
 
 
 async def delete_row(call: _Call) -> Response:
