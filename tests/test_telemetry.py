@@ -207,3 +207,18 @@ def test_sampling_keeps_metrics_for_every_request() -> None:
     points: list[Any] = list(duration.data.data_points)
     assert points[0].count == 5
     telemetry.shutdown()
+
+
+def test_header_secrets_are_resolved_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    from crossroads.config import ConfigError
+    from crossroads.telemetry.setup import telemetry_from_config
+
+    assert telemetry_from_config(TelemetryConfig()) is None
+    monkeypatch.setenv("OTEL_TEST_KEY", "s3cret")
+    config = TelemetryConfig(enabled=True, headers={"x-key": "env:OTEL_TEST_KEY"})
+    telemetry = telemetry_from_config(config)
+    assert telemetry is not None and telemetry.config.headers == {"x-key": "s3cret"}
+    telemetry.shutdown()
+    monkeypatch.delenv("OTEL_TEST_KEY")
+    with pytest.raises(ConfigError, match=r"telemetry\.headers\.x-key"):
+        telemetry_from_config(config)
