@@ -222,3 +222,23 @@ def test_header_secrets_are_resolved_at_start(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.delenv("OTEL_TEST_KEY")
     with pytest.raises(ConfigError, match=r"telemetry\.headers\.x-key"):
         telemetry_from_config(config)
+
+
+def test_enabling_it_without_the_extra_is_a_config_error(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "class NoOtel:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.partition('.')[0] == 'opentelemetry':\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, NoOtel())\n"
+        "from crossroads.config import ConfigError, parse_config\n"
+        "try:\n"
+        "    parse_config({'telemetry': {'enabled': True}})\n"
+        "except ConfigError as error:\n"
+        "    print(error)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "telemetry.enabled" in result.stdout and "crossroads[otel]" in result.stdout
