@@ -52,6 +52,7 @@ def _export(served: ServedApp, dataset_id: str, format: str, **params: str) -> l
     )
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("application/jsonl")
+    assert response.headers.get("transfer-encoding") == "chunked"  # streamed, not buffered
     lines = [orjson.loads(line) for line in response.content.splitlines()]
     for line in lines:
         assert check_line(format, line) == [], line
@@ -268,9 +269,13 @@ def _add_from_logs_as(served: ServedApp, dataset_id: str, key: str, **filters: s
             "invalid_jsonl",
         ),
         ("GET", "/export?format=csv", {}, None),
+        ("GET", "/export?fromat=openai", {}, "unknown_parameter"),
+        ("GET", "/rows?page=2", {}, "unknown_parameter"),
         ("GET", "/rows?limit=0", {}, None),
         ("PATCH", "/rows/none", {"json": {"score": 0.5}}, "row_not_found"),
         ("PATCH", "/rows/none", {"json": {"split": "validation"}}, None),
+        ("PATCH", "/rows/FIRST", {"json": {"output": {"role": "user", "content": "x"}}}, None),
+        ("PATCH", "/rows/FIRST", {"json": {"messages": [{"role": "robot"}]}}, None),
     ],
 )
 def test_bad_input_is_a_4xx_envelope(
@@ -282,6 +287,22 @@ def test_bad_input_is_a_4xx_envelope(
         else f"/v1/datasets/{_dataset(served)['id']}"
     )
     kwargs = dict(kwargs)  # the parameters are shared between backends
+    edits_a_row = "FIRST" in suffix
+    if edits_a_row:  # a row that exists
+        row = {
+            "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+        }
+        dataset_id = base.rsplit("/", 1)[1]
+        added = call(
+            served,
+            "POST",
+            f"/v1/datasets/{dataset_id}/rows",
+            content=orjson.dumps(row),
+            headers={"content-type": "application/jsonl"},
+        )
+        assert added.status_code == 200, added.text
+        rows = call(served, "GET", f"/v1/datasets/{dataset_id}/rows").json()["data"]
+        suffix = suffix.replace("FIRST", rows[0]["id"])
     headers = {"authorization": "Bearer sk-test-0123456789abcdef", **kwargs.pop("headers", {})}
     response = httpx.request(
         method, f"{served.url}{base}{suffix}", headers=headers, timeout=30, **kwargs
@@ -291,3 +312,5 @@ def test_bad_input_is_a_4xx_envelope(
     assert error["message"]
     if code is not None:
         assert error["code"] == code
+    if edits_a_row:
+        assert response.status_code == 400 and "not valid" in error["message"], error

@@ -152,3 +152,93 @@ def test_off_by_default_and_costs_no_import(fake_upstream: FakeOpenAI, tmp_path:
         "assert not loaded, loaded"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_a_stream_is_one_span_when_it_ends(
+    in_memory: tuple[ServedApp, InMemorySpanExporter, InMemoryMetricReader],
+) -> None:
+    served, exporter, _ = in_memory
+    response = _ask(served, "echo", stream=True, stream_options={"include_usage": True})
+    assert response.status_code == 200 and "[DONE]" in response.text
+    flush_log(served)
+    (root,) = [s for s in exporter.get_finished_spans() if s.parent is None]
+    attributes = dict(root.attributes or {})
+    assert attributes["crossroads.stream"] is True
+    assert isinstance(attributes["gen_ai.usage.output_tokens"], int)
+    assert attributes["gen_ai.usage.output_tokens"] > 0
+    assert [s.kind for s in exporter.get_finished_spans() if s.parent].count(SpanKind.CLIENT) == 1
+
+
+def test_sampling_keeps_metrics_for_every_request() -> None:
+    from datetime import UTC, datetime
+
+    from crossroads.storage.records import LogRecord
+
+    exporter = InMemorySpanExporter()
+    reader = InMemoryMetricReader()
+    telemetry = Telemetry(
+        TelemetryConfig(enabled=True, sample_ratio=0.0),
+        span_processor=SimpleSpanProcessor(exporter),
+        metric_readers=[reader],
+    )
+    for i in range(5):
+        telemetry.begin(str(i))
+        telemetry.emit(
+            LogRecord(
+                id=str(i),
+                created_at=datetime.now(UTC),
+                model_requested="m",
+                status_code=200,
+                prompt_tokens=3,
+                completion_tokens=2,
+                latency_ms=1.0,
+            )
+        )
+    assert exporter.get_finished_spans() == ()
+    data = reader.get_metrics_data()
+    assert data is not None
+    (duration,) = [
+        m
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name == "gen_ai.client.operation.duration"
+    ]
+    points: list[Any] = list(duration.data.data_points)
+    assert points[0].count == 5
+    telemetry.shutdown()
+
+
+def test_header_secrets_are_resolved_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    from crossroads.config import ConfigError
+    from crossroads.telemetry.setup import telemetry_from_config
+
+    assert telemetry_from_config(TelemetryConfig()) is None
+    monkeypatch.setenv("OTEL_TEST_KEY", "s3cret")
+    config = TelemetryConfig(enabled=True, headers={"x-key": "env:OTEL_TEST_KEY"})
+    telemetry = telemetry_from_config(config)
+    assert telemetry is not None and telemetry.config.headers == {"x-key": "s3cret"}
+    telemetry.shutdown()
+    monkeypatch.delenv("OTEL_TEST_KEY")
+    with pytest.raises(ConfigError, match=r"telemetry\.headers\.x-key"):
+        telemetry_from_config(config)
+
+
+def test_enabling_it_without_the_extra_is_a_config_error(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "class NoOtel:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.partition('.')[0] == 'opentelemetry':\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, NoOtel())\n"
+        "from crossroads.config import ConfigError, parse_config\n"
+        "try:\n"
+        "    parse_config({'telemetry': {'enabled': True}})\n"
+        "except ConfigError as error:\n"
+        "    print(error)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "telemetry.enabled" in result.stdout and "crossroads[otel]" in result.stdout

@@ -72,6 +72,7 @@ def evaluate(
     scorer: Annotated[str, typer.Option(help="exact or normalised (or one registered).")] = "exact",
     limit: Annotated[int | None, typer.Option(help="At most this many rows.")] = None,
     temperature: Annotated[float | None, typer.Option(help="Sent with every request.")] = None,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight at once.")] = 4,
     url: UrlOption = "http://127.0.0.1:8000",
     api_key: ApiKeyOption = None,
     as_json: JsonOption = False,
@@ -91,6 +92,7 @@ def evaluate(
         _completer(url, api_key),
         SCORERS[scorer],
         parameters=parameters,
+        concurrency=concurrency,
     )
     summaries = [r.summary() for r in results]
     if as_json:

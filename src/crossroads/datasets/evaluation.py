@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +60,34 @@ def _answer(response: dict[str, Any]) -> dict[str, Any]:
     return message if isinstance(message, dict) else {}
 
 
+def _one(
+    row: dict[str, Any],
+    model: str,
+    complete: Complete,
+    scorer: Scorer,
+    parameters: dict[str, Any],
+) -> RowResult:
+    body: dict[str, Any] = {"model": model, "messages": row["messages"], **parameters}
+    if row.get("tools"):
+        body["tools"] = row["tools"]
+    started = time.perf_counter()
+    response, error = complete(body)
+    latency_ms = (time.perf_counter() - started) * 1000
+    answer = _answer(response) if response is not None else {}
+    score = scorer(row["output"], answer) if response is not None else 0.0
+    usage = (response or {}).get("usage") or {}
+    text = answer.get("content")
+    return RowResult(
+        row_id=row["id"],
+        model=model,
+        score=score,
+        answer=text if isinstance(text, str) else None,
+        error=error,
+        latency_ms=latency_ms,
+        cost=usage.get("cost"),
+    )
+
+
 def evaluate(
     rows: Iterable[dict[str, Any]],
     models: Sequence[str],
@@ -65,37 +95,22 @@ def evaluate(
     scorer: Scorer,
     *,
     parameters: dict[str, Any] | None = None,
+    concurrency: int = 1,
 ) -> list[ModelResult]:
-    """Score every row (the API's row objects) against every model."""
-    results = [ModelResult(model) for model in models]
-    for row in rows:
-        expected = row.get("output")
-        if not isinstance(expected, dict):
-            continue
-        for result in results:
-            body: dict[str, Any] = {
-                "model": result.model,
-                "messages": row["messages"],
-                **(parameters or {}),
-            }
-            if row.get("tools"):
-                body["tools"] = row["tools"]
-            started = time.perf_counter()
-            response, error = complete(body)
-            latency_ms = (time.perf_counter() - started) * 1000
-            answer = _answer(response) if response is not None else {}
-            score = scorer(expected, answer) if response is not None else 0.0
-            usage = (response or {}).get("usage") or {}
-            text = answer.get("content")
-            result.rows.append(
-                RowResult(
-                    row_id=row["id"],
-                    model=result.model,
-                    score=score,
-                    answer=text if isinstance(text, str) else None,
-                    error=error,
-                    latency_ms=latency_ms,
-                    cost=usage.get("cost"),
-                )
-            )
-    return results
+    """Score every row (the API's row objects) against every model, `concurrency` requests
+    at a time; results keep the rows' order. Rows are read as they are needed."""
+    results = {model: ModelResult(model) for model in models}
+    with ThreadPoolExecutor(max(1, concurrency)) as pool:
+        window: deque[Future[RowResult]] = deque()
+        for row in rows:
+            if not isinstance(row.get("output"), dict):
+                continue
+            for model in models:
+                window.append(pool.submit(_one, row, model, complete, scorer, parameters or {}))
+            while len(window) >= 4 * max(1, concurrency):
+                done = window.popleft().result()
+                results[done.model].rows.append(done)
+        while window:
+            done = window.popleft().result()
+            results[done.model].rows.append(done)
+    return list(results.values())

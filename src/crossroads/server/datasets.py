@@ -24,6 +24,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from crossroads.datasets.export import EXPORT_FORMATS, export_lines
+from crossroads.datasets.formats import check_openai_chat
 from crossroads.datasets.pruning import Pruner, PruningRule
 from crossroads.datasets.rows import RowInput, row_from_upload
 from crossroads.protocol.errors import GatewayError, bad_request
@@ -212,6 +213,18 @@ async def set_split(call: _Call) -> Response:
     return JSONResponse(dataset_json(updated, await call.store.counts(dataset.id)))
 
 
+def _only(params: QueryParams, allowed: tuple[str, ...]) -> None:
+    """A 400 naming a query parameter this endpoint does not take (never silently ignored)."""
+    for name in params:
+        if name not in allowed:
+            raise bad_request(
+                f"Unknown query parameter {name[:64]!r}; this endpoint takes "
+                f"{', '.join(repr(a) for a in allowed)}.",
+                param=name,
+                code="unknown_parameter",
+            )
+
+
 def _parse_jsonl(raw: bytes) -> list[RowInput]:
     rows: list[RowInput] = []
     for number, line in enumerate(raw.splitlines(), start=1):
@@ -258,6 +271,7 @@ async def add_rows(call: _Call) -> Response:
 async def list_rows(call: _Call) -> Response:
     dataset = await call.dataset()
     params = call.request.query_params
+    _only(params, ("limit", "after", "split"))
     limit_text = params.get("limit", "100")
     if not limit_text.isdigit() or not 1 <= int(limit_text) <= _MAX_ROWS_PAGE:
         raise bad_request(f"'limit' must be an integer from 1 to {_MAX_ROWS_PAGE}.", param="limit")
@@ -293,10 +307,29 @@ async def edit_row(call: _Call) -> Response:
         raise bad_request("'messages' cannot be null.", param="messages")
     if "split" in changes and changes["split"] is None:
         raise bad_request("'split' cannot be null.", param="split")
+    current = await call.store.get_row(dataset.id, row_id)
+    if current is None:
+        raise _row_not_found(row_id)
+    _check_row({**row_json(current), **changes})
     row = await call.store.update_row(dataset, row_id, changes)
     if row is None:
         raise _row_not_found(row_id)
     return JSONResponse(row_json(row))
+
+
+def _check_row(row: dict[str, Any]) -> None:
+    """The edited row must still export as valid training lines: a 400 naming the problem."""
+    answers = [("output", row["output"])] if row.get("output") is not None else []
+    answers += [(f"rejected[{i}]", a) for i, a in enumerate(row.get("rejected") or ())]
+    for where, answer in answers or [("messages", None)]:
+        line: dict[str, Any] = {"messages": [*row["messages"], *([answer] if answer else [])]}
+        if row.get("tools"):
+            line["tools"] = row["tools"]
+        problems = [p for p in check_openai_chat(line) if answer or "assistant" not in p]
+        if answer is not None and answer.get("role") != "assistant":
+            problems.insert(0, f"{where} must be an assistant message")
+        if problems:
+            raise bad_request(f"The edited row is not valid: {problems[0]}.", param=where)
 
 
 async def delete_row(call: _Call) -> Response:
@@ -311,6 +344,7 @@ async def export(call: _Call) -> Response:
     """JSONL, streamed as rows are read."""
     dataset = await call.dataset()
     params = call.request.query_params
+    _only(params, ("format", "split"))
     format = params.get("format", "openai")
     if format not in EXPORT_FORMATS:
         raise bad_request(

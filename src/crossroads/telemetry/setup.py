@@ -1,4 +1,7 @@
-"""The app's telemetry from `[telemetry]`: None when off, so nothing is imported or run."""
+"""The app's telemetry from `[telemetry]`: None when off, so nothing is imported or run.
+
+Header values may be secret references (`env:NAME`), resolved here, at start-up.
+"""
 
 from __future__ import annotations
 
@@ -24,4 +27,10 @@ def telemetry_from_config(config: TelemetryConfig) -> Telemetry | None:
             f"[telemetry] enabled = true needs OpenTelemetry ({error.name} is missing): "
             f"{OTEL_INSTALL}"
         ) from None
-    return Telemetry(config)
+    from crossroads.config import resolve_secret
+
+    headers = {
+        name: resolve_secret(value, f"telemetry.headers.{name}") or ""
+        for name, value in config.headers.items()
+    }
+    return Telemetry(config.model_copy(update={"headers": headers}))
