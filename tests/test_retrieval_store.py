@@ -152,3 +152,23 @@ def test_fusion_weighs_normalised_scores() -> None:
     assert [c for c, _ in ranked][:2] == ["b", "a"]
     assert fuse({}, {}, 0.5) == []
     assert np.isclose(dict(fuse(keyword, {}, 0.0))["a"], 1.0)
+
+
+async def test_text_postgresql_cannot_hold_is_stored_and_looked_up_safely(
+    library: Library,
+) -> None:
+    # A NUL in a name, an id, a file or a query: stored with U+FFFD or not found, never a
+    # database error (PostgreSQL refuses NUL in text).
+    store = await library.store.create_store("k1", "a\x00b", {"k": "v\x00"}, "m", 800, 400)
+    assert store.name == "a\ufffdb"
+    assert await library.store.get_store("k1", store.id + "\x00") is None
+    assert await library.store.get_stores("k1", ["{{7*7}}\x00", store.id]) == [
+        await library.store.get_store("k1", store.id)
+    ]
+    file = await library.store.add_file("k1", "n\x00.txt", "assistants", "txt", 3, "x\x00y")
+    assert await library.store.file_text("k1", file.id) == "x\ufffdy"
+    assert await library.store.get_file("k1", "file-\x00") is None
+    assert not await library.store.delete_file("k1", "\ud800")
+    await library.add_text(store, "The tower\x00 was finished in 1889.", "t\x00.txt")
+    hits = await library.search([store.id], "tower\x00 1889", 3)
+    assert hits and hits[0].text.startswith("The tower\ufffd")

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from crossroads.storage.migrate import upgrade
 from crossroads.storage.schema import collection_chunks, stored_files, vector_stores
+from crossroads.storage.storable import readable_json, storable_json, storable_text
 
 __all__ = ["ChunkRow", "CollectionStore", "StoredFile", "VectorStore", "keyword_terms"]
 
@@ -123,6 +124,11 @@ def _new_id(prefix: str) -> str:
     return f"{prefix}{secrets.token_hex(12)}"
 
 
+def _storable_metadata(metadata: dict[str, Any] | None) -> Any:
+    """A store's metadata as the database can hold it (text as `storable_text` makes it)."""
+    return None if metadata is None else readable_json(storable_json(metadata)[0])
+
+
 class CollectionStore:
     """Collections in one database. Shares `engine` with its owner and never disposes of it."""
 
@@ -158,6 +164,9 @@ class CollectionStore:
     async def add_file(
         self, owner: str, filename: str, purpose: str, kind: str, size: int, text: str
     ) -> StoredFile:
+        # Caller text can hold a NUL or a lone surrogate, which PostgreSQL refuses: stored
+        # with U+FFFD instead, as the request log does.
+        filename, text = storable_text(filename), storable_text(text)
         row = StoredFile(_new_id("file-"), owner, filename, purpose, kind, size, datetime.now(UTC))
         async with self._engine.begin() as connection:
             await connection.execute(
@@ -185,6 +194,7 @@ class CollectionStore:
     )
 
     async def get_file(self, owner: str, file_id: str) -> StoredFile | None:
+        file_id = storable_text(file_id)
         query = sa.select(*self._FILE_COLUMNS).where(
             stored_files.c.id == file_id, stored_files.c.owner == owner
         )
@@ -193,6 +203,7 @@ class CollectionStore:
         return StoredFile(*row) if row is not None else None
 
     async def file_text(self, owner: str, file_id: str) -> str | None:
+        file_id = storable_text(file_id)
         query = sa.select(stored_files.c.text).where(
             stored_files.c.id == file_id, stored_files.c.owner == owner
         )
@@ -210,6 +221,7 @@ class CollectionStore:
             return [StoredFile(*row) for row in await connection.execute(query)]
 
     async def delete_file(self, owner: str, file_id: str) -> bool:
+        file_id = storable_text(file_id)
         async with self._engine.begin() as connection:
             result = await connection.execute(
                 stored_files.delete().where(
@@ -229,6 +241,8 @@ class CollectionStore:
         chunk_size: int,
         chunk_overlap: int,
     ) -> VectorStore:
+        name = None if name is None else storable_text(name)
+        metadata = _storable_metadata(metadata)
         store = VectorStore(
             _new_id("vs_"),
             owner,
@@ -274,8 +288,9 @@ class CollectionStore:
 
     async def get_stores(self, owner: str, store_ids: Sequence[str]) -> list[VectorStore]:
         """The caller's stores among `store_ids`, in the order asked (unknown ones left out)."""
+        store_ids = [storable_text(i) for i in store_ids]  # a NUL: no such store
         query = sa.select(*self._STORE_COLUMNS).where(
-            vector_stores.c.id.in_(list(store_ids)), vector_stores.c.owner == owner
+            vector_stores.c.id.in_(store_ids), vector_stores.c.owner == owner
         )
         async with self._engine.connect() as connection:
             rows = {row[0]: VectorStore(*row) for row in await connection.execute(query)}
@@ -292,6 +307,7 @@ class CollectionStore:
             return [VectorStore(*row) for row in await connection.execute(query)]
 
     async def delete_store(self, owner: str, store_id: str) -> bool:
+        store_id = storable_text(store_id)
         async with self._engine.begin() as connection:
             result = await connection.execute(
                 vector_stores.delete().where(
@@ -322,6 +338,8 @@ class CollectionStore:
         first_position: int = 0,
     ) -> list[str]:
         """Store one source's chunks with their vectors; bumps the store's version."""
+        source = storable_text(source)
+        texts = [storable_text(t) for t in texts]
         ids = [_new_id("chunk_") for _ in texts]
         rows = [
             {
@@ -418,7 +436,7 @@ class CollectionStore:
     ) -> list[tuple[str, float]]:
         """(chunk id, score) best first; higher scores are better (BM25 on SQLite, negated
         so; `ts_rank` on PostgreSQL)."""
-        terms = keyword_terms(query)
+        terms = keyword_terms(storable_text(query))
         if not terms or not store_ids:
             return []
         params: dict[str, Any] = {"limit": limit}

@@ -34,6 +34,7 @@ from crossroads.storage.schema import (
     request_log,
     request_rollup,
 )
+from crossroads.storage.storable import indexed_text
 
 __all__ = [
     "Breakdown",
@@ -115,10 +116,12 @@ def rollup_rows(records: Iterable[LogRecord]) -> list[dict[str, Any]]:
     rows: dict[tuple[Any, ...], dict[str, Any]] = {}
     for record in records:
         hour = hour_of(record.created_at)
+        # As the log's own indexed columns hold them (no NUL, which PostgreSQL refuses,
+        # and at most 512 characters), so that a rollup row names what a log filter matches.
         values = {
-            "key_id": record.key_id or "",
-            "model": record.model_served or record.model_requested or "",
-            "provider": record.provider or "",
+            "key_id": indexed_text(record.key_id or ""),
+            "model": indexed_text(record.model_served or record.model_requested or ""),
+            "provider": indexed_text(record.provider or ""),
         }
         targets = []
         for grain, split in ROLLUP_GRAINS.items():
