@@ -29,6 +29,7 @@ MODELS = {
     "gpt-fixed": ("openai", "fixed"),
     "gpt-error-503": ("openai", "error=503"),
     "gpt-drop": ("openai", "drop_after=2"),
+    "gpt-slow-stream": ("openai", "echo+chunks=10+chunk_delay=200"),
 }
 
 

@@ -9,6 +9,7 @@ through the SDK's accumulator, which would forgive a missing or misplaced event.
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -615,3 +616,35 @@ def test_guardrails_apply(claude: anthropic.Anthropic, fakes: dict[str, Any]) ->
     assert refused.stop_reason == "refusal"
     assert refused.content[0].type == "text"
     assert "drop table" not in refused.content[0].text
+
+
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/responses", "/v1/completions"])
+def test_a_client_that_leaves_mid_stream_is_recorded(inbound_gateway: ServedApp, path: str) -> None:
+    """The translated stream closes the pipeline's, which records the hang-up (and would
+    release the key's limits) as it does for chat completions."""
+    body: dict[str, Any] = {"model": "gpt-slow-stream", "stream": True, "max_tokens": 100}
+    body.update(
+        {"messages": USER}
+        if path == "/v1/messages"
+        else {"input": "a b c d e f"}
+        if path == "/v1/responses"
+        else {"prompt": "a b c d e f"}
+    )
+    if path == "/v1/responses":
+        del body["max_tokens"]
+    with httpx.stream(
+        "POST",
+        f"{inbound_gateway.url}{path}",
+        json=body,
+        headers={"authorization": f"Bearer {API_KEY}"},
+    ) as response:
+        assert response.status_code == 200
+        log_id = response.headers["x-crossroads-log-id"]
+        next(response.iter_bytes())
+    for _ in range(50):
+        record = _record(inbound_gateway, log_id)
+        if record.get("status_code") is not None:
+            break
+        time.sleep(0.1)
+    assert record["status_code"] == 499
+    assert record["error_code"] == "client_closed_request"

@@ -13,7 +13,7 @@ passed on as a `signature_delta`. An error after the stream began ends it with A
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from crossroads.inbound.anthropic_answer import STOP_REASONS, anthropic_usage, message_id
@@ -163,7 +163,7 @@ def _error_type(error: dict[str, Any]) -> str:
 
 async def anthropic_events(
     frames: AsyncIterator[bytes], model: str, log_id: str
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Anthropic's event stream for the pipeline's chat stream `frames`."""
     stream = AnthropicStream(model, log_id)
     for event in stream.start():

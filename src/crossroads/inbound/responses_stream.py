@@ -12,7 +12,7 @@ interleave. An error after the stream began is an `error` event then `response.f
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from crossroads.inbound.events import chat_chunks, named_event
@@ -205,7 +205,7 @@ class ResponsesStream:
 
 async def response_events(
     frames: AsyncIterator[bytes], shell: ResponseShell
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The Responses API's event stream for the pipeline's chat stream `frames`."""
     stream = ResponsesStream(shell)
     for event in stream.start():

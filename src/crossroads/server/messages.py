@@ -19,6 +19,7 @@ from crossroads.inbound.anthropic_errors import anthropic_envelope
 from crossroads.inbound.anthropic_request import chat_body, parse_request
 from crossroads.inbound.anthropic_stream import anthropic_events
 from crossroads.protocol.errors import GatewayError
+from crossroads.protocol.sse import primed
 from crossroads.server import routes
 from crossroads.server.inbound_call import STREAM_HEADERS, Received, authenticate, receive
 from crossroads.server.responses import EventStreamResponse, JSONResponse
@@ -59,7 +60,7 @@ async def create_message(request: Request) -> Response:
         if parsed.stream:
             frames = await received.stream(body)
             return EventStreamResponse(
-                anthropic_events(frames, parsed.model, log_id),
+                await primed(anthropic_events(frames, parsed.model, log_id)),
                 headers={**STREAM_HEADERS, **_headers(received)},
             )
         completion = await received.complete(body)

@@ -17,6 +17,7 @@ from crossroads.inbound.responses_answer import RESPONSE_PREFIX, ResponseShell
 from crossroads.inbound.responses_request import chat_body, history, parse_request
 from crossroads.inbound.responses_stream import response_events
 from crossroads.protocol.errors import GatewayError
+from crossroads.protocol.sse import primed
 from crossroads.server.inbound_call import STREAM_HEADERS, Received, receive
 from crossroads.server.responses import EventStreamResponse, JSONResponse, error_response
 
@@ -39,7 +40,8 @@ async def create_response(request: Request) -> Response:
         if parsed.stream:
             frames = await received.stream(body)
             return EventStreamResponse(
-                response_events(frames, shell), headers={**STREAM_HEADERS, **received.headers()}
+                await primed(response_events(frames, shell)),
+                headers={**STREAM_HEADERS, **received.headers()},
             )
         completion = await received.complete(body)
         return JSONResponse(shell.completed(completion), headers=received.headers())
