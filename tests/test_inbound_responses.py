@@ -362,3 +362,19 @@ def test_guardrails_apply(sdk: OpenAI, inbound_gateway: ServedApp) -> None:
     assert "drop table" not in refused.output_text
     events = raw_events(inbound_gateway, {"model": "claude-guarded", "input": "drop table now"})
     assert events[-1][0] == "response.incomplete"
+
+
+def test_function_call_output_as_parts(sdk: OpenAI, fakes: dict[str, Any]) -> None:
+    sdk.responses.create(
+        model="gpt-echo",
+        input=[
+            {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+            {
+                "type": "function_call_output",
+                "call_id": "c1",
+                "output": [{"type": "input_text", "text": "sun"}, {"type": "x", "text": 5}],
+            },
+            {"role": "user", "content": "ok"},
+        ],
+    )
+    assert sent(fakes, "openai")["messages"][1]["content"] == "sun"

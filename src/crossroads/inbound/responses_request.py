@@ -142,7 +142,8 @@ def _item(item: Mapping[str, Any], path: str, messages: list[dict[str, Any]]) ->
         if not isinstance(call_id, str):
             raise bad_request(f"Invalid '{path}.call_id': a string is required.", param=path)
         if isinstance(output, list):
-            output = "".join(part.get("text", "") for part in output if isinstance(part, Mapping))
+            texts = [part.get("text") for part in output if isinstance(part, Mapping)]
+            output = "".join(text for text in texts if isinstance(text, str))
         if not isinstance(output, str):
             raise bad_request(f"Invalid '{path}.output': a string is required.", param=path)
         messages.append({"role": "tool", "tool_call_id": call_id, "content": output})
