@@ -82,8 +82,8 @@ def sent(fakes: dict[str, Any], dialect: str) -> dict[str, Any]:
 USER = [{"role": "user", "content": "alpha beta gamma"}]
 
 
-@pytest.mark.parametrize("model", ["claude-echo", "gpt-echo"])
-def test_message_from_either_dialect(claude: anthropic.Anthropic, model: str) -> None:
+@pytest.mark.parametrize("model", ["claude-echo", "gpt-echo", "gemini-echo"])
+def test_message_from_any_dialect(claude: anthropic.Anthropic, model: str) -> None:
     message, response = raw_message(claude, model=model, max_tokens=100, messages=USER)
     assert message.content[0].type == "text"
     assert message.content[0].text == "alpha beta gamma"
@@ -244,7 +244,7 @@ def test_thinking_streams_with_its_signature(inbound_gateway: ServedApp) -> None
             assert index == opened
 
 
-@pytest.mark.parametrize("model", ["claude-tool", "gpt-tool"])
+@pytest.mark.parametrize("model", ["claude-tool", "gpt-tool", "gemini-tool"])
 def test_tool_use(claude: anthropic.Anthropic, model: str) -> None:
     message, _ = raw_message(claude, model=model, max_tokens=100, tools=[WEATHER], messages=USER)
     assert message.stop_reason == "tool_use"

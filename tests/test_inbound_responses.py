@@ -75,7 +75,7 @@ def sent(fakes: dict[str, Any], dialect: str) -> dict[str, Any]:
     return body
 
 
-@pytest.mark.parametrize("model", ["gpt-echo", "claude-echo"])
+@pytest.mark.parametrize("model", ["gpt-echo", "claude-echo", "gemini-echo"])
 def test_text_response(sdk: OpenAI, model: str) -> None:
     response, http = create(sdk, model=model, input="alpha beta gamma")
     assert response.output_text == "alpha beta gamma"
