@@ -62,6 +62,8 @@ class AnthropicStream:
             self._usage = chunk["usage"]
         out: list[bytes] = []
         for choice in chunk.get("choices") or ():
+            if choice.get("index", 0) != 0:
+                continue  # one answer per message: a fan-out's other choices have no place
             delta = choice.get("delta") or {}
             if reasoning := delta.get("reasoning_content"):
                 out += self._open("thinking", {"type": "thinking", "thinking": "", "signature": ""})
