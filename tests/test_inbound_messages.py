@@ -389,6 +389,10 @@ def test_count_tokens(claude: anthropic.Anthropic, fakes: dict[str, Any]) -> Non
     )
     assert 0 < short.input_tokens < long.input_tokens
     assert len(fakes["anthropic"].requests) + len(fakes["openai"].requests) == before
+    with pytest.raises(anthropic.NotFoundError):
+        claude.messages.count_tokens(model="no-such-model", messages=USER)
+    with pytest.raises(anthropic.BadRequestError):
+        claude.messages.count_tokens(model="gpt-echo", messages=[])
 
 
 def test_models_in_anthropic_shape(claude: anthropic.Anthropic, inbound_gateway: ServedApp) -> None:

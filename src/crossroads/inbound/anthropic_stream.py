@@ -30,7 +30,6 @@ class AnthropicStream:
     def __init__(self, model: str, log_id: str) -> None:
         self._model = model
         self._id = message_id(log_id)
-        self._started = False
         self._index = -1  # the open block's index; -1: none open
         self._kind: str | None = None  # its type
         self._calls = CallSequence()
@@ -49,7 +48,6 @@ class AnthropicStream:
             "stop_sequence": None,
             "usage": {"input_tokens": 0, "output_tokens": 0},
         }
-        self._started = True
         return [
             named_event("message_start", {"type": "message_start", "message": message}),
             named_event("ping", {"type": "ping"}),

@@ -11,13 +11,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from crossroads.access import check_model_allowed
 from crossroads.inbound.anthropic_answer import anthropic_message
 from crossroads.inbound.anthropic_errors import anthropic_envelope
 from crossroads.inbound.anthropic_request import chat_body, parse_request
 from crossroads.inbound.anthropic_stream import anthropic_events
+from crossroads.learned.serve import ROUTER_MODEL
 from crossroads.protocol.errors import GatewayError
 from crossroads.protocol.sse import primed
 from crossroads.server import routes
@@ -79,10 +82,14 @@ async def count_tokens(request: Request) -> Response:
         received = await receive(request, api_key_header=True)
         parsed = parse_request(received.body, count_only=True)
         body = chat_body(parsed)
+        names = [name for name in parsed.model.split(",") if name != ROUTER_MODEL]
+        for name in names:  # a model serving would refuse is refused here too
+            received.state.catalog.resolve(name)
+        check_model_allowed(received.context.virtual_key, names)
     except GatewayError as exc:
         return _error(exc)
     characters = sum(len(text) for text in _texts(body["messages"]))
-    characters += sum(len(str(tool)) for tool in body.get("tools") or ())
+    characters += sum(len(orjson.dumps(tool)) for tool in body.get("tools") or ())
     tokens = estimate_tokens(characters) + 3 * len(body["messages"])
     return JSONResponse({"input_tokens": tokens})
 
