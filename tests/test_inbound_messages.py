@@ -153,12 +153,13 @@ def test_stream_event_sequence(inbound_gateway: ServedApp) -> None:
     body = {"model": "gpt-chunked", "max_tokens": 100, "messages": USER}
     events = raw_events(inbound_gateway, body)
     names = [name for name, _ in events]
-    assert names[:3] == ["message_start", "ping", "content_block_start"]
+    assert names[:3] == ["message_start", "content_block_start", "ping"]
     assert names[-3:] == ["content_block_stop", "message_delta", "message_stop"]
     assert set(names[3:-3]) == {"content_block_delta"}
     start = events[0][1]["message"]
     assert start["content"] == [] and start["stop_reason"] is None
-    assert events[2][1] == {
+    assert start["usage"]["input_tokens"] > 0  # an estimate until message_delta
+    assert events[1][1] == {
         "type": "content_block_start",
         "index": 0,
         "content_block": {"type": "text", "text": ""},
@@ -665,3 +666,16 @@ def test_a_fan_out_answers_with_its_first_model(
     events = raw_events(inbound_gateway, body)
     text = "".join(d["delta"]["text"] for n, d in events if n == "content_block_delta")
     assert text == "alpha beta gamma"
+
+
+def test_thinking_on_a_model_without_it(claude: anthropic.Anthropic, fakes: dict[str, Any]) -> None:
+    """Claude Code turns thinking on for every request; a model that cannot think still
+    answers (the setting is dropped and the log says so)."""
+    message = claude.messages.create(
+        model="gpt-echo",
+        max_tokens=4000,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        messages=USER,
+    )
+    assert message.content[-1].type == "text"
+    assert message.content[-1].text == "alpha beta gamma"

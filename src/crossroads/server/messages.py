@@ -27,7 +27,7 @@ from crossroads.server import routes
 from crossroads.server.inbound_call import STREAM_HEADERS, Received, authenticate, receive
 from crossroads.server.responses import EventStreamResponse, JSONResponse
 from crossroads.server.state import AppState
-from crossroads.usage import estimate_tokens
+from crossroads.usage import estimate_tokens, prompt_characters
 
 __all__ = ["anthropic_models", "count_tokens", "create_message", "list_models"]
 
@@ -61,9 +61,10 @@ async def create_message(request: Request) -> Response:
             raise received.reject(exc) from None
         log_id = received.context.log_id
         if parsed.stream:
+            estimate = estimate_tokens(prompt_characters(body["messages"]))
             frames = await received.stream(body)
             return EventStreamResponse(
-                await primed(anthropic_events(frames, parsed.model, log_id)),
+                await primed(anthropic_events(frames, parsed.model, log_id, estimate)),
                 headers={**STREAM_HEADERS, **_headers(received)},
             )
         completion = await received.complete(body)
