@@ -456,6 +456,14 @@ def test_missing_max_tokens(claude: anthropic.Anthropic) -> None:
             "tools.0.type",
         ),
         ({"messages": []}, "messages"),
+        (
+            {"messages": USER, "thinking": {"type": "enabled", "budget_tokens": 100}},
+            "thinking.budget_tokens",
+        ),
+        (
+            {"messages": USER, "thinking": {"type": "enabled", "budget_tokens": 2000}},
+            "thinking.budget_tokens",
+        ),
     ],
 )
 def test_bad_requests_name_the_field(
