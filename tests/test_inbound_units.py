@@ -159,3 +159,31 @@ def test_responses_stream_of_text_then_calls() -> None:
         ("a", {"x": 1}),
         ("b", {"y": 2}),
     ]
+
+
+@pytest.mark.parametrize("api", ["anthropic", "responses"])
+async def test_closing_before_the_first_byte_closes_the_pipeline_stream(api: str) -> None:
+    """A client that leaves before reading anything still closes the pipeline's stream,
+    whose clean-up records the request and releases the key's limits."""
+    from crossroads.inbound.anthropic_stream import anthropic_events
+    from crossroads.inbound.responses_answer import ResponseShell
+    from crossroads.inbound.responses_request import parse_request
+    from crossroads.inbound.responses_stream import response_events
+    from crossroads.protocol.sse import primed
+
+    closed = []
+
+    async def pipeline() -> AsyncIterator[bytes]:
+        try:
+            yield b'data: {"choices": []}\n\n'
+        finally:
+            closed.append(True)
+
+    frames = await primed(pipeline())  # the gateway hands its stream over started
+    if api == "anthropic":
+        events = await primed(anthropic_events(frames, "m", "0"))
+    else:
+        shell = ResponseShell(parse_request({"model": "m", "input": "x"}), "0")
+        events = await primed(response_events(frames, shell))
+    await events.aclose()
+    assert closed == [True]

@@ -210,19 +210,17 @@ async def response_events(
 ) -> AsyncGenerator[bytes, None]:
     """The Responses API's event stream for the pipeline's chat stream `frames`."""
     stream = ResponsesStream(shell)
-    for event in stream.start():
-        yield event
-    try:
+    try:  # from the first yield on: closing this closes `frames`, which records the call
+        yield b"".join(stream.start())
         failed = False
         async for chunk in chat_chunks(frames):
             if failed:
                 continue  # read on to the end, where the pipeline records the failure
-            for event in stream.feed(chunk):
-                yield event
+            if events := stream.feed(chunk):
+                yield b"".join(events)  # one write per upstream chunk, however many events
             failed = chunk.get("error") is not None
         if not failed:
-            for event in stream.finish():
-                yield event
+            yield b"".join(stream.finish())
     finally:
         aclose = getattr(frames, "aclose", None)
         if aclose is not None:
