@@ -5,8 +5,8 @@ Three processes, as in production: the fake OpenAI upstream, the gateway (`cross
 serve`, auth on, request log to SQLite on) and this client. The client sends the same
 conversation as a chat completion (the baseline, in the same run), an Anthropic Messages
 request, a Responses API request and a legacy completion, one after the other in turn over
-keep-alive connections, so every series sees the same machine state; the difference of the
-medians is what the translation costs. Streams are timed to their last byte. When `taskset`
+keep-alive connections, each round starting at another series, so every series sees the
+same machine state; the difference of the medians is what the translation costs. Streams are timed to their last byte. When `taskset`
 is available the gateway is pinned to CPU 0 and the upstream and client to CPU 1.
 
     python benchmarks/inbound/overhead.py --requests 1000
@@ -182,8 +182,10 @@ deployments = [{{ provider = "fake", model = "fixed", price = {{ input = 1.0, ou
         for _ in range(args.warmup):
             for _name, path, body in runs:
                 timed_post(gateway, path, body.encode())
-        for _ in range(args.requests):
-            for name, path, body in runs:
+        for round_ in range(args.requests):
+            # Each round starts at another series, so none always follows the same one.
+            shift = round_ % len(runs)
+            for name, path, body in runs[shift:] + runs[:shift]:
                 series.setdefault(name, []).append(timed_post(gateway, path, body.encode()))
     finally:
         for process in processes:
