@@ -6,8 +6,9 @@ serve`, auth on, request log to SQLite on) and this client. The client sends the
 conversation as a chat completion (the baseline, in the same run), an Anthropic Messages
 request, a Responses API request and a legacy completion, one after the other in turn over
 keep-alive connections, each round starting at another series, so every series sees the
-same machine state; the difference of the medians is what the translation costs. Streams are timed to their last byte. When `taskset`
-is available the gateway is pinned to CPU 0 and the upstream and client to CPU 1.
+same machine state; the difference of the medians is what the translation costs. Streams
+are timed to their last byte. When `taskset` is available the gateway is pinned to CPU 0
+and the upstream and client to CPU 1.
 
     python benchmarks/inbound/overhead.py --requests 1000
 """
