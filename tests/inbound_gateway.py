@@ -1,5 +1,5 @@
-"""One gateway for the inbound-API tests: models on an anthropic-dialect and an
-openai-dialect fake upstream, two keys."""
+"""One gateway for the inbound-API tests: models on an anthropic-, an openai- and a
+gemini-dialect fake upstream, two keys."""
 
 from __future__ import annotations
 
@@ -29,6 +29,9 @@ MODELS = {
     "gpt-fixed": ("openai", "fixed"),
     "gpt-error-503": ("openai", "error=503"),
     "gpt-drop": ("openai", "drop_after=2"),
+    "gpt-slow-stream": ("openai", "echo+chunks=10+chunk_delay=200"),
+    "gemini-echo": ("gemini", "echo"),
+    "gemini-tool": ("gemini", f"args={ARGS}"),
 }
 
 
@@ -44,6 +47,7 @@ def inbound_gateway(
             "base_url": fakes["anthropic"].base_url,
             "api_key": "sk-an",
         },
+        "gemini": {"dialect": "gemini", "base_url": fakes["gemini"].base_url, "api_key": "sk-ge"},
     }
     models: dict[str, Any] = {
         name: {"deployments": [{"provider": provider, "model": behaviour, "price": DIALECT_PRICE}]}

@@ -154,6 +154,13 @@ def test_upstream_error(sdk: OpenAI) -> None:
 
 def test_openapi_lists_the_inbound_apis(inbound_gateway: ServedApp) -> None:
     paths = httpx.get(f"{inbound_gateway.url}/openapi.json").json()["paths"]
+    assert "get" in paths["/v1/responses/{response_id}"]
     for path in ("/v1/messages", "/v1/messages/count_tokens", "/v1/responses", "/v1/completions"):
         schema = paths[path]["post"]["requestBody"]["content"]["application/json"]["schema"]
         assert "model" in schema["required"]
+
+
+def test_stream_with_echo(sdk: OpenAI) -> None:
+    chunks = list(sdk.completions.create(model="gpt-fixed", prompt="Q: ", echo=True, stream=True))
+    text = "".join(choice.text for chunk in chunks for choice in chunk.choices)
+    assert text == "Q: Hello from the fake upstream."

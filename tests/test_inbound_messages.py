@@ -9,6 +9,7 @@ through the SDK's accumulator, which would forgive a missing or misplaced event.
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -81,8 +82,8 @@ def sent(fakes: dict[str, Any], dialect: str) -> dict[str, Any]:
 USER = [{"role": "user", "content": "alpha beta gamma"}]
 
 
-@pytest.mark.parametrize("model", ["claude-echo", "gpt-echo"])
-def test_message_from_either_dialect(claude: anthropic.Anthropic, model: str) -> None:
+@pytest.mark.parametrize("model", ["claude-echo", "gpt-echo", "gemini-echo"])
+def test_message_from_any_dialect(claude: anthropic.Anthropic, model: str) -> None:
     message, response = raw_message(claude, model=model, max_tokens=100, messages=USER)
     assert message.content[0].type == "text"
     assert message.content[0].text == "alpha beta gamma"
@@ -152,12 +153,13 @@ def test_stream_event_sequence(inbound_gateway: ServedApp) -> None:
     body = {"model": "gpt-chunked", "max_tokens": 100, "messages": USER}
     events = raw_events(inbound_gateway, body)
     names = [name for name, _ in events]
-    assert names[:3] == ["message_start", "ping", "content_block_start"]
+    assert names[:3] == ["message_start", "content_block_start", "ping"]
     assert names[-3:] == ["content_block_stop", "message_delta", "message_stop"]
     assert set(names[3:-3]) == {"content_block_delta"}
     start = events[0][1]["message"]
     assert start["content"] == [] and start["stop_reason"] is None
-    assert events[2][1] == {
+    assert start["usage"]["input_tokens"] > 0  # an estimate until message_delta
+    assert events[1][1] == {
         "type": "content_block_start",
         "index": 0,
         "content_block": {"type": "text", "text": ""},
@@ -243,7 +245,7 @@ def test_thinking_streams_with_its_signature(inbound_gateway: ServedApp) -> None
             assert index == opened
 
 
-@pytest.mark.parametrize("model", ["claude-tool", "gpt-tool"])
+@pytest.mark.parametrize("model", ["claude-tool", "gpt-tool", "gemini-tool"])
 def test_tool_use(claude: anthropic.Anthropic, model: str) -> None:
     message, _ = raw_message(claude, model=model, max_tokens=100, tools=[WEATHER], messages=USER)
     assert message.stop_reason == "tool_use"
@@ -388,6 +390,10 @@ def test_count_tokens(claude: anthropic.Anthropic, fakes: dict[str, Any]) -> Non
     )
     assert 0 < short.input_tokens < long.input_tokens
     assert len(fakes["anthropic"].requests) + len(fakes["openai"].requests) == before
+    with pytest.raises(anthropic.NotFoundError):
+        claude.messages.count_tokens(model="no-such-model", messages=USER)
+    with pytest.raises(anthropic.BadRequestError):
+        claude.messages.count_tokens(model="gpt-echo", messages=[])
 
 
 def test_models_in_anthropic_shape(claude: anthropic.Anthropic, inbound_gateway: ServedApp) -> None:
@@ -450,6 +456,14 @@ def test_missing_max_tokens(claude: anthropic.Anthropic) -> None:
             "tools.0.type",
         ),
         ({"messages": []}, "messages"),
+        (
+            {"messages": USER, "thinking": {"type": "enabled", "budget_tokens": 100}},
+            "thinking.budget_tokens",
+        ),
+        (
+            {"messages": USER, "thinking": {"type": "enabled", "budget_tokens": 2000}},
+            "thinking.budget_tokens",
+        ),
     ],
 )
 def test_bad_requests_name_the_field(
@@ -615,3 +629,61 @@ def test_guardrails_apply(claude: anthropic.Anthropic, fakes: dict[str, Any]) ->
     assert refused.stop_reason == "refusal"
     assert refused.content[0].type == "text"
     assert "drop table" not in refused.content[0].text
+
+
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/responses", "/v1/completions"])
+def test_a_client_that_leaves_mid_stream_is_recorded(inbound_gateway: ServedApp, path: str) -> None:
+    """The translated stream closes the pipeline's, which records the hang-up (and would
+    release the key's limits) as it does for chat completions."""
+    body: dict[str, Any] = {"model": "gpt-slow-stream", "stream": True, "max_tokens": 100}
+    body.update(
+        {"messages": USER}
+        if path == "/v1/messages"
+        else {"input": "a b c d e f"}
+        if path == "/v1/responses"
+        else {"prompt": "a b c d e f"}
+    )
+    if path == "/v1/responses":
+        del body["max_tokens"]
+    with httpx.stream(
+        "POST",
+        f"{inbound_gateway.url}{path}",
+        json=body,
+        headers={"authorization": f"Bearer {API_KEY}"},
+    ) as response:
+        assert response.status_code == 200
+        log_id = response.headers["x-crossroads-log-id"]
+        next(response.iter_bytes())
+    for _ in range(50):
+        record = _record(inbound_gateway, log_id)
+        if record.get("status_code") is not None:
+            break
+        time.sleep(0.1)
+    assert record["status_code"] == 499
+    assert record["error_code"] == "client_closed_request"
+
+
+def test_a_fan_out_answers_with_its_first_model(
+    claude: anthropic.Anthropic, inbound_gateway: ServedApp
+) -> None:
+    message = claude.messages.create(model="gpt-echo,claude-echo", max_tokens=50, messages=USER)
+    assert [block.type for block in message.content] == ["text"]
+    assert message.content[0].type == "text"
+    assert message.content[0].text == "alpha beta gamma"
+    body = {"model": "gpt-chunked,claude-chunked", "max_tokens": 50, "messages": USER}
+    events = raw_events(inbound_gateway, body)
+    text = "".join(d["delta"]["text"] for n, d in events if n == "content_block_delta")
+    assert text == "alpha beta gamma"
+
+
+def test_thinking_on_a_model_without_it(claude: anthropic.Anthropic, fakes: dict[str, Any]) -> None:
+    """Claude Code turns thinking on for every request; a model that cannot think still
+    answers (the setting is dropped and the log says so)."""
+    message = claude.messages.create(
+        model="gpt-echo",
+        max_tokens=4000,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        messages=USER,
+    )
+    assert message.content[-1].type == "text"
+    assert message.content[-1].text == "alpha beta gamma"

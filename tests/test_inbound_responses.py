@@ -75,7 +75,7 @@ def sent(fakes: dict[str, Any], dialect: str) -> dict[str, Any]:
     return body
 
 
-@pytest.mark.parametrize("model", ["gpt-echo", "claude-echo"])
+@pytest.mark.parametrize("model", ["gpt-echo", "claude-echo", "gemini-echo"])
 def test_text_response(sdk: OpenAI, model: str) -> None:
     response, http = create(sdk, model=model, input="alpha beta gamma")
     assert response.output_text == "alpha beta gamma"
@@ -362,3 +362,62 @@ def test_guardrails_apply(sdk: OpenAI, inbound_gateway: ServedApp) -> None:
     assert "drop table" not in refused.output_text
     events = raw_events(inbound_gateway, {"model": "claude-guarded", "input": "drop table now"})
     assert events[-1][0] == "response.incomplete"
+
+
+def test_function_call_output_as_parts(sdk: OpenAI, fakes: dict[str, Any]) -> None:
+    sdk.responses.create(
+        model="gpt-echo",
+        input=[
+            {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+            {
+                "type": "function_call_output",
+                "call_id": "c1",
+                "output": [{"type": "input_text", "text": "sun"}, {"type": "x", "text": 5}],
+            },
+            {"role": "user", "content": "ok"},
+        ],
+    )
+    assert sent(fakes, "openai")["messages"][1]["content"] == "sun"
+
+
+def test_reasoning_is_a_summary_item(sdk: OpenAI, inbound_gateway: ServedApp) -> None:
+    body = {"model": "claude-think", "input": "two plus two?", "reasoning": {"effort": "low"}}
+    response, _ = create(sdk, **body)
+    assert [item.type for item in response.output] == ["reasoning", "message"]
+    reasoning = response.output[0]
+    assert reasoning.type == "reasoning"
+    assert reasoning.summary[0].text == "Two plus two"
+    assert response.output_text == "Four."
+    events = raw_events(inbound_gateway, body)
+    final = events[-1][1]["response"]
+    assert [item["type"] for item in final["output"]] == ["reasoning", "message"]
+    assert final["output"][0]["summary"][0]["text"] == "Two plus two"
+    with sdk.responses.stream(**body) as stream:
+        streamed = stream.get_final_response()
+    assert streamed.output_text == "Four."
+
+
+def test_a_stored_response_is_retrieved(sdk: OpenAI, inbound_gateway: ServedApp) -> None:
+    first, _ = create(
+        sdk,
+        model="gpt-tool",
+        instructions="Use tools.",
+        input="weather?",
+        tools=[WEATHER],
+        metadata={"team": "blue"},
+    )
+    again = sdk.responses.retrieve(first.id)
+    Response.model_validate(again.model_dump())
+    assert again.id == first.id
+    assert again.output == first.output
+    assert again.instructions == "Use tools."
+    assert again.metadata == {"team": "blue"}
+    assert again.tools == first.tools
+    assert again.usage == first.usage
+    with (
+        OpenAI(base_url=f"{inbound_gateway.url}/v1", api_key=OTHER_KEY, max_retries=0) as other,
+        pytest.raises(openai.NotFoundError),
+    ):
+        other.responses.retrieve(first.id)
+    with pytest.raises(openai.NotFoundError):
+        sdk.responses.retrieve("resp_unknown")

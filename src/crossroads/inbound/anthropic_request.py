@@ -27,6 +27,7 @@ from crossroads.providers.anthropic.reasoning import FORMAT
 __all__ = ["MessagesRequest", "chat_body", "parse_request"]
 
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+_MIN_THINKING_BUDGET = 1024  # Anthropic's own floor, checked whichever model serves
 
 
 class MessagesRequest(BaseModel):
@@ -378,6 +379,12 @@ def _thinking(thinking: Mapping[str, Any], body: dict[str, Any]) -> None:
             'thinking: expected {"type": "enabled", "budget_tokens": <int>} or '
             '{"type": "disabled"}',
             param="thinking",
+        )
+    if budget < _MIN_THINKING_BUDGET:
+        raise bad_request(
+            f"thinking.budget_tokens: Input should be greater than or equal to "
+            f"{_MIN_THINKING_BUDGET}",
+            param="thinking.budget_tokens",
         )
     if budget >= body["max_tokens"]:
         raise bad_request(

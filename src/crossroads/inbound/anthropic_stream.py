@@ -2,7 +2,8 @@
 
 Anthropic's SDKs rebuild a Message from `message_start`, then for each content block
 `content_block_start`, its deltas and `content_block_stop`, then `message_delta` (stop
-reason, final usage) and `message_stop`, with `ping`s allowed anywhere. OpenAI's chunks
+reason, final usage) and `message_stop`; Anthropic sends a `ping` after the first
+`content_block_start`, and so does this. OpenAI's chunks
 carry no block boundaries, so `AnthropicStream` opens a block when the kind of delta
 changes (reasoning, text, a tool call with a new id) and closes the open one first: blocks
 never interleave, as Anthropic's never do. A thinking block's signature arrives in the
@@ -13,7 +14,7 @@ passed on as a `signature_delta`. An error after the stream began ends it with A
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from crossroads.inbound.anthropic_answer import STOP_REASONS, anthropic_usage, message_id
@@ -27,10 +28,12 @@ __all__ = ["AnthropicStream", "anthropic_events"]
 class AnthropicStream:
     """One streamed answer's events; `feed` each chat chunk, then `finish`."""
 
-    def __init__(self, model: str, log_id: str) -> None:
+    def __init__(self, model: str, log_id: str, input_tokens: int = 0) -> None:
         self._model = model
+        # message_start comes before the upstream has said: an estimate, made exact by
+        # message_delta's usage at the end.
+        self._input_tokens = input_tokens
         self._id = message_id(log_id)
-        self._started = False
         self._index = -1  # the open block's index; -1: none open
         self._kind: str | None = None  # its type
         self._calls = CallSequence()
@@ -47,13 +50,9 @@ class AnthropicStream:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0},
+            "usage": {"input_tokens": self._input_tokens, "output_tokens": 0},
         }
-        self._started = True
-        return [
-            named_event("message_start", {"type": "message_start", "message": message}),
-            named_event("ping", {"type": "ping"}),
-        ]
+        return [named_event("message_start", {"type": "message_start", "message": message})]
 
     def feed(self, chunk: dict[str, Any]) -> list[bytes]:
         if (error := chunk.get("error")) is not None:
@@ -62,6 +61,8 @@ class AnthropicStream:
             self._usage = chunk["usage"]
         out: list[bytes] = []
         for choice in chunk.get("choices") or ():
+            if choice.get("index", 0) != 0:
+                continue  # one answer per message: a fan-out's other choices have no place
             delta = choice.get("delta") or {}
             if reasoning := delta.get("reasoning_content"):
                 out += self._open("thinking", {"type": "thinking", "thinking": "", "signature": ""})
@@ -124,6 +125,8 @@ class AnthropicStream:
         self._kind = kind
         start = {"type": "content_block_start", "index": self._index, "content_block": block}
         out.append(named_event("content_block_start", start))
+        if self._index == 0:  # where Anthropic sends its ping
+            out.append(named_event("ping", {"type": "ping"}))
         return out
 
     def _close(self) -> list[bytes]:
@@ -162,23 +165,21 @@ def _error_type(error: dict[str, Any]) -> str:
 
 
 async def anthropic_events(
-    frames: AsyncIterator[bytes], model: str, log_id: str
-) -> AsyncIterator[bytes]:
+    frames: AsyncIterator[bytes], model: str, log_id: str, input_tokens: int = 0
+) -> AsyncGenerator[bytes, None]:
     """Anthropic's event stream for the pipeline's chat stream `frames`."""
-    stream = AnthropicStream(model, log_id)
-    for event in stream.start():
-        yield event
-    try:
+    stream = AnthropicStream(model, log_id, input_tokens)
+    try:  # from the first yield on: closing this closes `frames`, which records the call
+        yield b"".join(stream.start())
         failed = False
         async for chunk in chat_chunks(frames):
             if failed:
                 continue  # read on to the end, where the pipeline records the failure
-            for event in stream.feed(chunk):
-                yield event
+            if events := stream.feed(chunk):
+                yield b"".join(events)  # one write per upstream chunk, however many events
             failed = chunk.get("error") is not None
         if not failed:
-            for event in stream.finish():
-                yield event
+            yield b"".join(stream.finish())
     finally:
         aclose = getattr(frames, "aclose", None)
         if aclose is not None:

@@ -4,7 +4,8 @@
 `messages`, after the conversation of `previous_response_id` when one is given (the caller
 resolves it from the request log: `history`). `instructions` lead as a system message but,
 as the Responses API specifies, do not carry over to the next response: the body records
-in `extra.responses` that its first message is instructions, and `history` leaves it out.
+the request's own settings in `extra.responses` (a gateway field, logged, never sent
+upstream), so `history` knows to leave them out and a stored response can be shown again.
 
 Unknown top-level fields are ignored (clients such as Codex send fields a gateway has no
 use for); what cannot be served — hosted tools, stored file ids, item references — is a
@@ -20,9 +21,33 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crossroads.protocol.errors import GatewayError, bad_request
 
-__all__ = ["INSTRUCTIONS_KEY", "ResponsesRequest", "chat_body", "parse_request"]
+__all__ = [
+    "RECORD_KEY",
+    "ResponsesRequest",
+    "chat_body",
+    "history",
+    "parse_request",
+    "stored_request",
+]
 
-INSTRUCTIONS_KEY = "responses"
+# Under `extra` in the chat body (a gateway field: kept in the log, never sent upstream):
+# the request's own settings, from which a stored response is shown again and continued.
+RECORD_KEY = "responses"
+_ECHOED = {
+    "instructions",
+    "tools",
+    "tool_choice",
+    "text",
+    "temperature",
+    "top_p",
+    "max_output_tokens",
+    "previous_response_id",
+    "store",
+    "metadata",
+    "user",
+    "parallel_tool_calls",
+    "reasoning",
+}
 
 
 class ResponsesRequest(BaseModel):
@@ -90,19 +115,30 @@ def chat_body(request: ResponsesRequest, history: list[dict[str, Any]]) -> dict[
         body["reasoning_effort"] = effort
     if not request.store:
         body["store"] = False
-    body["extra"] = {INSTRUCTIONS_KEY: {"instructions": bool(request.instructions)}}
+    body["extra"] = {RECORD_KEY: request.model_dump(include=_ECHOED, exclude_none=True)}
     if request.stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
     return body
 
 
+def stored_request(model: str, record_request: Mapping[str, Any]) -> ResponsesRequest | None:
+    """The Responses request a logged chat body was made from; None if it was not one."""
+    echoed = (record_request.get("extra") or {}).get(RECORD_KEY)
+    if not isinstance(echoed, dict):
+        return None
+    try:
+        return ResponsesRequest.model_validate({"model": model, **echoed})
+    except ValidationError:
+        return None
+
+
 def history(record_request: Mapping[str, Any], record_response: Mapping[str, Any]) -> list[Any]:
-    """The conversation a stored response ends: its messages without its instructions,
-    then its answer."""
+    """The conversation a stored response ends: its messages without its instructions
+    (which do not carry over), then its answer."""
     messages = list(record_request.get("messages") or ())
     extra = record_request.get("extra") or {}
-    if (extra.get(INSTRUCTIONS_KEY) or {}).get("instructions") and messages:
+    if (extra.get(RECORD_KEY) or {}).get("instructions") and messages:
         messages = messages[1:]
     choices = record_response.get("choices") or [{}]
     answer = choices[0].get("message") or {}
@@ -142,7 +178,8 @@ def _item(item: Mapping[str, Any], path: str, messages: list[dict[str, Any]]) ->
         if not isinstance(call_id, str):
             raise bad_request(f"Invalid '{path}.call_id': a string is required.", param=path)
         if isinstance(output, list):
-            output = "".join(part.get("text", "") for part in output if isinstance(part, Mapping))
+            texts = [part.get("text") for part in output if isinstance(part, Mapping)]
+            output = "".join(text for text in texts if isinstance(text, str))
         if not isinstance(output, str):
             raise bad_request(f"Invalid '{path}.output': a string is required.", param=path)
         messages.append({"role": "tool", "tool_call_id": call_id, "content": output})

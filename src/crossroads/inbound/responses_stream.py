@@ -12,7 +12,7 @@ interleave. An error after the stream began is an `error` event then `response.f
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from crossroads.inbound.events import chat_chunks, named_event
@@ -62,6 +62,8 @@ class ResponsesStream:
             self._usage = chunk["usage"]
         out: list[bytes] = []
         for choice in chunk.get("choices") or ():
+            if choice.get("index", 0) != 0:
+                continue  # one answer per message: a fan-out's other choices have no place
             delta = choice.get("delta") or {}
             if reasoning := delta.get("reasoning_content"):
                 if self._kind != "reasoning":
@@ -205,22 +207,20 @@ class ResponsesStream:
 
 async def response_events(
     frames: AsyncIterator[bytes], shell: ResponseShell
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The Responses API's event stream for the pipeline's chat stream `frames`."""
     stream = ResponsesStream(shell)
-    for event in stream.start():
-        yield event
-    try:
+    try:  # from the first yield on: closing this closes `frames`, which records the call
+        yield b"".join(stream.start())
         failed = False
         async for chunk in chat_chunks(frames):
             if failed:
                 continue  # read on to the end, where the pipeline records the failure
-            for event in stream.feed(chunk):
-                yield event
+            if events := stream.feed(chunk):
+                yield b"".join(events)  # one write per upstream chunk, however many events
             failed = chunk.get("error") is not None
         if not failed:
-            for event in stream.finish():
-                yield event
+            yield b"".join(stream.finish())
     finally:
         aclose = getattr(frames, "aclose", None)
         if aclose is not None:

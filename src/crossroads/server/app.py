@@ -265,6 +265,7 @@ def create_app(
             Route("/v1/messages", messages.create_message, methods=["POST"]),
             Route("/v1/messages/count_tokens", messages.count_tokens, methods=["POST"]),
             Route("/v1/responses", responses_api.create_response, methods=["POST"]),
+            Route("/v1/responses/{response_id}", responses_api.get_response, methods=["GET"]),
             Route("/v1/completions", completions.create_completion, methods=["POST"]),
             Route("/v1/logs", routes.list_logs, methods=["GET"]),
             Route("/v1/logs/{log_id}", routes.get_log, methods=["GET"]),

@@ -8,7 +8,7 @@ answers joined into one `text_completion`, or one stream that serves the prompts
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
@@ -24,7 +24,7 @@ from crossroads.inbound.completions import (
 )
 from crossroads.inbound.events import chat_chunks
 from crossroads.protocol.errors import GatewayError
-from crossroads.protocol.sse import SSE_DONE, sse
+from crossroads.protocol.sse import SSE_DONE, primed, sse
 from crossroads.server.inbound_call import STREAM_HEADERS, Received, receive
 from crossroads.server.responses import EventStreamResponse, JSONResponse, error_response
 
@@ -48,7 +48,7 @@ async def create_completion(request: Request) -> Response:
         completion_id = f"cmpl-{received.context.log_id}"
         if parsed.stream:
             first = await calls[0].stream(bodies[0])
-            events = _events(parsed, completion_id, first, calls, bodies)
+            events = await primed(_events(parsed, completion_id, first, calls, bodies))
             return EventStreamResponse(events, headers={**STREAM_HEADERS, **received.headers()})
         answers = await asyncio.gather(
             *(call.complete(body) for call, body in zip(calls, bodies, strict=True))
@@ -83,9 +83,10 @@ async def _events(
     first: AsyncIterator[bytes],
     calls: list[Received],
     bodies: list[dict[str, Any]],
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The prompts' streams in turn, as legacy chunks; usage summed at the end when the
-    caller asked for it."""
+    caller asked for it. Each stream is closed whatever happens (a client that leaves
+    included), so the pipeline records it."""
     n = request.n or 1
     usage = dict.fromkeys(_USAGE_FIELDS, 0)
     texts = prompts(request)
@@ -95,14 +96,14 @@ async def _events(
         except GatewayError as exc:
             yield sse(exc.envelope())
             return
-        if request.echo:
-            echoed = [
-                {"text": texts[i], "index": i * n + j, "logprobs": None, "finish_reason": None}
-                for j in range(n)
-            ]
-            yield sse(completion_chunk(completion_id, request.model, echoed))
+        failed = False
         try:
-            failed = False
+            if request.echo:
+                echoed = [
+                    {"text": texts[i], "index": i * n + j, "logprobs": None, "finish_reason": None}
+                    for j in range(n)
+                ]
+                yield sse(completion_chunk(completion_id, request.model, echoed))
             async for chunk in chat_chunks(frames):
                 if failed:
                     continue  # read on to the end, where the pipeline records the failure

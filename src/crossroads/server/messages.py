@@ -11,19 +11,23 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from crossroads.access import check_model_allowed
 from crossroads.inbound.anthropic_answer import anthropic_message
 from crossroads.inbound.anthropic_errors import anthropic_envelope
 from crossroads.inbound.anthropic_request import chat_body, parse_request
 from crossroads.inbound.anthropic_stream import anthropic_events
+from crossroads.learned.serve import ROUTER_MODEL
 from crossroads.protocol.errors import GatewayError
+from crossroads.protocol.sse import primed
 from crossroads.server import routes
 from crossroads.server.inbound_call import STREAM_HEADERS, Received, authenticate, receive
 from crossroads.server.responses import EventStreamResponse, JSONResponse
 from crossroads.server.state import AppState
-from crossroads.usage import estimate_tokens
+from crossroads.usage import estimate_tokens, prompt_characters
 
 __all__ = ["anthropic_models", "count_tokens", "create_message", "list_models"]
 
@@ -57,9 +61,10 @@ async def create_message(request: Request) -> Response:
             raise received.reject(exc) from None
         log_id = received.context.log_id
         if parsed.stream:
+            estimate = estimate_tokens(prompt_characters(body["messages"]))
             frames = await received.stream(body)
             return EventStreamResponse(
-                anthropic_events(frames, parsed.model, log_id),
+                await primed(anthropic_events(frames, parsed.model, log_id, estimate)),
                 headers={**STREAM_HEADERS, **_headers(received)},
             )
         completion = await received.complete(body)
@@ -78,10 +83,14 @@ async def count_tokens(request: Request) -> Response:
         received = await receive(request, api_key_header=True)
         parsed = parse_request(received.body, count_only=True)
         body = chat_body(parsed)
+        names = [name for name in parsed.model.split(",") if name != ROUTER_MODEL]
+        for name in names:  # a model serving would refuse is refused here too
+            received.state.catalog.resolve(name)
+        check_model_allowed(received.context.virtual_key, names)
     except GatewayError as exc:
         return _error(exc)
     characters = sum(len(text) for text in _texts(body["messages"]))
-    characters += sum(len(str(tool)) for tool in body.get("tools") or ())
+    characters += sum(len(orjson.dumps(tool)) for tool in body.get("tools") or ())
     tokens = estimate_tokens(characters) + 3 * len(body["messages"])
     return JSONResponse({"input_tokens": tokens})
 

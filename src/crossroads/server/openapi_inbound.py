@@ -86,6 +86,27 @@ def inbound_paths() -> dict[str, Any]:
             "A response object, or its SSE event stream",
             _OPENAI_ERROR,
         ),
+        "/v1/responses/{response_id}": {
+            "get": {
+                "operationId": "getResponse",
+                "summary": "A stored response, from the request log (the same key's only)",
+                "parameters": [
+                    {
+                        "name": "response_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": {"description": "The response object"},
+                    "404": {
+                        "description": "No stored response with this id for this key",
+                        "content": {"application/json": {"schema": _OPENAI_ERROR}},
+                    },
+                },
+            }
+        },
         "/v1/completions": _post(
             "createCompletion",
             "Legacy text completions, served by chat models",

@@ -1,4 +1,5 @@
-"""`POST /v1/responses`: OpenAI's Responses API, served by any configured model.
+"""`POST /v1/responses` (and `GET /v1/responses/{id}`): OpenAI's Responses API, served by
+any configured model.
 
 Thin route: receive (server/inbound_call.py), resolve `previous_response_id` from the
 request log, translate (inbound/responses_*), serve through the pipeline, translate back.
@@ -14,13 +15,22 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from crossroads.inbound.responses_answer import RESPONSE_PREFIX, ResponseShell
-from crossroads.inbound.responses_request import chat_body, history, parse_request
+from crossroads.inbound.responses_request import (
+    RECORD_KEY,
+    chat_body,
+    history,
+    parse_request,
+    stored_request,
+)
 from crossroads.inbound.responses_stream import response_events
 from crossroads.protocol.errors import GatewayError
-from crossroads.server.inbound_call import STREAM_HEADERS, Received, receive
+from crossroads.protocol.sse import primed
+from crossroads.server.inbound_call import STREAM_HEADERS, Received, authenticate, receive
 from crossroads.server.responses import EventStreamResponse, JSONResponse, error_response
+from crossroads.server.state import AppState
+from crossroads.storage.records import LogRecord
 
-__all__ = ["create_response"]
+__all__ = ["create_response", "get_response"]
 
 
 async def create_response(request: Request) -> Response:
@@ -39,7 +49,8 @@ async def create_response(request: Request) -> Response:
         if parsed.stream:
             frames = await received.stream(body)
             return EventStreamResponse(
-                response_events(frames, shell), headers={**STREAM_HEADERS, **received.headers()}
+                await primed(response_events(frames, shell)),
+                headers={**STREAM_HEADERS, **received.headers()},
             )
         completion = await received.complete(body)
         return JSONResponse(shell.completed(completion), headers=received.headers())
@@ -49,34 +60,62 @@ async def create_response(request: Request) -> Response:
         return response
 
 
+async def get_response(request: Request) -> Response:
+    """`GET /v1/responses/{id}`: a stored response, shown again from the request log."""
+    response_id = request.path_params["response_id"]
+    try:
+        caller = await authenticate(request)
+        record = await _stored(request.app.state.crossroads, caller.key_id, response_id, "id")
+        assert record.request is not None and record.response is not None
+        stored = stored_request(record.model_requested, record.request)
+        if stored is None:
+            raise _not_found(response_id, "id")
+    except GatewayError as exc:
+        return error_response(exc)
+    shell = ResponseShell(stored, record.id)
+    shell.created_at = int(record.created_at.timestamp())
+    return JSONResponse(shell.completed(record.response))
+
+
 async def _previous(received: Received, response_id: str | None) -> list[dict[str, Any]]:
     """The conversation `response_id` ended, from the request log; [] for none."""
     if response_id is None:
         return []
+    record = await _stored(received.state, received.key_id, response_id, "previous_response_id")
+    assert record.request is not None and record.response is not None
+    return history(record.request, record.response)
+
+
+async def _stored(state: AppState, key_id: str | None, response_id: str, param: str) -> LogRecord:
+    """The log record of a stored, successful response made with key `key_id`."""
     log_id = response_id.removeprefix(RESPONSE_PREFIX)
-    state = received.state
-    record = await state.log_store.get(log_id) if response_id.startswith(RESPONSE_PREFIX) else None
-    if record is None and response_id.startswith(RESPONSE_PREFIX):
+    ours = response_id.startswith(RESPONSE_PREFIX)
+    record = await state.log_store.get(log_id) if ours else None
+    if record is None and ours:
         # Written off the request path in batches: an answer of the last moments may still
         # be queued, or its batch not yet committed (the flush waits for it). Only a miss
         # pays for the flush.
         await state.log_writer.flush()
         record = await state.log_store.get(log_id)
-    found = (
-        record is not None
-        and record.key_id == received.key_id
-        and record.status_code == 200
-        and record.request is not None
-        and record.response is not None
-        and (record.request.get("extra") or {}).get("responses") is not None
+    if (
+        record is None
+        or record.key_id != key_id
+        or record.status_code != 200
+        or record.request is None
+        or record.response is None
+        or not isinstance((record.request.get("extra") or {}).get(RECORD_KEY), dict)
+    ):
+        raise _not_found(response_id, param)
+    return record
+
+
+def _not_found(response_id: str, param: str) -> GatewayError:
+    shown = response_id[:64].encode("unicode_escape").decode()
+    subject = "Previous response" if param == "previous_response_id" else "Response"
+    return GatewayError(
+        404,
+        f"{subject} with id '{shown}' not found. It must be a stored response (store not "
+        "false) made with the same API key.",
+        param=param,
+        code="previous_response_not_found" if param == "previous_response_id" else "not_found",
     )
-    if not found or record is None or record.request is None or record.response is None:
-        shown = response_id[:64].encode("unicode_escape").decode()
-        raise GatewayError(
-            404,
-            f"Previous response with id '{shown}' not found. It must be a stored response "
-            "(store not false) made with the same API key.",
-            param="previous_response_id",
-            code="previous_response_not_found",
-        )
-    return history(record.request, record.response)
