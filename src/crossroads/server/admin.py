@@ -21,6 +21,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationError,
     field_validator,
 )
 from sqlalchemy import exc as sa_exc
@@ -32,8 +33,10 @@ from crossroads.guardrails.config import GuardrailSet
 from crossroads.protocol.errors import GatewayError, bad_request
 from crossroads.protocol.json_body import decode_json_body
 from crossroads.protocol.validation import validate_body
+from crossroads.quality_config import QualityLayer
 from crossroads.server.responses import JSONResponse, error_response
 from crossroads.server.state import AppState
+from crossroads.stages.quality_layers import VIRTUAL_KEY_FIELD
 from crossroads.storage.key_store import BudgetPeriod, VirtualKey
 
 __all__ = ["KeySettings", "key_json", "key_routes"]
@@ -124,6 +127,19 @@ class KeySettings(BaseModel):
         if self.guardrails is not None:
             values["guardrails"] = self.guardrails.model_dump(mode="json")
         return values
+
+    @field_validator("metadata")
+    @classmethod
+    def _answer_quality(cls, metadata: dict[str, Any] | None) -> dict[str, Any] | None:
+        # `metadata.answer_quality`: the key's quality settings (stages/quality_layers.py).
+        if metadata and VIRTUAL_KEY_FIELD in metadata:
+            try:
+                QualityLayer.model_validate(metadata[VIRTUAL_KEY_FIELD])
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in (VIRTUAL_KEY_FIELD, *first["loc"]))
+                raise ValueError(f"{where}: {first['msg']}") from None
+        return metadata
 
     @field_validator("models")
     @classmethod
