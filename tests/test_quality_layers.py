@@ -193,3 +193,15 @@ def test_a_key_lacking_the_mixture_is_told_its_name(served: ServedApp) -> None:
         sdk(served, members).chat.completions.create(model="moa", messages=ask("Capital?"))  # type: ignore[arg-type]
     assert caught.value.code == "model_not_allowed"
     assert "may not use model 'moa'" in caught.value.message
+
+
+def test_a_mixture_answer_can_be_checked_by_sampling_its_aggregator(served: ServedApp) -> None:
+    client = sdk(served, new_key(served, models=["moa"]))
+    answer = client.chat.completions.create(
+        model="moa",
+        messages=ask("Capital?"),  # type: ignore[arg-type]
+        extra_body={"quality": {"method": "consistency", "samples": 2}},
+    )
+    quality = _quality(answer)
+    assert quality is not None and "error" not in quality["evidence"], quality
+    assert quality["evidence"]["samples"] == 2

@@ -87,6 +87,9 @@ class SideCalls:
         if chat.request.openai_api_key is not None:
             # The caller brought their own upstream key: the request's side calls use it too.
             body["openai_api_key"] = chat.request.openai_api_key
+        # The request's own models were checked against the key when it was prepared (a
+        # mixture's aggregator through the mixture's name), so samples and rewrites pass.
+        granted = granted or model in chat.request.model_names
         _request, attempts, branches = self.preparer.prepare(
             body, chat.context, granted=frozenset({model}) if granted else frozenset()
         )
