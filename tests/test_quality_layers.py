@@ -164,13 +164,17 @@ def test_bad_settings_are_refused_where_they_are_given(
     response = virtual_key(served, metadata={"answer_quality": {"threshold": 3}})
     assert response.status_code == 400, response.text
     assert "answer_quality" in response.json()["error"]["message"]
+    response = virtual_key(served, metadata={"answer_quality": {"criteria": ["nope"]}})
+    assert response.status_code == 400, response.text
+    assert "unknown criterion 'nope'" in response.json()["error"]["message"]
     data = _config(fake, tmp_path / "log.db")
     data["models"]["checked"]["answer_quality"]["criteria"] = ["missing"]
+    data["keys"][1]["answer_quality"]["judge_model"] = "nowhere"
     with pytest.raises(ConfigError) as caught:
         parse_config(data)
-    assert "models.checked.answer_quality.criteria[0]: unknown criterion 'missing'" in str(
-        caught.value
-    )
+    problems = str(caught.value)
+    assert "models.checked.answer_quality.criteria[0]: unknown criterion 'missing'" in problems
+    assert "keys[1].answer_quality.judge_model: unknown model 'nowhere'" in problems
 
 
 def test_a_key_allowed_the_mixture_may_use_it_whole(served: ServedApp, fake: FakeOpenAI) -> None:

@@ -300,10 +300,10 @@ class Config(_Strict):
             problems += self.quality.unknown_models(self.models)
         for name, model in self.models.items():
             path = dotted_path(("models", name, "answer_quality"))
-            problems += self.quality.unknown_criteria(path, model.answer_quality)
+            problems += self.quality.unknown_in_layer(path, model.answer_quality, self.models)
         for i, key in enumerate(self.keys):
             path = f"keys[{i}].answer_quality"
-            problems += self.quality.unknown_criteria(path, key.answer_quality)
+            problems += self.quality.unknown_in_layer(path, key.answer_quality, self.models)
         first_rule: dict[str, int] = {}
         for i, rule in enumerate(self.router.rules):
             if rule.model not in self.models:

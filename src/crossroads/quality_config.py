@@ -96,16 +96,22 @@ class QualityConfig(_Strict):
     criteria: dict[Name, CriterionConfig] = Field(default_factory=dict)
     moa: dict[Name, MixtureConfig] = Field(default_factory=dict)
 
-    def unknown_criteria(self, path: str, layer: QualityLayer | None) -> list[str]:
-        """`path: problem` lines for the criteria (and judge) a layer names but this lacks."""
+    def unknown_in_layer(
+        self, path: str, layer: QualityLayer | None, models: Collection[str]
+    ) -> list[str]:
+        """`path: problem` lines for the criteria and judge model a model's or key's layer
+        names that this section or `models` lacks."""
         if layer is None:
             return []
         known = ", ".join(sorted(self.criteria)) or "none are configured"
-        return [
+        problems = [
             f"{path}.criteria[{i}]: unknown criterion {name!r} (quality.criteria: {known})"
             for i, name in enumerate(layer.criteria or ())
             if name not in self.criteria
         ]
+        if models and layer.judge_model is not None and layer.judge_model not in models:
+            problems.append(f"{path}.judge_model: unknown model {layer.judge_model!r}")
+        return problems
 
     def unknown_models(self, models: Collection[str]) -> list[str]:
         """`path: problem` lines for every model this section names that `models` lacks."""

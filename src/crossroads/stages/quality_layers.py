@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from crossroads.config import Config
+from crossroads.protocol.errors import bad_request
 from crossroads.quality_config import QualityConfig, QualityLayer, QualityOptions
 
 if TYPE_CHECKING:
     from crossroads.pipeline.context import PreparedChat
 
-__all__ = ["VIRTUAL_KEY_FIELD", "QualityLayers", "ResolvedQuality"]
+__all__ = ["VIRTUAL_KEY_FIELD", "QualityLayers", "ResolvedQuality", "check_stored_layer"]
 
 # Where a virtual key keeps its layer: `metadata.answer_quality`.
 VIRTUAL_KEY_FIELD = "answer_quality"
@@ -100,6 +101,18 @@ class QualityLayers:
         key_id = chat.context.key_id
         layer = self._keys.get(key_id) if key_id is not None else None
         return layer, f"keys.{key_id}.answer_quality"
+
+
+def check_stored_layer(metadata: dict[str, Any] | None, config: Config) -> None:
+    """A 400 when a virtual key's `metadata.answer_quality` names a criterion or judge model
+    this gateway lacks (its shape is checked by the admin API's body model)."""
+    stored = (metadata or {}).get(VIRTUAL_KEY_FIELD)
+    if not isinstance(stored, dict):
+        return
+    layer = QualityLayer.model_validate(stored)
+    path = f"metadata.{VIRTUAL_KEY_FIELD}"
+    if problems := config.quality.unknown_in_layer(path, layer, config.models):
+        raise bad_request(f"{problems[0]}.", param=path, code="invalid_value")
 
 
 @lru_cache(maxsize=1024)
