@@ -209,3 +209,24 @@ def test_a_mixture_answer_can_be_checked_by_sampling_its_aggregator(served: Serv
     quality = _quality(answer)
     assert quality is not None and "error" not in quality["evidence"], quality
     assert quality["evidence"]["samples"] == 2
+
+
+def test_a_models_settings_apply_to_its_streams(served: ServedApp) -> None:
+    stream = sdk(served).chat.completions.create(  # type: ignore[call-overload]
+        model="checked",
+        messages=ask(),
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == WRONG
+    quality = next(q for c in chunks if (q := (c.model_extra or {}).get("quality")))
+    assert quality["threshold"] == 0.3 and quality["flagged"] is True
+    results = [
+        r["name"]
+        for c in chunks
+        for choice in c.choices
+        for r in (choice.model_extra or {}).get("criteria_results") or ()
+    ]
+    assert results == ["concise"]
