@@ -177,6 +177,19 @@ async def test_reply_directive(sdk: AsyncOpenAI) -> None:
     assert completion.usage.completion_tokens == 4
 
 
+async def test_aggregate_follows_a_majority_of_the_proposals_shown(sdk: AsyncOpenAI) -> None:
+    async def answer(*proposals: str) -> str | None:
+        listed = "\n\n".join(f"[{i + 1}] {p}" for i, p in enumerate(proposals))
+        messages = [{"role": "system", "content": f"Proposals:\n\n{listed}"}, *USER]
+        done = await sdk.chat.completions.create(model="reply=Mine+aggregate", messages=messages)  # type: ignore[arg-type]
+        return done.choices[0].message.content
+
+    assert await answer("Paris", "Lyon", "Paris") == "Paris"
+    assert await answer("Paris", "Lyon") == "Mine"  # a tie: its own answer
+    assert await answer("Paris") == "Mine"  # one proposal is no majority
+    assert await answer() == "Mine"
+
+
 async def test_echo_counts_text_parts(sdk: AsyncOpenAI) -> None:
     messages: Any = [
         {"role": "system", "content": "ignored system text"},

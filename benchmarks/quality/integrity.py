@@ -9,8 +9,9 @@ else one of several scattered wrong answers. Candidate k is the fake's answer to
 integrity N asks seeds 0..N-1, so N = 1 is the plain model. Every upstream call takes
 `--delay` ms. Reports, per N: accuracy, cost multiplier against N = 1, p95 latency, and the
 AUROC of `integrity.agreement` as a confidence score (right answers should agree more).
-Mixture of agents (three proposers, an aggregator, fake answers) is measured for what a fake
-can show — its cost multiplier and p95 latency against a single call — not for accuracy.
+Mixture of agents (three proposers, an aggregator, fixed fake answers) is measured here only
+for its cost multiplier and p95 latency against a single call; mixture.py measures its
+accuracy against proposers and layers with a stated fake aggregator.
 Writes benchmarks/results/quality_integrity.json.
 """
 

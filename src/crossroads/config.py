@@ -35,7 +35,7 @@ from crossroads.datasets.config import PruningConfig
 from crossroads.guardrails.config import GuardrailSet
 from crossroads.providers.registry import validate_provider_config
 from crossroads.providers.settings import HttpProviderConfig, ProviderConfig
-from crossroads.quality_config import QualityConfig
+from crossroads.quality_config import QualityConfig, QualityLayer
 from crossroads.telemetry.config import TelemetryConfig
 
 __all__ = [
@@ -136,6 +136,8 @@ class KeyConfig(_Strict):
     logs: Literal["own", "all"] = "own"
     # Checks every request made with this key runs, on top of the global and model ones.
     guardrails: GuardrailSet | None = None
+    # Answer-quality settings for this key's requests (README "Answer quality").
+    answer_quality: QualityLayer | None = None
 
     @field_validator("name")
     @classmethod
@@ -209,6 +211,8 @@ class ModelConfig(_Strict):
     router_profile: str | None = None
     # Checks every request for this model runs, on top of the global ones.
     guardrails: GuardrailSet | None = None
+    # Answer-quality settings for this model's requests (README "Answer quality").
+    answer_quality: QualityLayer | None = None
 
 
 # What `router/querytype.classify` can label a prompt, in its tie-break order (the single
@@ -294,6 +298,12 @@ class Config(_Strict):
                     )
         if self.models:  # without models the embedded one serves, whatever it is named
             problems += self.quality.unknown_models(self.models)
+        for name, model in self.models.items():
+            path = dotted_path(("models", name, "answer_quality"))
+            problems += self.quality.unknown_in_layer(path, model.answer_quality, self.models)
+        for i, key in enumerate(self.keys):
+            path = f"keys[{i}].answer_quality"
+            problems += self.quality.unknown_in_layer(path, key.answer_quality, self.models)
         first_rule: dict[str, int] = {}
         for i, rule in enumerate(self.router.rules):
             if rule.model not in self.models:

@@ -19,6 +19,7 @@ __all__ = [
     "CriterionConfig",
     "MixtureConfig",
     "QualityConfig",
+    "QualityLayer",
     "QualityOptions",
 ]
 
@@ -44,6 +45,20 @@ class QualityOptions(_Strict):
     samples: int | None = Field(None, ge=2, le=10)  # consistency: answers compared
     judge_model: Name | None = None
     threshold: float | None = Field(None, ge=0, le=1)
+
+
+class QualityLayer(QualityOptions):
+    """A model's or a key's `answer_quality` table (a virtual key's `metadata.answer_quality`).
+
+    Its presence checks every answer for that model or key (`enabled = false` turns that
+    off); each field left out comes from the next layer down. Precedence, field by field:
+    the request, then the key, then the model, then `[quality]`. `criteria` are the names of
+    `[quality.criteria]` entries run on every answer unless the request sends its own list.
+    (Named `answer_quality` because a model's `quality` is the router's prior.)
+    """
+
+    enabled: bool = True
+    criteria: list[Name] | None = Field(None, max_length=16)
 
 
 class CriterionConfig(_Strict):
@@ -80,6 +95,23 @@ class QualityConfig(_Strict):
     max_integrity: int = Field(7, ge=1, le=15)
     criteria: dict[Name, CriterionConfig] = Field(default_factory=dict)
     moa: dict[Name, MixtureConfig] = Field(default_factory=dict)
+
+    def unknown_in_layer(
+        self, path: str, layer: QualityLayer | None, models: Collection[str]
+    ) -> list[str]:
+        """`path: problem` lines for the criteria and judge model a model's or key's layer
+        names that this section or `models` lacks."""
+        if layer is None:
+            return []
+        known = ", ".join(sorted(self.criteria)) or "none are configured"
+        problems = [
+            f"{path}.criteria[{i}]: unknown criterion {name!r} (quality.criteria: {known})"
+            for i, name in enumerate(layer.criteria or ())
+            if name not in self.criteria
+        ]
+        if models and layer.judge_model is not None and layer.judge_model not in models:
+            problems.append(f"{path}.judge_model: unknown model {layer.judge_model!r}")
+        return problems
 
     def unknown_models(self, models: Collection[str]) -> list[str]:
         """`path: problem` lines for every model this section names that `models` lacks."""

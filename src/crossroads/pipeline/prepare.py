@@ -48,14 +48,22 @@ class Preparer:
         self.aliases: dict[str, str] = {}
         self._strategies = Strategies(route_state.stats, rng)
 
-    def prepare(self, body: Any, context: CallContext) -> Prepared:
+    def prepare(
+        self, body: Any, context: CallContext, *, granted: frozenset[str] = frozenset()
+    ) -> Prepared:
         """The validated request, its route and (fan-out) its branches; raises
-        `GatewayError` for anything the caller must fix."""
+        `GatewayError` for anything the caller must fix.
+
+        `granted`: models the call may use whatever the key's list says — a mixture's
+        proposers, once the key was found allowed the mixture itself."""
         if not isinstance(body, dict):
             raise GatewayError(
                 400, "The request body must be a JSON object.", code="invalid_request_body"
             )
         if isinstance(body.get("model"), str) and body["model"] in self.aliases:
+            # A key allowed the alias (a mixture's name) may use what stands behind it.
+            check_model_allowed(context.virtual_key, [body["model"]])
+            granted = granted | {self.aliases[body["model"]]}
             body = {**body, "model": self.aliases[body["model"]]}
         try:
             request = ChatCompletionRequest.model_validate(body)
@@ -66,7 +74,11 @@ class Preparer:
         routed = request.model == ROUTER_MODEL
         check_model_allowed(
             context.virtual_key,
-            [*(request.model_names if not routed else ()), *(request.models or ())],
+            [
+                name
+                for name in (*(request.model_names if not routed else ()), *(request.models or ()))
+                if name not in granted
+            ],
         )
         if routed:
             decision = self._learned_route(request, context)

@@ -76,15 +76,23 @@ class SideCalls:
         purpose: str,
         model: str,
         messages: list[dict[str, Any]],
+        *,
+        granted: bool = False,
         **params: Any,
     ) -> dict[str, Any]:
         """One side call's answer; its usage goes on `bill` under `purpose`. Raises
-        `GatewayError` when no deployment answers."""
+        `GatewayError` when no deployment answers. `granted`: the caller's key was already
+        found allowed this call (a mixture's proposer), so its model list is not checked."""
         body: dict[str, Any] = {"model": model, "messages": messages, **params}
         if chat.request.openai_api_key is not None:
             # The caller brought their own upstream key: the request's side calls use it too.
             body["openai_api_key"] = chat.request.openai_api_key
-        _request, attempts, branches = self.preparer.prepare(body, chat.context)
+        # The request's own models were checked against the key when it was prepared (a
+        # mixture's aggregator through the mixture's name), so samples and rewrites pass.
+        granted = granted or model in chat.request.model_names
+        _request, attempts, branches = self.preparer.prepare(
+            body, chat.context, granted=frozenset({model}) if granted else frozenset()
+        )
         if branches:
             raise GatewayError(400, f"{purpose}: a side call names one model", code="bad_model")
         started = time.perf_counter()

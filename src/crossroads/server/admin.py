@@ -21,6 +21,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationError,
     field_validator,
 )
 from sqlalchemy import exc as sa_exc
@@ -32,8 +33,10 @@ from crossroads.guardrails.config import GuardrailSet
 from crossroads.protocol.errors import GatewayError, bad_request
 from crossroads.protocol.json_body import decode_json_body
 from crossroads.protocol.validation import validate_body
+from crossroads.quality_config import QualityLayer
 from crossroads.server.responses import JSONResponse, error_response
 from crossroads.server.state import AppState
+from crossroads.stages.quality_layers import VIRTUAL_KEY_FIELD, check_stored_layer
 from crossroads.storage.key_store import BudgetPeriod, VirtualKey
 
 __all__ = ["KeySettings", "key_json", "key_routes"]
@@ -125,6 +128,19 @@ class KeySettings(BaseModel):
             values["guardrails"] = self.guardrails.model_dump(mode="json")
         return values
 
+    @field_validator("metadata")
+    @classmethod
+    def _answer_quality(cls, metadata: dict[str, Any] | None) -> dict[str, Any] | None:
+        # `metadata.answer_quality`: the key's quality settings (stages/quality_layers.py).
+        if metadata and VIRTUAL_KEY_FIELD in metadata:
+            try:
+                QualityLayer.model_validate(metadata[VIRTUAL_KEY_FIELD])
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in (VIRTUAL_KEY_FIELD, *first["loc"]))
+                raise ValueError(f"{where}: {first['msg']}") from None
+        return metadata
+
     @field_validator("models")
     @classmethod
     def _some_models(cls, models: list[str] | None) -> list[str] | None:
@@ -161,7 +177,7 @@ def key_json(record: VirtualKey) -> dict[str, Any]:
     }
 
 
-async def _settings(request: Request) -> KeySettings:
+async def _settings(request: Request, state: AppState) -> KeySettings:
     raw = await request.body()
     if len(raw) > _MAX_BODY:
         raise GatewayError(
@@ -170,7 +186,9 @@ async def _settings(request: Request) -> KeySettings:
     body = decode_json_body(raw, empty={})
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object.", code="invalid_value")
-    return validate_body(KeySettings, body, "A key")
+    settings = validate_body(KeySettings, body, "A key")
+    check_stored_layer(settings.metadata, state.config)
+    return settings
 
 
 def _not_found(key_id: str) -> GatewayError:
@@ -216,7 +234,7 @@ def _admin(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
 
 async def create_key(request: Request, state: AppState) -> Response:
     """Make a key; the answer holds its secret in `key`, which is never shown again."""
-    settings = await _settings(request)
+    settings = await _settings(request, state)
     record, secret = await state.key_store.create(**settings.stored())
     return JSONResponse({**key_json(record), "key": secret})
 
@@ -241,7 +259,7 @@ async def get_key(request: Request, state: AppState) -> Response:
 async def update_key(request: Request, state: AppState) -> Response:
     """Change the fields sent; null clears a field."""
     key_id = request.path_params["key_id"]
-    settings = await _settings(request)
+    settings = await _settings(request, state)
     record = await state.key_store.update(key_id, settings.stored(only_set=True))
     if record is None:
         raise _not_found(key_id)

@@ -32,7 +32,7 @@ def config_stages(
     orders them). Retrieval needs the app's collections (`library`), caching its cache."""
     kinds: list[StageKind] = [
         GuardrailsKind(config),
-        QualityKind(config.quality),
+        QualityKind(config.quality, config),
         MixtureKind(config.quality),
     ]
     if library is not None:

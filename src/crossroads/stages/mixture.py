@@ -8,6 +8,11 @@ asks them again with the previous layer's proposals. The last proposals go to th
 in a system message, and the aggregator's call is the request's own upstream call, so it
 streams, fails over and is priced like any other. `mixture` in the response lists the
 proposals; `usage.mixture` is what they cost.
+
+Permissions: a virtual key's `models` list must name the mixture (`moa`); a key allowed the
+mixture may use its proposers and aggregator through it, since the operator composed it —
+asking for a proposer or the aggregator by its own name still needs that name in the list.
+A key lacking the mixture gets 403 `model_not_allowed` naming the mixture.
 """
 
 from __future__ import annotations
@@ -96,7 +101,9 @@ class MixtureStage(Stage):
     ) -> list[tuple[str, str]]:
         async def one(model: str) -> tuple[str, str] | GatewayError:
             try:
-                response = await self.side.complete(chat, self.bill, "mixture", model, messages)
+                response = await self.side.complete(
+                    chat, self.bill, "mixture", model, messages, granted=True
+                )
             except GatewayError as exc:
                 return exc
             return model, answer_text(response)

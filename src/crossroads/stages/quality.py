@@ -1,8 +1,9 @@
 """Answer quality as a response stage: hallucination risk, autocorrect, criteria, and the
 integrity model's pick among voted candidates.
 
-The stage runs when the config turns it on for every answer (`quality.enabled`) or the
-request asks: `quality_risk_threshold`, a `quality` object, `criteria`, `integrity_model`.
+The stage runs when the config turns it on for every answer (`quality.enabled`, or a model's
+or key's `answer_quality`: stages/quality_layers.py) or the request asks:
+`quality_risk_threshold`, a `quality` object, `criteria`, `integrity_model`.
 Each answer gets `quality: {risk, threshold, flagged, autocorrected, method, evidence}`:
 above the threshold it is flagged, or with action `autocorrect` rewritten
 (stages/quality_fix.py) and scored again. Methods are in stages/quality_risk.py; extra
@@ -17,6 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from crossroads.config import Config
 from crossroads.pipeline.context import PreparedChat
 from crossroads.pipeline.side_calls import SideBill, SideCalls, answer_text
 from crossroads.pipeline.stages import Stage, StreamCheck, StreamPolicy
@@ -24,6 +26,7 @@ from crossroads.protocol.errors import GatewayError, bad_request
 from crossroads.quality_config import CriterionConfig, QualityConfig
 from crossroads.stages.criteria import evaluate_criteria
 from crossroads.stages.quality_fix import autocorrect
+from crossroads.stages.quality_layers import QualityLayers
 from crossroads.stages.quality_risk import Assessor, Checkers
 
 __all__ = ["QualityKind", "QualityStage"]
@@ -42,8 +45,9 @@ class QualityKind:
     before = False
     after = True
 
-    def __init__(self, config: QualityConfig) -> None:
+    def __init__(self, config: QualityConfig, full: Config | None = None) -> None:
         self.config = config
+        self.layers = QualityLayers(config, full)
         self.side: SideCalls | None = None
         self.checkers = Checkers(config.onnx_path)
 
@@ -58,7 +62,6 @@ class QualityKind:
     def select(self, chat: PreparedChat) -> Stage | None:
         request = chat.request
         config = self.config
-        options = request.quality
         integrity = request.integrity or 1
         if integrity > config.max_integrity:
             raise bad_request(
@@ -73,36 +76,39 @@ class QualityKind:
                     param="integrity_model",
                 )
             self._require(request.integrity_model, "integrity_model")
-        criteria = self._criteria(request.criteria or [])
+        settings = self.layers.resolve(chat)
+        if request.criteria is not None:
+            criteria = self._criteria(request.criteria, "criteria")
+        else:
+            criteria = self._criteria(settings.criteria or [], settings.criteria_from)
         wants_risk = (
-            config.enabled or request.quality_risk_threshold is not None or options is not None
+            settings.enabled
+            or request.quality_risk_threshold is not None
+            or request.quality is not None
         )
         if not (wants_risk or criteria or request.integrity_model):
             return None
-        method = (options and options.method) or config.method
-        judge_model = (options and options.judge_model) or config.judge_model
+        method = settings.method
+        judge_model = settings.judge_model
         if wants_risk and method == "judge" and judge_model is None:
             raise bad_request(
                 "Method `judge` needs a judge model: set `quality.judge_model`.",
                 param="quality.judge_model",
             )
-        if judge_model is not None and (options and options.judge_model):
+        if judge_model is not None and settings.judge_from_request:
             self._require(judge_model, "quality.judge_model")
         if wants_risk and method == "onnx" and config.onnx_path is None:
             raise bad_request(
                 "Method `onnx` needs `quality.onnx_path` in the gateway's config.",
                 param="quality.method",
             )
-        threshold = request.quality_risk_threshold
-        if threshold is None:
-            threshold = options.threshold if options and options.threshold is not None else None
         return QualityStage(
             self,
             method=method if wants_risk else None,
-            threshold=config.threshold if threshold is None else threshold,
-            action=(options and options.action) or config.action,
-            mode=(options and options.autocorrect) or config.autocorrect,
-            samples=(options and options.samples) or config.samples,
+            threshold=settings.threshold,
+            action=settings.action,
+            mode=settings.autocorrect,
+            samples=settings.samples,
             judge_model=judge_model,
             criteria=criteria,
             integrity_model=request.integrity_model,
@@ -112,13 +118,13 @@ class QualityKind:
         if self.side is not None:
             self.side.require(model, param)
 
-    def _criteria(self, names: list[str]) -> dict[str, CriterionConfig]:
+    def _criteria(self, names: list[str], source: str) -> dict[str, CriterionConfig]:
         out = {}
         for i, name in enumerate(names):
             if name not in self.config.criteria:
                 known = ", ".join(sorted(self.config.criteria)) or "none are configured"
                 raise bad_request(
-                    f"Unknown criterion {name!r}; this gateway's criteria: {known}.",
+                    f"Unknown criterion {name!r} in {source}; this gateway's criteria: {known}.",
                     param=f"criteria[{i}]",
                     code="unknown_criterion",
                 )

@@ -12,6 +12,8 @@ Behaviour strings are `+`-separated directives, e.g. `echo`, `fixed+delay=200`,
     reply=<text>      reply <text>, with "_" standing for a space
     reply_size=<n>    reply n characters of filler words (large bodies, without a long model id)
     echo              reply the text of the last user message
+    aggregate         OpenAI: act as a mixture's aggregator (or a later layer's proposer) that
+                      goes with the crowd — see `fake_aggregate`
     tool              call the first declared function (arguments "{}" unless args= is given)
     tools=<n>         call the first declared function n times in one answer (parallel calls)
     args=<json>       the arguments of the tool call(s), with "_" standing for a space
@@ -99,7 +101,16 @@ _INT_DIRECTIVES = frozenset(
 )
 _TEXT_DIRECTIVES = frozenset({"reply", "args", "think"})
 _FLAGS = frozenset(
-    {"malformed", "no_usage", "blocked", "prompt_blocked", "redacted", "signed", "drop_reused"}
+    {
+        "malformed",
+        "no_usage",
+        "blocked",
+        "prompt_blocked",
+        "redacted",
+        "signed",
+        "drop_reused",
+        "aggregate",
+    }
 )
 _FILLER = "lorem ipsum dolor sit amet "
 
@@ -144,6 +155,7 @@ class Behaviour:
     blocked: bool = False
     prompt_blocked: bool = False
     rate: int = 100  # percent of requests the faults apply to
+    aggregate: bool = False  # follow the majority of the proposals shown (fake_aggregate)
 
     def without_faults(self) -> Behaviour:
         """The same behaviour with its faults (error, malformed, drop_after, stream_error) off."""

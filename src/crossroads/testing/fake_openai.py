@@ -9,9 +9,10 @@ Endpoints: `POST /v1/chat/completions`, `GET /v1/models`; for tests, `GET /_fake
 returns every request received (also kept in `FakeOpenAI.requests`) and `DELETE` clears them.
 
 Each chat request's behaviour comes from its `x-fake-behaviour` header, else its `model` field
-(directives: see `crossroads.testing.fake_base`; `think`, `stream_error`, `blocked` and
-`cache_write` are ignored here). An unknown or invalid directive gets a 400. A reply with
-`|` in it holds alternatives: the request's `seed` (default 0) picks one, modulo their count.
+(directives: see `crossroads.testing.fake_base`, and `fake_aggregate` for `aggregate`;
+`think`, `stream_error`, `blocked` and `cache_write` are ignored here). An unknown or invalid
+directive gets a 400. A reply with `|` in it holds alternatives: the request's `seed`
+(default 0) picks one, modulo their count.
 
 Token counting is deterministic, so tests can compute expected cost:
 
@@ -34,6 +35,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from crossroads.testing.fake_aggregate import aggregate
 from crossroads.testing.fake_base import (
     DEFAULT_REPLY,
     Behaviour,
@@ -76,6 +78,8 @@ def _reply(body: _Json, behaviour: Behaviour) -> tuple[str, str]:
     if behaviour.mode == "echo":
         users = [m for m in body["messages"] if m.get("role") == "user"]
         text = _text(users[-1].get("content")) if users else ""
+    if behaviour.aggregate:
+        text = aggregate(body["messages"], text)
     stop = body.get("stop")
     stops = [stop] if isinstance(stop, str) else stop if isinstance(stop, list) else []
     limit = body.get("max_completion_tokens", body.get("max_tokens"))
