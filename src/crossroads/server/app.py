@@ -27,6 +27,7 @@ from crossroads.cache.config import CacheConfig
 from crossroads.catalog import Catalog
 from crossroads.config import Config
 from crossroads.counters import build_state
+from crossroads.finetune.serving import with_registered_models
 from crossroads.learned.retrain import Retrainer
 from crossroads.learned.serve import LearnedRouter, load_router
 from crossroads.limits import KeyLimits
@@ -61,6 +62,7 @@ from crossroads.stages import config_stages
 from crossroads.storage.collection_store import CollectionStore
 from crossroads.storage.dashboard_store import Rollups
 from crossroads.storage.database import create_engine, default_database_url
+from crossroads.storage.fine_tune_store import FineTuneStore
 from crossroads.storage.key_store import KeyStore
 from crossroads.storage.log_store import LogStore
 from crossroads.storage.retention import LogPruner
@@ -145,9 +147,11 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        nonlocal config
         engine = create_engine(config.storage.database_url or default_database_url())
         log_store = LogStore(engine)
         await log_store.open()  # migrates every table, virtual keys' too
+        config = await with_registered_models(config, FineTuneStore(engine))
         key_store = KeyStore(engine)
         collection_store = CollectionStore(engine)
         await collection_store.open()
