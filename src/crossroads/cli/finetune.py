@@ -81,7 +81,8 @@ def _print_jobs(jobs: list[FineTuneJob]) -> None:
     from rich.table import Table
 
     table = Table(pad_edge=False)
-    for column in ("job", "dataset", "provider", "base model", "method", "status", "model"):
+    columns = ("job", "dataset", "provider", "base model", "method", "status", "model", "as")
+    for column in columns:
         table.add_column(column, no_wrap=True)
     for j in jobs:
         table.add_row(
@@ -95,6 +96,7 @@ def _print_jobs(jobs: list[FineTuneJob]) -> None:
                     j.method,
                     j.status,
                     j.fine_tuned_model,
+                    j.registered_as,
                 )
             )
         )

@@ -145,13 +145,15 @@ def create_app(
     the ones the config turns on; each runs at its fixed place in the pipeline. `telemetry`
     replaces the one `[telemetry]` would make (tests pass one with in-memory exporters)."""
 
+    configured = config  # registered fine-tuned models are added to it at each start
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         nonlocal config
         engine = create_engine(config.storage.database_url or default_database_url())
         log_store = LogStore(engine)
         await log_store.open()  # migrates every table, virtual keys' too
-        config = await with_registered_models(config, FineTuneStore(engine))
+        config = await with_registered_models(configured, FineTuneStore(engine))
         key_store = KeyStore(engine)
         collection_store = CollectionStore(engine)
         await collection_store.open()
