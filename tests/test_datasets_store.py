@@ -4,6 +4,7 @@ re-splitting, and ownership."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -126,3 +127,12 @@ async def test_fine_tune_jobs_are_recorded_and_registered(engine: AsyncEngine) -
     assert found.fine_tuned_model == "ft:gpt-4o-mini:x" and found.created_at == now
     assert [j.id for j in await store.all()] == ["ftjob-1"]
     assert await store.get("ftjob-2") is None
+    assert await store.registered() == []  # succeeded, not registered yet
+    rules = [{"name": "acme", "pattern": "Hi. "}]
+    await store.register("ftjob-1", "acme-ft", rules)
+    (registered,) = await store.registered()
+    assert registered.registered_as == "acme-ft" and registered.pruning == rules
+    await store.add(dataclasses.replace(job, id="ftjob-2", status="running"))
+    await store.register("ftjob-2", "other", [])
+    assert [j.id for j in await store.registered()] == ["ftjob-1"]  # only succeeded jobs
+    assert (await store.get("ftjob-2")).pruning is None  # type: ignore[union-attr]

@@ -153,6 +153,8 @@ def test_supervised_job_runs_and_its_model_is_registered(
     listed = runner.invoke(cli, ["finetune", "list", "--json", "--config", str(config)])
     (recorded,) = [j for j in json.loads(listed.stdout) if j["id"] == job["id"]]
     assert recorded["status"] == "succeeded" and recorded["fine_tuned_model"] == model
+    assert recorded["registered_as"] == "acme-ft"
+    assert recorded["pruning"] == [{**rules[0], "regex": False}]
 
 
 def test_dpo_job_uploads_preference_pairs(

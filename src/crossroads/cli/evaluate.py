@@ -69,7 +69,20 @@ def evaluate(
         list[str], typer.Option("--model", "-m", help="A model to evaluate; repeatable.")
     ],
     split: Annotated[str | None, typer.Option(help="train or test (default: every row).")] = "test",
-    scorer: Annotated[str, typer.Option(help="exact or normalised (or one registered).")] = "exact",
+    scorer: Annotated[
+        str | None,
+        typer.Option(
+            help="exact, normalised or criteria (or one registered); "
+            "default: criteria with --criteria, else exact."
+        ),
+    ] = None,
+    criteria: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated criteria from [quality.criteria] for the gateway to judge "
+            "every answer on."
+        ),
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="At most this many rows.")] = None,
     temperature: Annotated[float | None, typer.Option(help="Sent with every request.")] = None,
     concurrency: Annotated[int, typer.Option(help="Requests in flight at once.")] = 4,
@@ -78,12 +91,19 @@ def evaluate(
     as_json: JsonOption = False,
 ) -> None:
     """Send every row of a dataset to each model through the gateway; score the answers
-    against the rows' outputs and print a table (or JSON with every row's result)."""
+    against the rows' outputs, or by the gateway's criteria (--criteria), and print a table
+    (or JSON with every row's result)."""
     from crossroads.datasets.evaluation import evaluate as run
     from crossroads.datasets.scoring import SCORERS
 
+    names = [n.strip() for n in (criteria or "").split(",") if n.strip()]
+    if criteria is not None and not names:
+        raise fail("--criteria needs at least one criterion name, e.g. --criteria concise.")
+    scorer = scorer or ("criteria" if names else "exact")
     if scorer not in SCORERS:
         raise fail(f"Unknown scorer {scorer!r}; choose one of {', '.join(SCORERS)}.")
+    if scorer == "criteria" and not names:
+        raise fail("The criteria scorer needs --criteria NAME[,NAME] to judge answers on.")
     split = None if split in ("", "all") else split
     parameters = {} if temperature is None else {"temperature": temperature}
     results = run(
@@ -93,6 +113,7 @@ def evaluate(
         SCORERS[scorer],
         parameters=parameters,
         concurrency=concurrency,
+        criteria=names,
     )
     summaries = [r.summary() for r in results]
     if as_json:
@@ -102,6 +123,7 @@ def evaluate(
                 "dataset_id": dataset_id,
                 "split": split,
                 "scorer": scorer,
+                "criteria": names,
                 "models": summaries,
                 "rows": [
                     {
@@ -112,6 +134,11 @@ def evaluate(
                         "error": r.error,
                         "latency_ms": round(r.latency_ms, 1),
                         "cost": r.cost,
+                        **(
+                            {"criteria_results": r.criteria, "judge_cost": r.judge_cost}
+                            if names
+                            else {}
+                        ),
                     }
                     for result in results
                     for r in result.rows
@@ -122,13 +149,17 @@ def evaluate(
     from rich.table import Table
 
     table = Table(pad_edge=False)
-    for column in ("model", "rows", scorer, "errors", "p50 ms", "cost $"):
+    columns = ["model", "rows", scorer, "errors", "p50 ms", "cost $"]
+    columns += [f"{n} pass/mean" for n in names] + (["judge $"] if names else [])
+    for column in columns:
         table.add_column(column, no_wrap=True)
     for s in summaries:
-        table.add_row(
-            *(
-                cell("" if s[k] is None else str(s[k]))
-                for k in ("model", "rows", "score", "errors", "latency_p50_ms", "cost")
-            )
-        )
+        values = [s[k] for k in ("model", "rows", "score", "errors", "latency_p50_ms", "cost")]
+        for n in names:
+            per = s["criteria"][n]
+            mean = "-" if per["mean_score"] is None else per["mean_score"]
+            values.append(f"{per['pass_rate']}/{mean}")
+        if names:
+            values.append(s["judge_cost"])
+        table.add_row(*(cell("" if v is None else str(v)) for v in values))
     print_table(table)

@@ -3,9 +3,10 @@
 `submit` exports the dataset through the gateway (streamed to a temporary file), uploads it
 to the provider's OpenAI-compatible `/files`, creates the job at `/fine_tuning/jobs` and
 records it in the gateway's database. `status` reads the job (`--wait` until it ends); once
-it has succeeded, `--register NAME` records the model and prints the config that serves it
-as NAME on the same provider — with the dataset's pruning rules under `[pruning]`, so its
-requests are pruned the way its training rows were.
+it has succeeded, `--register NAME` records the model under NAME — the gateway serves it
+from its next start (finetune/serving.py) — and prints the equivalent config, with the
+dataset's pruning rules under `[pruning]`, so its requests are pruned the way its training
+rows were.
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ def _print_jobs(jobs: list[FineTuneJob]) -> None:
     from rich.table import Table
 
     table = Table(pad_edge=False)
-    for column in ("job", "dataset", "provider", "base model", "method", "status", "model"):
+    columns = ("job", "dataset", "provider", "base model", "method", "status", "model", "as")
+    for column in columns:
         table.add_column(column, no_wrap=True)
     for j in jobs:
         table.add_row(
@@ -94,6 +96,7 @@ def _print_jobs(jobs: list[FineTuneJob]) -> None:
                     j.method,
                     j.status,
                     j.fine_tuned_model,
+                    j.registered_as,
                 )
             )
         )
@@ -229,9 +232,22 @@ def status(
     if register is not None:
         if state != "succeeded" or not model:
             raise fail(f"The job is {state}; a model can be registered once it has succeeded.", 1)
+        if not register.strip() or "," in register or register != register.strip():
+            raise fail("--register needs a model name without commas or surrounding spaces.")
+        if register == "router":
+            raise fail("--register: 'router' is reserved for learned routing; pick another name.")
         dataset = api(url, api_key, "GET", f"/v1/datasets/{job.dataset_id}")
-        print(registration_toml(register, job.provider, model, dataset.get("pruning") or []))
-        note(f"Add the lines above to the config to serve {model} as {register!r}.")
+        rules = dataset.get("pruning") or []
+
+        async def registered(store: Any) -> None:
+            await store.register(job_id, register, rules)
+
+        asyncio.run(_with_store(config_path, registered))
+        print(registration_toml(register, job.provider, model, rules))
+        note(
+            f"Registered: the gateway serves {model} as {register!r} from its next start "
+            "(the config above does the same; a model the config names wins)."
+        )
 
 
 @finetune_app.command("list")

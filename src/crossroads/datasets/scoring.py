@@ -3,8 +3,9 @@
 Pluggable by name: `crossroads eval --scorer NAME` looks the name up in `SCORERS`, and an
 embedder adds its own with `register_scorer`. `exact` compares the text (whitespace at the
 ends ignored) and, for an expected tool call, the function names and parsed arguments.
-Criteria-based scoring (an LLM judge against named criteria) plugs in here as another
-scorer once the gateway has criteria; it has none yet.
+`criteria` scores by the gateway's LLM-judge criteria instead (`crossroads eval --criteria`):
+the runner asks for them with each request and hands the scorer the answer together with its
+choice's `criteria_results`; the score is the share of criteria that passed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ from typing import Any
 
 import orjson
 
-__all__ = ["SCORERS", "Scorer", "exact_match", "normalised_match", "register_scorer"]
+__all__ = [
+    "SCORERS",
+    "Scorer",
+    "criteria_passed",
+    "exact_match",
+    "normalised_match",
+    "register_scorer",
+]
 
 # (expected assistant message, the answer's assistant message) -> score from 0 to 1
 Scorer = Callable[[dict[str, Any], dict[str, Any]], float]
@@ -56,7 +64,20 @@ def normalised_match(expected: dict[str, Any], answer: dict[str, Any]) -> float:
     return 1.0 if norm(_text(expected)) == norm(_text(answer)) else 0.0
 
 
-SCORERS: dict[str, Scorer] = {"exact": exact_match, "normalised": normalised_match}
+def criteria_passed(expected: dict[str, Any], answer: dict[str, Any]) -> float:
+    """The share of the answer's criteria that passed; a judge's error counts as a fail.
+    The expected output is not looked at: the criteria are the reference."""
+    results = answer.get("criteria_results") or []
+    if not results:
+        return 0.0
+    return sum(1 for r in results if r.get("status") == "pass") / len(results)
+
+
+SCORERS: dict[str, Scorer] = {
+    "exact": exact_match,
+    "normalised": normalised_match,
+    "criteria": criteria_passed,
+}
 
 
 def register_scorer(name: str, scorer: Scorer) -> None:

@@ -27,6 +27,7 @@ from crossroads.cache.config import CacheConfig
 from crossroads.catalog import Catalog
 from crossroads.config import Config
 from crossroads.counters import build_state
+from crossroads.finetune.serving import with_registered_models
 from crossroads.learned.retrain import Retrainer
 from crossroads.learned.serve import LearnedRouter, load_router
 from crossroads.limits import KeyLimits
@@ -61,6 +62,7 @@ from crossroads.stages import config_stages
 from crossroads.storage.collection_store import CollectionStore
 from crossroads.storage.dashboard_store import Rollups
 from crossroads.storage.database import create_engine, default_database_url
+from crossroads.storage.fine_tune_store import FineTuneStore
 from crossroads.storage.key_store import KeyStore
 from crossroads.storage.log_store import LogStore
 from crossroads.storage.retention import LogPruner
@@ -143,11 +145,15 @@ def create_app(
     the ones the config turns on; each runs at its fixed place in the pipeline. `telemetry`
     replaces the one `[telemetry]` would make (tests pass one with in-memory exporters)."""
 
+    configured = config  # registered fine-tuned models are added to it at each start
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        nonlocal config
         engine = create_engine(config.storage.database_url or default_database_url())
         log_store = LogStore(engine)
         await log_store.open()  # migrates every table, virtual keys' too
+        config = await with_registered_models(configured, FineTuneStore(engine))
         key_store = KeyStore(engine)
         collection_store = CollectionStore(engine)
         await collection_store.open()

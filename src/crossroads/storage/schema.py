@@ -250,7 +250,8 @@ dataset_rows = sa.Table(
 )
 
 # Fine-tuning jobs submitted to an upstream, tracked until they end; a finished job's model
-# is registered here (`fine_tuned_model`) for `crossroads finetune register`.
+# (`fine_tuned_model`) registered by `crossroads finetune status --register NAME` is served as
+# `registered_as`, its requests pruned with the training dataset's rules (`pruning`).
 fine_tune_jobs = sa.Table(
     "fine_tune_jobs",
     metadata,
@@ -265,6 +266,8 @@ fine_tune_jobs = sa.Table(
     sa.Column("key_id", sa.Text(), nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("registered_as", sa.Text(), nullable=True),
+    sa.Column("pruning", _json(), nullable=True),
 )
 
 # Upper bounds (ms) of the latency and time-to-first-token histogram buckets in

@@ -5,7 +5,9 @@ every JSONL line is checked against the format its job's method needs (datasets/
 chat SFT for `supervised`, preference pairs for `dpo`), as OpenAI's file validation would.
 A job moves one step per status read — `validating_files`, `queued`, `running`, then
 `succeeded` with a `fine_tuned_model` of `ft:{base}:crossroads:{suffix}:{id}` — or ends
-`failed` when the fake was made with `fail_jobs=True`.
+`failed` when the fake was made with `fail_jobs=True`. A succeeded job's model answers
+`/v1/chat/completions` (non-streamed) with a reply naming it, as a provider serves the models
+it trained; each such request's body is kept in `chats`, and any other model gets a 404.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class FakeFineTuning:
         self.fail_jobs = fail_jobs
         self.files: dict[str, bytes] = {}
         self.jobs: dict[str, dict[str, Any]] = {}
+        self.chats: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -119,6 +122,27 @@ class FakeFineTuning:
                 )
         return 200, dict(job)
 
+    def _chat(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        model = body.get("model")
+        trained = {j.get("fine_tuned_model") for j in self.jobs.values()}
+        if not model or model not in trained:
+            return 404, _error(f"the model {model!r} does not exist", "model")
+        self.chats.append(body)
+        return 200, {
+            "id": f"chatcmpl-{secrets.token_hex(6)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": f"Answered by {model}."},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+        }
+
     # --- serving -----------------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -149,6 +173,8 @@ class FakeFineTuning:
                         self._answer(*fake._upload(self.headers["content-type"], body))
                     elif self.path == "/v1/fine_tuning/jobs":
                         self._answer(*fake._create(orjson.loads(body)))
+                    elif self.path == "/v1/chat/completions":
+                        self._answer(*fake._chat(orjson.loads(body)))
                     else:
                         self._answer(404, _error(f"unknown path {self.path}", None))
 
