@@ -24,6 +24,10 @@ class CacheBackend(Protocol):
 
     async def get(self, namespace: str, key: str) -> bytes | None: ...
 
+    async def get_many(self, namespace: str, keys: list[str]) -> list[bytes | None]:
+        """Several entries in one round trip (the exact key and the semantic candidate)."""
+        ...
+
     async def put(
         self,
         namespace: str,
@@ -59,6 +63,9 @@ class MemoryBackend:
         self._entries.move_to_end((namespace, key))
         return entry[1]
 
+    async def get_many(self, namespace: str, keys: list[str]) -> list[bytes | None]:
+        return [await self.get(namespace, key) for key in keys]
+
     async def put(
         self,
         namespace: str,
@@ -91,6 +98,10 @@ class DatabaseBackend:
 
     async def get(self, namespace: str, key: str) -> bytes | None:
         return await self.store.get(namespace, key)
+
+    async def get_many(self, namespace: str, keys: list[str]) -> list[bytes | None]:
+        found = await self.store.get_many(namespace, keys)
+        return [found.get(key) for key in keys]
 
     async def put(
         self,
@@ -132,6 +143,10 @@ class RedisBackend:
     async def get(self, namespace: str, key: str) -> bytes | None:
         value = await self._redis.get(self._key(namespace, key))
         return bytes(value) if value is not None else None
+
+    async def get_many(self, namespace: str, keys: list[str]) -> list[bytes | None]:
+        values = await self._redis.mget([self._key(namespace, key) for key in keys])
+        return [bytes(v) if v is not None else None for v in values]
 
     async def put(
         self,

@@ -36,6 +36,15 @@ class CacheStore:
             value = (await connection.execute(query)).scalar()
         return bytes(value) if value is not None else None
 
+    async def get_many(self, namespace: str, keys: list[str]) -> dict[str, bytes]:
+        query = sa.select(response_cache.c.key, response_cache.c.payload).where(
+            response_cache.c.namespace == namespace,
+            response_cache.c.key.in_(keys),
+            response_cache.c.expires_at > time.time(),
+        )
+        async with self._engine.connect() as connection:
+            return {r[0]: bytes(r[1]) for r in await connection.execute(query)}
+
     async def put(
         self,
         namespace: str,
