@@ -13,6 +13,7 @@ from __future__ import annotations
 import typer
 
 from crossroads.cli.chat import chat
+from crossroads.cli.collections import collections_app
 from crossroads.cli.configuration import config_app
 from crossroads.cli.keys import keys_app
 from crossroads.cli.logs import logs, usage
@@ -37,6 +38,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(providers_app, name="providers")
 app.add_typer(keys_app, name="keys")
 app.add_typer(router_app, name="router")
+app.add_typer(collections_app, name="collections")
 
 
 def main() -> None:
