@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -149,6 +150,7 @@ def main() -> None:
     embedder.warm()
     result = {"quality": quality(embedder, args.pairs)}
     result["hit_latency"] = asyncio.run(hit_latency(embedder, args.runs, args.redis))
+    result["load_average"] = [round(x, 2) for x in os.getloadavg()]  # a busy machine skews times
     print(
         f"{'threshold':>9} {'para hits':>9} {'false hits':>10} | without veto: "
         f"{'para':>6} {'false':>6}"
