@@ -94,10 +94,17 @@ class Searcher:
         pool = max(limit, _CANDIDATES)
         keyword: dict[str, float] = {}
         vector: dict[str, float] = {}
-        if mode in ("keyword", "hybrid"):
+        if mode == "keyword":
             keyword = dict(await self.store.keyword_search(store_ids, query, pool))
-        if mode in ("vector", "hybrid"):
-            vector = await self._vector_scores(store_ids, query, pool, keyword)
+        elif mode == "vector":
+            vector = self._top(await self._similarities(store_ids, query), pool, {})
+        else:  # both at once: the keyword query runs in the database's thread meanwhile
+            found, similarities = await asyncio.gather(
+                self.store.keyword_search(store_ids, query, pool),
+                self._similarities(store_ids, query),
+            )
+            keyword = dict(found)
+            vector = self._top(similarities, pool, keyword)
         if mode == "keyword":
             ranked = sorted(keyword.items(), key=lambda item: (-item[1], item[0]))
         elif mode == "vector":
@@ -112,24 +119,32 @@ class Searcher:
             if (row := rows.get(c)) is not None
         ]
 
-    async def _vector_scores(
-        self, store_ids: Sequence[str], query: str, pool: int, also: dict[str, float]
-    ) -> dict[str, float]:
-        """The `pool` most similar chunks' cosine similarities, and those of `also`'s."""
+    async def _similarities(
+        self, store_ids: Sequence[str], query: str
+    ) -> list[tuple[_Matrix, np.ndarray]]:
+        """Each store's matrix with the query's cosine similarity to every row."""
         query_vector = (await asyncio.to_thread(self.embedder.embed, [query]))[0]
         versions = await self.store.versions(store_ids)
-        scores: dict[str, float] = {}
+        out = []
         for store_id in store_ids:
             held = await self._matrix(store_id, versions.get(store_id, 0))
-            if not held.ids:
-                continue
-            similarities = held.matrix @ query_vector
+            if held.ids:
+                out.append((held, held.matrix @ query_vector))
+        return out
+
+    @staticmethod
+    def _top(
+        similarities: list[tuple[_Matrix, np.ndarray]], pool: int, also: dict[str, float]
+    ) -> dict[str, float]:
+        """The `pool` most similar chunks per store, and every chunk of `also`, scored."""
+        scores: dict[str, float] = {}
+        for held, values in similarities:
             top = min(pool, len(held.ids))
-            best = np.argpartition(-similarities, top - 1)[:top]
-            scores.update({held.ids[i]: float(similarities[i]) for i in best})
+            best = np.argpartition(-values, top - 1)[:top]
+            scores.update({held.ids[i]: float(values[i]) for i in best})
             for chunk in also:
                 if (row := held.rows.get(chunk)) is not None:
-                    scores[chunk] = float(similarities[row])
+                    scores[chunk] = float(values[row])
         return scores
 
     async def _matrix(self, store_id: str, version: int) -> _Matrix:
