@@ -149,3 +149,38 @@ def test_bad_uploads_and_bodies_get_400s(gateway: ServedApp, client: OpenAI) -> 
     assert text.status_code == 200 and text.json()["chunk_count"] == 1
     empty = httpx.post(f"{url}/vector_stores/{store.id}/search", headers=auth, json={"query": ""})
     assert empty.status_code == 400
+
+
+MASTER = "mk-retrieval-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def teams(fake_upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from crossroads.server.auth import MASTER_KEY_ENV
+    from tests.conftest import gateway_config, running_gateway
+
+    database = tmp_path_factory.mktemp("teams") / "gateway.db"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(MASTER_KEY_ENV, MASTER)
+        with running_gateway(gateway_config(fake_upstream, database)) as served:
+            yield served
+
+
+def _virtual_key(served: ServedApp, team: str | None) -> OpenAI:
+    response = httpx.post(
+        f"{served.url}/admin/keys",
+        json={"name": "member", "team": team},
+        headers={"Authorization": f"Bearer {MASTER}"},
+    )
+    assert response.status_code == 200, response.text
+    return OpenAI(base_url=f"{served.url}/v1", api_key=response.json()["key"], max_retries=0)
+
+
+def test_team_members_share_collections_and_outsiders_do_not(teams: ServedApp) -> None:
+    alice, bob = _virtual_key(teams, "research"), _virtual_key(teams, "research")
+    mallory, loner = _virtual_key(teams, "sales"), _virtual_key(teams, None)
+    store = alice.vector_stores.create(name="shared")
+    assert bob.vector_stores.retrieve(store.id).id == store.id
+    for outsider in (mallory, loner):
+        with pytest.raises(openai.NotFoundError):
+            outsider.vector_stores.retrieve(store.id)
