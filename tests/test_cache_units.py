@@ -13,7 +13,13 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from crossroads.cache.backends import CacheBackend, DatabaseBackend, MemoryBackend, RedisBackend
+from crossroads.cache.backends import (
+    CacheBackend,
+    DatabaseBackend,
+    MemoryBackend,
+    RedisBackend,
+    TieredBackend,
+)
 from crossroads.cache.keys import exact_key, last_question, veto
 from crossroads.cache.responses import ResponseCache, probe
 from crossroads.retrieval.embedder import LocalEmbedder
@@ -85,6 +91,7 @@ async def _redis_or_skip() -> None:
     params=[
         "memory",
         "sqlite",
+        "tiered",
         pytest.param("postgresql", marks=pytest.mark.postgres),
         pytest.param("redis", marks=pytest.mark.redis),
     ]
@@ -92,11 +99,12 @@ async def _redis_or_skip() -> None:
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[CacheBackend]:
     if request.param == "memory":
         yield MemoryBackend(max_entries=100)
-    elif request.param == "sqlite":
+    elif request.param in ("sqlite", "tiered"):
         engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'c.db'}")
         store = CacheStore(engine)
         await store.open()
-        yield DatabaseBackend(store)
+        database = DatabaseBackend(store)
+        yield database if request.param == "sqlite" else TieredBackend(MemoryBackend(), database)
         await engine.dispose()
     elif request.param == "postgresql":
         async for pg in postgres_engine("test_cache"):

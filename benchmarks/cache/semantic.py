@@ -31,7 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pairs import near_misses, paraphrases
 
-from crossroads.cache.backends import DatabaseBackend, MemoryBackend, RedisBackend
+from crossroads.cache.backends import (
+    DatabaseBackend,
+    MemoryBackend,
+    RedisBackend,
+    TieredBackend,
+)
 from crossroads.cache.keys import normalise_question, veto
 from crossroads.cache.responses import ResponseCache, probe
 from crossroads.retrieval.embedder import LocalEmbedder
@@ -93,7 +98,8 @@ async def hit_latency(embedder: LocalEmbedder, runs: int, redis_url: str) -> dic
     await store.open()
     backends: dict[str, Any] = {
         "memory": MemoryBackend(),
-        "sqlite": DatabaseBackend(store),
+        "sqlite": TieredBackend(MemoryBackend(), DatabaseBackend(store)),  # as the gateway
+        "sqlite-only": DatabaseBackend(store),  # another process's entry: a database read
     }
     try:
         import redis

@@ -13,7 +13,14 @@ from typing import Protocol
 
 from crossroads.storage.cache_store import CacheStore
 
-__all__ = ["CacheBackend", "DatabaseBackend", "MemoryBackend", "RedisBackend", "SemanticEntry"]
+__all__ = [
+    "CacheBackend",
+    "DatabaseBackend",
+    "MemoryBackend",
+    "RedisBackend",
+    "SemanticEntry",
+    "TieredBackend",
+]
 
 # (context, question, float32 vector bytes)
 SemanticEntry = tuple[str, str, bytes]
@@ -178,3 +185,48 @@ class RedisBackend:
 
     async def aclose(self) -> None:
         await self._redis.aclose()
+
+
+class TieredBackend:
+    """This process's memory in front of a database backend: an answer stored or read here
+    is served from memory until it expires (a hit without a database round trip); one
+    stored by another process is read from the database once, then kept."""
+
+    shared = True
+
+    def __init__(self, front: MemoryBackend, back: DatabaseBackend) -> None:
+        self.front = front
+        self.back = back
+
+    async def get(self, namespace: str, key: str) -> bytes | None:
+        return (await self.get_many(namespace, [key]))[0]
+
+    async def get_many(self, namespace: str, keys: list[str]) -> list[bytes | None]:
+        found = await self.front.get_many(namespace, keys)
+        missing = [key for key, value in zip(keys, found, strict=True) if value is None]
+        if not missing:
+            return found
+        fetched = dict(zip(missing, await self.back.get_many(namespace, missing), strict=True))
+        return [
+            value if value is not None else fetched.get(key)
+            for key, value in zip(keys, found, strict=True)
+        ]
+
+    async def put(
+        self,
+        namespace: str,
+        key: str,
+        payload: bytes,
+        ttl: float,
+        semantic: SemanticEntry | None = None,
+    ) -> None:
+        await self.front.put(namespace, key, payload, ttl)
+        await self.back.put(namespace, key, payload, ttl, semantic)
+
+    async def semantic_rows(
+        self, namespace: str, context: str
+    ) -> list[tuple[str, str, bytes, float]]:
+        return await self.back.semantic_rows(namespace, context)
+
+    async def aclose(self) -> None:
+        await self.front.aclose()
