@@ -188,9 +188,9 @@ class RedisBackend:
 
 
 class TieredBackend:
-    """This process's memory in front of a database backend: an answer stored or read here
-    is served from memory until it expires (a hit without a database round trip); one
-    stored by another process is read from the database once, then kept."""
+    """This process's memory in front of a database backend: an answer stored here is
+    served from memory until it expires (a hit without a database round trip); one stored
+    by another process is read from the database."""
 
     shared = True
 
@@ -203,14 +203,11 @@ class TieredBackend:
 
     async def get_many(self, namespace: str, keys: list[str]) -> list[bytes | None]:
         found = await self.front.get_many(namespace, keys)
-        missing = [key for key, value in zip(keys, found, strict=True) if value is None]
-        if not missing:
+        if any(value is not None for value in found):
+            # Memory answers alone: an exact entry only another process stored may then
+            # lose to a semantic one held here, which is still a valid answer.
             return found
-        fetched = dict(zip(missing, await self.back.get_many(namespace, missing), strict=True))
-        return [
-            value if value is not None else fetched.get(key)
-            for key, value in zip(keys, found, strict=True)
-        ]
+        return await self.back.get_many(namespace, keys)
 
     async def put(
         self,
