@@ -184,3 +184,51 @@ def test_team_members_share_collections_and_outsiders_do_not(teams: ServedApp) -
     for outsider in (mallory, loner):
         with pytest.raises(openai.NotFoundError):
             outsider.vector_stores.retrieve(store.id)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/vector_stores", [1, 2]),
+        ("POST", "/vector_stores", {"unknown": 1}),
+        ("POST", "/vector_stores", {"metadata": {"a": 1}}),
+        ("POST", "/vector_stores/{id}/search", {"query": ["a", 3]}),
+        ("POST", "/vector_stores/{id}/search", {"query": "a", "max_num_results": 0}),
+        ("POST", "/vector_stores/{id}/search", {"query": "a", "mode": "magic"}),
+        ("POST", "/vector_stores/{id}/files", {"file_id": ""}),
+        ("POST", "/vector_stores/{id}/files", {"file_id": "file-none"}),
+        ("POST", "/vector_stores/{id}/texts", {"text": ""}),
+        ("POST", "/vector_stores/vs_none/search", {"query": "a"}),
+        ("GET", "/files/file-none", None),
+        ("DELETE", "/files/file-none", None),
+        ("POST", "/embeddings", {"model": "wordllama-l2-supercat-256", "input": [[1, 2]]}),
+        ("POST", "/embeddings", {"model": "wordllama-l2-supercat-256", "input": {"a": 1}}),
+        ("POST", "/embeddings", {"input": "x"}),
+        ("POST", "/embeddings", {"model": "error-400", "input": "x"}),
+    ],
+)
+def test_bad_requests_get_an_error_envelope_not_a_500(
+    gateway: ServedApp, client: OpenAI, method: str, path: str, body: Any
+) -> None:
+    store = client.vector_stores.create(name="bad-input")
+    response = httpx.request(
+        method,
+        f"{gateway.url}/v1{path.replace('{id}', store.id)}",
+        headers={"authorization": f"Bearer {API_KEY}"},
+        json=body,
+    )
+    assert 400 <= response.status_code < 500, response.text
+    error = response.json()["error"]
+    assert error["message"] and error["type"]
+
+
+def test_malformed_json_and_empty_pdf_uploads(gateway: ServedApp) -> None:
+    auth = {"authorization": f"Bearer {API_KEY}", "content-type": "application/json"}
+    broken = httpx.post(f"{gateway.url}/v1/vector_stores", headers=auth, content=b"{nope")
+    assert broken.status_code == 400
+    pdf = httpx.post(
+        f"{gateway.url}/v1/files",
+        headers={"authorization": f"Bearer {API_KEY}"},
+        files={"file": ("empty.pdf", b"")},
+    )
+    assert pdf.status_code == 400 and pdf.json()["error"]["code"] == "unsupported_file"
