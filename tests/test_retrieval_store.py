@@ -152,3 +152,17 @@ def test_fusion_weighs_normalised_scores() -> None:
     assert [c for c, _ in ranked][:2] == ["b", "a"]
     assert fuse({}, {}, 0.5) == []
     assert np.isclose(dict(fuse(keyword, {}, 0.0))["a"], 1.0)
+
+
+async def test_a_small_store_is_found_behind_a_large_one(library: Library) -> None:
+    big = await library.store.create_store("k1", None, None, "m", 800, 400)
+    small = await library.store.create_store("k1", None, None, "m", 800, 400)
+    kiwis = [f"Kiwi fact number {i}: kiwis are birds." for i in range(260)]
+    await library.add_chunks(big, kiwis, "big")
+    await library.add_chunks(small, ["A kiwi egg is large.", "Kiwis sleep by day."], "small")
+    found = await library.store.keyword_search([small.id], "kiwi kiwis", 10)
+    assert len(found) == 2
+    rows = await library.store.chunks([c for c, _ in found])
+    assert {row.store_id for row in rows.values()} == {small.id}
+    both = await library.store.keyword_search([big.id, small.id], "kiwi kiwis", 300)
+    assert len(both) == 262
