@@ -154,3 +154,13 @@ async def test_a_second_process_finds_semantic_entries_of_a_shared_backend(
     await writer.store("ns", probe(_body("Who founded Netflix?"), True), ANSWER, ttl=60)
     hit = await reader.lookup("ns", probe(_body("who founded Netflix"), True), 0.8)
     assert hit is not None and hit.type == "semantic"
+
+
+async def test_nul_in_namespace_or_question_is_stored(
+    backend: CacheBackend, embedder: LocalEmbedder
+) -> None:
+    cache = ResponseCache(backend, embedder)
+    asked = probe(_body("Who wrote Hamlet?\x00"), semantic=True)
+    await cache.store("ns\x00x", asked, ANSWER, ttl=60)
+    hit = await cache.lookup("ns\x00x", asked, 0.86)
+    assert hit is not None and hit.type == "exact"
