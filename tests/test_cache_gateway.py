@@ -189,3 +189,17 @@ def test_hits_are_logged_as_hits(sdk: OpenAI, cached: ServedApp) -> None:
     ).json()
     assert record["response"]["cache"]["hit"] is True
     assert record["cost"] == 0.0 and record["cached_tokens"] == record["prompt_tokens"]
+
+
+def test_refresh_skips_the_lookup_but_stores(
+    sdk: OpenAI, cached: ServedApp, fake_upstream: FakeOpenAI
+) -> None:
+    text = f"Refresh {uuid.uuid4().hex}"
+    _ask(sdk, text)
+    _wait_stored(cached)
+    calls = _upstream_calls(fake_upstream)
+    refreshed = _ask(sdk, text, extra_headers={"x-crossroads-cache": "refresh"})
+    assert refreshed.model_extra["cache"]["hit"] is False  # type: ignore[index]
+    assert _upstream_calls(fake_upstream) == calls + 1
+    _wait_stored(cached)
+    assert _ask(sdk, text).model_extra["cache"]["hit"] is True  # type: ignore[index]

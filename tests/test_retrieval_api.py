@@ -149,3 +149,86 @@ def test_bad_uploads_and_bodies_get_400s(gateway: ServedApp, client: OpenAI) -> 
     assert text.status_code == 200 and text.json()["chunk_count"] == 1
     empty = httpx.post(f"{url}/vector_stores/{store.id}/search", headers=auth, json={"query": ""})
     assert empty.status_code == 400
+
+
+MASTER = "mk-retrieval-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def teams(fake_upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from crossroads.server.auth import MASTER_KEY_ENV
+    from tests.conftest import gateway_config, running_gateway
+
+    database = tmp_path_factory.mktemp("teams") / "gateway.db"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(MASTER_KEY_ENV, MASTER)
+        with running_gateway(gateway_config(fake_upstream, database)) as served:
+            yield served
+
+
+def _virtual_key(served: ServedApp, team: str | None) -> OpenAI:
+    response = httpx.post(
+        f"{served.url}/admin/keys",
+        json={"name": "member", "team": team},
+        headers={"Authorization": f"Bearer {MASTER}"},
+    )
+    assert response.status_code == 200, response.text
+    return OpenAI(base_url=f"{served.url}/v1", api_key=response.json()["key"], max_retries=0)
+
+
+def test_team_members_share_collections_and_outsiders_do_not(teams: ServedApp) -> None:
+    alice, bob = _virtual_key(teams, "research"), _virtual_key(teams, "research")
+    mallory, loner = _virtual_key(teams, "sales"), _virtual_key(teams, None)
+    store = alice.vector_stores.create(name="shared")
+    assert bob.vector_stores.retrieve(store.id).id == store.id
+    for outsider in (mallory, loner):
+        with pytest.raises(openai.NotFoundError):
+            outsider.vector_stores.retrieve(store.id)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/vector_stores", [1, 2]),
+        ("POST", "/vector_stores", {"unknown": 1}),
+        ("POST", "/vector_stores", {"metadata": {"a": 1}}),
+        ("POST", "/vector_stores/{id}/search", {"query": ["a", 3]}),
+        ("POST", "/vector_stores/{id}/search", {"query": "a", "max_num_results": 0}),
+        ("POST", "/vector_stores/{id}/search", {"query": "a", "mode": "magic"}),
+        ("POST", "/vector_stores/{id}/files", {"file_id": ""}),
+        ("POST", "/vector_stores/{id}/files", {"file_id": "file-none"}),
+        ("POST", "/vector_stores/{id}/texts", {"text": ""}),
+        ("POST", "/vector_stores/vs_none/search", {"query": "a"}),
+        ("GET", "/files/file-none", None),
+        ("DELETE", "/files/file-none", None),
+        ("POST", "/embeddings", {"model": "wordllama-l2-supercat-256", "input": [[1, 2]]}),
+        ("POST", "/embeddings", {"model": "wordllama-l2-supercat-256", "input": {"a": 1}}),
+        ("POST", "/embeddings", {"input": "x"}),
+        ("POST", "/embeddings", {"model": "error-400", "input": "x"}),
+    ],
+)
+def test_bad_requests_get_an_error_envelope_not_a_500(
+    gateway: ServedApp, client: OpenAI, method: str, path: str, body: Any
+) -> None:
+    store = client.vector_stores.create(name="bad-input")
+    response = httpx.request(
+        method,
+        f"{gateway.url}/v1{path.replace('{id}', store.id)}",
+        headers={"authorization": f"Bearer {API_KEY}"},
+        json=body,
+    )
+    assert 400 <= response.status_code < 500, response.text
+    error = response.json()["error"]
+    assert error["message"] and error["type"]
+
+
+def test_malformed_json_and_empty_pdf_uploads(gateway: ServedApp) -> None:
+    auth = {"authorization": f"Bearer {API_KEY}", "content-type": "application/json"}
+    broken = httpx.post(f"{gateway.url}/v1/vector_stores", headers=auth, content=b"{nope")
+    assert broken.status_code == 400
+    pdf = httpx.post(
+        f"{gateway.url}/v1/files",
+        headers={"authorization": f"Bearer {API_KEY}"},
+        files={"file": ("empty.pdf", b"")},
+    )
+    assert pdf.status_code == 400 and pdf.json()["error"]["code"] == "unsupported_file"

@@ -172,3 +172,17 @@ async def test_text_postgresql_cannot_hold_is_stored_and_looked_up_safely(
     await library.add_text(store, "The tower\x00 was finished in 1889.", "t\x00.txt")
     hits = await library.search([store.id], "tower\x00 1889", 3)
     assert hits and hits[0].text.startswith("The tower\ufffd")
+
+
+async def test_a_small_store_is_found_behind_a_large_one(library: Library) -> None:
+    big = await library.store.create_store("k1", None, None, "m", 800, 400)
+    small = await library.store.create_store("k1", None, None, "m", 800, 400)
+    kiwis = [f"Kiwi fact number {i}: kiwis are birds." for i in range(260)]
+    await library.add_chunks(big, kiwis, "big")
+    await library.add_chunks(small, ["A kiwi egg is large.", "Kiwis sleep by day."], "small")
+    found = await library.store.keyword_search([small.id], "kiwi kiwis", 10)
+    assert len(found) == 2
+    rows = await library.store.chunks([c for c, _ in found])
+    assert {row.store_id for row in rows.values()} == {small.id}
+    both = await library.store.keyword_search([big.id, small.id], "kiwi kiwis", 300)
+    assert len(both) == 262

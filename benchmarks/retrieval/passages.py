@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -139,6 +140,7 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=0.3)
     args = parser.parse_args()
     result = asyncio.run(run(args))
+    result["load_average"] = [round(x, 2) for x in os.getloadavg()]  # a busy machine skews times
     print(f"{'mode':<8} {'recall@1':>9} {'recall@10':>10} {'MRR@10':>8}")
     for mode, row in result["modes"].items():
         name = "BM25" if mode == "keyword" else mode

@@ -13,7 +13,14 @@ from typing import Protocol
 
 from crossroads.storage.cache_store import CacheStore
 
-__all__ = ["CacheBackend", "DatabaseBackend", "MemoryBackend", "RedisBackend", "SemanticEntry"]
+__all__ = [
+    "CacheBackend",
+    "DatabaseBackend",
+    "MemoryBackend",
+    "RedisBackend",
+    "SemanticEntry",
+    "TieredBackend",
+]
 
 # (context, question, float32 vector bytes)
 SemanticEntry = tuple[str, str, bytes]
@@ -23,6 +30,10 @@ class CacheBackend(Protocol):
     shared: bool  # whether other processes see its entries
 
     async def get(self, namespace: str, key: str) -> bytes | None: ...
+
+    async def get_many(self, namespace: str, keys: list[str]) -> list[bytes | None]:
+        """Several entries in one round trip (the exact key and the semantic candidate)."""
+        ...
 
     async def put(
         self,
@@ -59,6 +70,9 @@ class MemoryBackend:
         self._entries.move_to_end((namespace, key))
         return entry[1]
 
+    async def get_many(self, namespace: str, keys: list[str]) -> list[bytes | None]:
+        return [await self.get(namespace, key) for key in keys]
+
     async def put(
         self,
         namespace: str,
@@ -91,6 +105,10 @@ class DatabaseBackend:
 
     async def get(self, namespace: str, key: str) -> bytes | None:
         return await self.store.get(namespace, key)
+
+    async def get_many(self, namespace: str, keys: list[str]) -> list[bytes | None]:
+        found = await self.store.get_many(namespace, keys)
+        return [found.get(key) for key in keys]
 
     async def put(
         self,
@@ -133,6 +151,10 @@ class RedisBackend:
         value = await self._redis.get(self._key(namespace, key))
         return bytes(value) if value is not None else None
 
+    async def get_many(self, namespace: str, keys: list[str]) -> list[bytes | None]:
+        values = await self._redis.mget([self._key(namespace, key) for key in keys])
+        return [bytes(v) if v is not None else None for v in values]
+
     async def put(
         self,
         namespace: str,
@@ -163,3 +185,45 @@ class RedisBackend:
 
     async def aclose(self) -> None:
         await self._redis.aclose()
+
+
+class TieredBackend:
+    """This process's memory in front of a database backend: an answer stored here is
+    served from memory until it expires (a hit without a database round trip); one stored
+    by another process is read from the database."""
+
+    shared = True
+
+    def __init__(self, front: MemoryBackend, back: DatabaseBackend) -> None:
+        self.front = front
+        self.back = back
+
+    async def get(self, namespace: str, key: str) -> bytes | None:
+        return (await self.get_many(namespace, [key]))[0]
+
+    async def get_many(self, namespace: str, keys: list[str]) -> list[bytes | None]:
+        found = await self.front.get_many(namespace, keys)
+        if any(value is not None for value in found):
+            # Memory answers alone: an exact entry only another process stored may then
+            # lose to a semantic one held here, which is still a valid answer.
+            return found
+        return await self.back.get_many(namespace, keys)
+
+    async def put(
+        self,
+        namespace: str,
+        key: str,
+        payload: bytes,
+        ttl: float,
+        semantic: SemanticEntry | None = None,
+    ) -> None:
+        await self.front.put(namespace, key, payload, ttl)
+        await self.back.put(namespace, key, payload, ttl, semantic)
+
+    async def semantic_rows(
+        self, namespace: str, context: str
+    ) -> list[tuple[str, str, bytes, float]]:
+        return await self.back.semantic_rows(namespace, context)
+
+    async def aclose(self) -> None:
+        await self.front.aclose()

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from crossroads.cache.backends import CacheBackend, DatabaseBackend, MemoryBackend, RedisBackend
+from crossroads.cache.backends import (
+    CacheBackend,
+    DatabaseBackend,
+    MemoryBackend,
+    RedisBackend,
+    TieredBackend,
+)
 from crossroads.cache.config import CacheConfig
 from crossroads.cache.responses import ResponseCache
 from crossroads.retrieval.embedder import Embedder
@@ -18,7 +24,10 @@ def build_response_cache(
 ) -> ResponseCache:
     backend: CacheBackend
     if config.backend == "sqlite":
-        backend = DatabaseBackend(CacheStore(engine))  # the gateway's database, whichever
+        # The gateway's database (SQLite or PostgreSQL), behind this process's memory.
+        backend = TieredBackend(
+            MemoryBackend(config.max_entries), DatabaseBackend(CacheStore(engine))
+        )
     elif config.backend == "redis":
         url = config.url or state_url
         if not url or not url.startswith(("redis://", "rediss://", "unix://")):

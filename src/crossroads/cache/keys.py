@@ -163,29 +163,44 @@ _COMMON = frozenset(
     )
 )
 _WORD = re.compile(r"[^\W_][\w'’.-]*", re.UNICODE)
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-_QUOTED = re.compile(r"[\"“”'‘’]([^\"“”'‘’]{1,80})[\"“”'‘’]")
+_SENTENCE_END = re.compile(r"[.!?:;]\s*$")
+
+
+def _content_words(text: str) -> dict[str, bool]:
+    """Casefolded content words → whether the word is salient where it stands: a number, a
+    capitalised word inside a sentence (a name), or any word of a text written without
+    capitals (where names cannot be told apart). A capitalised sentence opener is not
+    salient: it is capitalised because it opens the sentence."""
+    cased = any(c.isupper() for c in text)
+    out: dict[str, bool] = {}
+    for match in _WORD.finditer(text):
+        raw = match.group(0).rstrip(".-'’")
+        word = raw.casefold().removesuffix("'s").removesuffix("’s")
+        word = word[:-3] + "ize" if word.endswith("ise") and len(word) > 5 else word
+        if not word or word in _COMMON:
+            continue
+        opener = not text[: match.start()].strip() or bool(
+            _SENTENCE_END.search(text[: match.start()])
+        )
+        if any(c.isdigit() for c in word) or not cased:
+            salient = True
+        else:
+            salient = any(c.isupper() for c in raw) and (
+                not opener or any(c.isupper() for c in raw[1:])
+            )
+        out[word] = out.get(word, False) or salient
+    return out
 
 
 def salient_terms(text: str) -> frozenset[str]:
-    """Names, numbers and quoted phrases: the words a paraphrase keeps and a different
-    question changes. A name is a capitalised word that is not a common opener/pronoun, or
-    a word with a capital inside (iPhone, McDonald)."""
-    terms: set[str] = set()
-    for match in _NUMBER.finditer(text):
-        terms.add(match.group(0).replace(",", ""))
-    for match in _QUOTED.finditer(text):
-        terms.add(match.group(1).casefold())
-    for match in _WORD.finditer(text):
-        word = match.group(0).rstrip(".-'’")
-        if not word or word[0].isdigit():
-            continue
-        if any(c.isupper() for c in word) and word.casefold() not in _COMMON:
-            terms.add(word.casefold().removesuffix("'s").removesuffix("’s"))
-    return frozenset(terms)
+    """The words of `text` that a paraphrase must keep: numbers and names."""
+    return frozenset(word for word, salient in _content_words(text).items() if salient)
 
 
 def veto(asked: str, stored: str) -> bool:
-    """True when the two questions must not share an answer: their names or numbers
-    differ."""
-    return salient_terms(asked) != salient_terms(stored)
+    """True when the two questions must not share an answer: a word that one has and the
+    other lacks is a name or a number (or any word, in a text without capitals)."""
+    a, b = _content_words(asked), _content_words(stored)
+    return any(salient for word, salient in a.items() if word not in b) or any(
+        salient for word, salient in b.items() if word not in a
+    )

@@ -53,23 +53,28 @@ class ResponseCache:
         self.index = SemanticIndex()
 
     async def lookup(self, namespace: str, probe: Probe, threshold: float) -> CacheHit | None:
-        payload = await self.backend.get(namespace, probe.key)
-        if payload is not None:
-            return CacheHit(orjson.loads(payload), "exact")
+        """The exact entry, else the nearest question's that passes the threshold and the
+        veto; both read from the backend in one round trip."""
         if probe.asked is None:
-            return None
+            payload = await self.backend.get(namespace, probe.key)
+            return CacheHit(orjson.loads(payload), "exact") if payload is not None else None
         context, question = probe.asked
         if self.backend.shared and self.index.stale(namespace, context):
             await self._load(namespace, context)
         probe.vector = self._vector(question)
         match = self.index.nearest(namespace, context, probe.vector)
-        if match is None or match.similarity < threshold or veto(question, match.question):
-            return None
-        payload = await self.backend.get(namespace, match.key)
-        if payload is None:
+        if match is not None and (
+            match.key == probe.key or match.similarity < threshold or veto(question, match.question)
+        ):
+            match = None
+        keys = [probe.key] if match is None else [probe.key, match.key]
+        found = await self.backend.get_many(namespace, keys)
+        if found[0] is not None:
+            return CacheHit(orjson.loads(found[0]), "exact")
+        if match is None or found[1] is None:
             return None
         return CacheHit(
-            orjson.loads(payload), "semantic", round(match.similarity, 4), match.question
+            orjson.loads(found[1]), "semantic", round(match.similarity, 4), match.question
         )
 
     async def store(

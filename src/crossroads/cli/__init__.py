@@ -13,6 +13,7 @@ from __future__ import annotations
 import typer
 
 from crossroads.cli.chat import chat
+from crossroads.cli.collections import collections_app
 from crossroads.cli.configuration import config_app
 from crossroads.cli.datasets import datasets_app
 from crossroads.cli.evaluate import evaluate
@@ -43,6 +44,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(router_app, name="router")
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(finetune_app, name="finetune")
+app.add_typer(collections_app, name="collections")
 
 
 def main() -> None:

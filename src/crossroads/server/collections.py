@@ -5,7 +5,8 @@ creates, lists, reads and deletes collections; files are added with
 `POST /v1/vector_stores/{id}/files` and plain text with `POST /v1/vector_stores/{id}/texts`
 (an extension); `POST /v1/vector_stores/{id}/search` ranks chunks (`mode`: hybrid, keyword,
 vector). Everything belongs to the key that made it: another key's id answers 404, exactly
-like an id that does not exist.
+like an id that does not exist; virtual keys of one team share the team's
+(`retrieval/owners.py`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from crossroads.protocol.json_body import decode_json_body
 from crossroads.protocol.validation import validate_body
 from crossroads.retrieval.chunking import DEFAULT_OVERLAP, DEFAULT_SIZE, ChunkingStrategy
 from crossroads.retrieval.library import Library
+from crossroads.retrieval.owners import collection_owner
 from crossroads.retrieval.parsing import UnreadableFile, extract_text, file_kind
 from crossroads.retrieval.search import Hit
 from crossroads.server.responses import JSONResponse, error_response
@@ -93,10 +95,6 @@ class SearchBody(BaseModel):
     ranking_options: _Ranking | None = None
     rewrite_query: bool | None = None
     filters: dict[str, Any] | None = None
-
-
-def _owner(key_id: str | None) -> str:
-    return key_id or ""
 
 
 def file_json(row: StoredFile) -> dict[str, Any]:
@@ -176,7 +174,8 @@ def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             )
             if state.library is None:
                 raise GatewayError(503, "Collections are not available.", code="unavailable")
-            return await handler(request, state, _owner(caller.key_id), state.library)
+            owner = collection_owner(caller.key_id, caller.virtual_key)
+            return await handler(request, state, owner, state.library)
         except GatewayError as exc:
             return error_response(exc)
         except (sa_exc.SQLAlchemyError, OSError):

@@ -18,6 +18,7 @@ from crossroads.pipeline.context import PreparedChat
 from crossroads.pipeline.stages import Stage
 from crossroads.protocol.errors import GatewayError
 from crossroads.retrieval.library import Library
+from crossroads.retrieval.owners import collection_owner
 from crossroads.retrieval.search import Hit
 
 __all__ = ["RetrievalKind", "RetrievalStage", "passages_message"]
@@ -142,7 +143,8 @@ class RetrievalStage(Stage):
         return list(dict.fromkeys(resolved))
 
     async def before(self, chat: PreparedChat) -> dict[str, Any] | None:
-        store_ids = await self._owned(chat.context.key_id or "")
+        context = chat.context
+        store_ids = await self._owned(collection_owner(context.key_id, context.virtual_key))
         messages = chat.body["messages"]
         query = _last_user_text(messages)
         hits = await self.library.search(store_ids, query, self.asked.limit) if query else []

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crossroads.storage.migrate import upgrade
 from crossroads.storage.schema import response_cache
+from crossroads.storage.storable import storable_text
 
 __all__ = ["CacheStore", "SemanticRow"]
 
@@ -27,6 +28,7 @@ class CacheStore:
         await upgrade(self._engine)
 
     async def get(self, namespace: str, key: str) -> bytes | None:
+        namespace = storable_text(namespace)  # caller text; PostgreSQL refuses NUL
         query = sa.select(response_cache.c.payload).where(
             response_cache.c.namespace == namespace,
             response_cache.c.key == key,
@@ -35,6 +37,16 @@ class CacheStore:
         async with self._engine.connect() as connection:
             value = (await connection.execute(query)).scalar()
         return bytes(value) if value is not None else None
+
+    async def get_many(self, namespace: str, keys: list[str]) -> dict[str, bytes]:
+        namespace = storable_text(namespace)
+        query = sa.select(response_cache.c.key, response_cache.c.payload).where(
+            response_cache.c.namespace == namespace,
+            response_cache.c.key.in_(keys),
+            response_cache.c.expires_at > time.time(),
+        )
+        async with self._engine.connect() as connection:
+            return {r[0]: bytes(r[1]) for r in await connection.execute(query)}
 
     async def put(
         self,
@@ -45,6 +57,8 @@ class CacheStore:
         semantic: tuple[str, str, bytes] | None = None,
     ) -> None:
         context, question, vector = semantic or (None, None, None)
+        namespace = storable_text(namespace)
+        question = None if question is None else storable_text(question)
         row = {
             "namespace": namespace,
             "key": key,
@@ -60,6 +74,7 @@ class CacheStore:
             await connection.execute(response_cache.insert().values(**row))
 
     async def semantic_rows(self, namespace: str, context: str) -> list[SemanticRow]:
+        namespace = storable_text(namespace)
         query = sa.select(
             response_cache.c.key, response_cache.c.question, response_cache.c.vector
         ).where(

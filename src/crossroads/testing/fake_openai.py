@@ -125,7 +125,7 @@ class FakeOpenAI(FakeUpstream):
         if request.method == "POST" and request.path == "/v1/chat/completions":
             return await self._chat(request, body)
         if request.method == "POST" and request.path == "/v1/embeddings":
-            return _embeddings(body)
+            return self._embeddings(request, body)
         if request.method == "GET" and request.path == "/v1/models":
             names = ("fixed", "echo", "tool")
             data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in names]
@@ -208,6 +208,18 @@ class FakeOpenAI(FakeUpstream):
         return json_response(
             {**head, "choices": choices, **({} if behaviour.no_usage else {"usage": usage})}
         )
+
+    def _embeddings(self, request: web.Request, body: Any) -> web.StreamResponse:
+        """An `error=` behaviour named by the model answers with that error; anything else
+        gets deterministic vectors."""
+        model = str(body.get("model") or "fixed") if isinstance(body, dict) else "fixed"
+        try:
+            behaviour = self.behaviour_for(model)
+        except BehaviourError:
+            behaviour = None
+        if behaviour is not None and behaviour.error is not None:
+            return _directed_error(behaviour, request.headers.get("Authorization", ""))
+        return _embeddings(body)
 
 
 def _embeddings(body: Any) -> web.StreamResponse:
