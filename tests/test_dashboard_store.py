@@ -4,6 +4,7 @@ the histograms where they should."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -101,6 +102,9 @@ async def test_backfill_equals_the_writer_hook(engine: AsyncEngine) -> None:
     rollups = Rollups(engine)
     for start in range(0, len(records), 37):
         await rollups.add(records[start : start + 37])
+    assert rollups.pending > 0
+    await rollups.aclose()
+    assert rollups.pending == 0
     hooked = await _rollup(engine)
     assert hooked == backfilled
     assert {grain for grain, *_ in hooked} == set(ROLLUP_GRAINS)
@@ -113,11 +117,17 @@ async def test_backfill_equals_the_writer_hook(engine: AsyncEngine) -> None:
 async def test_writer_hook_keeps_totals_equal_to_the_log(engine: AsyncEngine) -> None:
     store = LogStore(engine)
     await store.open()
-    writer = LogWriter(store, on_written=Rollups(engine).add)
+    rollups = Rollups(engine, interval=0.01)
+    writer = LogWriter(store, on_written=rollups.add, max_batch=40)
     records = _records(250, seed=3)
     for record in records:
         writer.submit(record)
     await writer.flush()
+    for _ in range(3000):  # the timer writes the sums soon after (30 s at most here)
+        if not rollups.pending:
+            break
+        await asyncio.sleep(0.01)
+    assert rollups.pending == 0
     dashboard = DashboardStore(engine)
     end = T0 + timedelta(days=3)
     (total,) = await dashboard.totals(T0, end, by=None)

@@ -124,10 +124,9 @@ def create_app(config: Config, stages: Sequence[StageKind] = ()) -> Starlette:
         await log_store.open()  # migrates every table, virtual keys' too
         key_store = KeyStore(engine)
         key_cache = KeyCache(key_store)
+        rollups = Rollups(engine, interval=config.storage.flush_interval)  # for the dashboard
         log_writer = LogWriter(
-            log_store,
-            flush_interval=config.storage.flush_interval,
-            on_written=Rollups(engine).add,  # the dashboard's hourly rollup
+            log_store, flush_interval=config.storage.flush_interval, on_written=rollups.add
         )
         await log_writer.start()
         providers = build_providers(config)
@@ -208,6 +207,7 @@ def create_app(config: Config, stages: Sequence[StageKind] = ()) -> Starlette:
             await gateway.drain()
             await counters.aclose()
             await log_writer.close()
+            await rollups.aclose()
             await log_store.close()
 
     return GatewayApp(
