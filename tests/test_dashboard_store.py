@@ -26,6 +26,7 @@ from crossroads.storage.schema import (
     ROLLUP_GRAINS,
     request_rollup,
 )
+from crossroads.storage.storable import indexed_text
 from crossroads.storage.writer import LogWriter
 from tests.conftest import postgres_engine
 
@@ -189,3 +190,24 @@ def test_rollup_skips_values_the_log_would_not_store() -> None:
     assert row["latency_sum"] == 0.0
     assert row["prompt_tokens"] == 0
     assert row["requests"] == 1
+
+
+async def test_a_model_name_with_a_nul_is_summed_as_the_log_stores_it(engine: AsyncEngine) -> None:
+    # PostgreSQL refuses a NUL in text: the rollup once failed for its whole batch.
+    store = LogStore(engine)
+    await store.open()
+    rollups = Rollups(engine)
+    writer = LogWriter(store, on_written=rollups.add)
+    hostile = "{{7*7}}\x00\x01" + "m" * 600
+    for model in (hostile, "plain"):
+        record = _records(1)[0]
+        record.model_requested, record.model_served, record.status_code = model, None, 400
+        writer.submit(record)
+    await writer.flush()
+    await rollups.aclose()
+    by_model = {
+        t.name: t.requests
+        for t in await DashboardStore(engine).totals(T0, T0 + timedelta(days=1), by="model")
+    }
+    assert by_model == {indexed_text(hostile): 1, "plain": 1}
+    await store.close()

@@ -36,6 +36,7 @@ from crossroads.storage.schema import (
     request_log,
     request_rollup,
 )
+from crossroads.storage.storable import indexed_text
 
 __all__ = [
     "Breakdown",
@@ -133,11 +134,13 @@ def _accumulate(fine: Fine, records: Iterable[LogRecord]) -> None:
             hour = created.replace(minute=0, second=0, microsecond=0)
         else:
             hour = hour_of(created)
+        # As the log's own indexed columns hold them (no NUL, which PostgreSQL refuses, and
+        # at most 512 characters), so that a rollup row names what a log filter matches.
         key = (
             hour,
-            record.key_id or "",
-            record.model_served or record.model_requested or "",
-            record.provider or "",
+            indexed_text(record.key_id or ""),
+            indexed_text(record.model_served or record.model_requested or ""),
+            indexed_text(record.provider or ""),
         )
         row = fine.get(key)
         if row is None:
