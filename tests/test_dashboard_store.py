@@ -211,3 +211,37 @@ async def test_a_model_name_with_a_nul_is_summed_as_the_log_stores_it(engine: As
     }
     assert by_model == {indexed_text(hostile): 1, "plain": 1}
     await store.close()
+
+
+async def test_sums_survive_a_failed_write(engine: AsyncEngine) -> None:
+    rollups = Rollups(engine, interval=3600)
+    records = _records(30)
+    await rollups.add(records)
+    with pytest.raises(sa.exc.DBAPIError):
+        await rollups.flush()  # no table yet: the schema was never migrated
+    assert rollups.pending > 0
+    await LogStore(engine).open()
+    await rollups.aclose()
+    assert rollups.pending == 0
+    (total,) = await DashboardStore(engine).totals(T0, T0 + timedelta(days=1), by=None)
+    assert total.requests == 30
+
+
+async def test_a_failing_hook_never_stops_the_log(engine: AsyncEngine) -> None:
+    store = LogStore(engine)
+    await store.open()
+    calls: list[int] = []
+
+    async def broken(batch: object) -> None:
+        calls.append(len(batch))  # type: ignore[arg-type]
+        raise RuntimeError("rollup down")
+
+    writer = LogWriter(store, on_written=broken, max_batch=10)
+    for record in _records(25):
+        writer.submit(record)
+    await writer.flush()
+    assert writer.written == 25
+    assert writer.pending == 0
+    assert sum(calls) == 25
+    assert len(await store.query(limit=100)) == 25
+    await store.close()
