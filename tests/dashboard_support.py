@@ -82,8 +82,10 @@ def dashboard_gateway(fake: FakeOpenAI, database: Path) -> Iterator[Traffic]:
                 OpenAI(base_url=f"{served.url}/v1", api_key=OTHER_KEY, max_retries=0) as other,
                 OpenAI(base_url=f"{served.url}/v1", api_key=secret, max_retries=0) as virtual,
             ):
-                for model in ("fixed", "echo", "error-500", "error-429", "fixed"):
+                for model in ("fixed", "error-500", "error-429"):
                     _ask(main, model)
+                for model in ("echo", "fixed"):
+                    _ask(main, model, metadata={"team": "x"})
                 _ask(main, "byok", openai_api_key=BYOK)
                 for model in ("echo", "error-400"):
                     _ask(other, model)

@@ -207,7 +207,11 @@ class Pages:
         records, has_more = await _state(request).log_store.page(
             limit=query.limit, key_id=viewer.key_id, **query.filters
         )
-        shown = {k: v for k, v in request.query_params.items() if k in LOG_PARAMETERS}
+        shown = {
+            k: v
+            for k, v in request.query_params.items()
+            if k in LOG_PARAMETERS or k.startswith(("metadata.", "extra."))
+        }
         return {
             "records": records,
             "has_more": has_more,
