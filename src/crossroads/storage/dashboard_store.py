@@ -75,10 +75,6 @@ def hour_of(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
-def _bucket(value: float) -> int:
-    return bisect.bisect_left(LATENCY_BOUNDS_MS, value)
-
-
 def percentile(counts: Sequence[int], q: float) -> float | None:
     """The `q` quantile (0–1) of a latency histogram, in ms; None when it is empty.
 
