@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from openai import OpenAI
 
 from crossroads.server.auth import MASTER_KEY_ENV
@@ -43,6 +45,24 @@ def _ask(sdk: OpenAI, model: str, **extra: object) -> None:
         )
 
 
+def _await_rollup(served: ServedApp) -> None:
+    """Wait until the rollup (written on a short timer after the log) counts every record."""
+    engine = served.app.state.crossroads.log_store.engine
+
+    async def counts() -> tuple[int, int]:
+        async with engine.connect() as connection:
+            logged = await connection.scalar(sa.text("SELECT count(*) FROM request_log"))
+            rolled = await connection.scalar(
+                sa.text("SELECT coalesce(sum(requests), 0) FROM request_rollup WHERE grain = 'all'")
+            )
+        return int(logged or 0), int(rolled or 0)
+
+    deadline = time.monotonic() + 20
+    while (found := served.call(counts()))[0] != found[1]:
+        assert time.monotonic() < deadline, f"rollup behind the log: {found}"
+        time.sleep(0.02)
+
+
 @contextlib.contextmanager
 def dashboard_gateway(fake: FakeOpenAI, database: Path) -> Iterator[Traffic]:
     """A gateway with a master key, keys `main` (logs = "all") and `other` (own), a virtual
@@ -62,14 +82,17 @@ def dashboard_gateway(fake: FakeOpenAI, database: Path) -> Iterator[Traffic]:
                 OpenAI(base_url=f"{served.url}/v1", api_key=OTHER_KEY, max_retries=0) as other,
                 OpenAI(base_url=f"{served.url}/v1", api_key=secret, max_retries=0) as virtual,
             ):
-                for model in ("fixed", "echo", "error-500", "error-429", "fixed"):
+                for model in ("fixed", "error-500", "error-429"):
                     _ask(main, model)
+                for model in ("echo", "fixed"):
+                    _ask(main, model, metadata={"team": "x"})
                 _ask(main, "byok", openai_api_key=BYOK)
                 for model in ("echo", "error-400"):
                     _ask(other, model)
                 _ask(virtual, "fixed")
             flush_log(served)
             store = served.app.state.crossroads.log_store
+            _await_rollup(served)
             main_ids = [r.id for r in served.call(store.query(key_id="main"))]
             other_ids = [r.id for r in served.call(store.query(key_id="other"))]
             yield Traffic(served, secret, hash_secret(secret), main_ids, other_ids)

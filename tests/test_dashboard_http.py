@@ -4,7 +4,9 @@ page ever shows a secret (keys, key hashes, a caller's own upstream key)."""
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Iterator
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -146,6 +148,19 @@ def test_filters_are_the_log_apis(traffic: Traffic) -> None:
     paged = _get(traffic, "/ui/logs/rows", API_KEY, limit="2").text
     assert paged.count("data-id=") == 2
     assert 'id="next-page"' in paged
+    # The next page keeps every filter, metadata ones included.
+    tagged = _get(traffic, "/ui/logs/rows", API_KEY, **{"metadata.team": "x"}).text
+    assert tagged.count("data-id=") == 2
+    first = _get(traffic, "/ui/logs/rows", API_KEY, limit="1", **{"metadata.team": "x"}).text
+    (link,) = re.findall(r'hx-get="(/ui/logs/rows\?[^"]*)"', first)
+    query = parse_qs(urlsplit(html.unescape(link)).query)
+    assert query["metadata.team"] == ["x"]
+    assert query["limit"] == ["1"]
+    second = httpx.get(
+        f"{traffic.served.url}{html.unescape(link)}", headers={"authorization": f"Bearer {API_KEY}"}
+    ).text
+    assert second.count("data-id=") == 1
+    assert 'id="next-page"' not in second
 
 
 @pytest.mark.parametrize(

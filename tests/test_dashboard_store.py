@@ -4,6 +4,7 @@ the histograms where they should."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -102,6 +103,9 @@ async def test_backfill_equals_the_writer_hook(engine: AsyncEngine) -> None:
     rollups = Rollups(engine)
     for start in range(0, len(records), 37):
         await rollups.add(records[start : start + 37])
+    assert rollups.pending > 0
+    await rollups.aclose()
+    assert rollups.pending == 0
     hooked = await _rollup(engine)
     assert hooked == backfilled
     assert {grain for grain, *_ in hooked} == set(ROLLUP_GRAINS)
@@ -114,11 +118,17 @@ async def test_backfill_equals_the_writer_hook(engine: AsyncEngine) -> None:
 async def test_writer_hook_keeps_totals_equal_to_the_log(engine: AsyncEngine) -> None:
     store = LogStore(engine)
     await store.open()
-    writer = LogWriter(store, on_written=Rollups(engine).add)
+    rollups = Rollups(engine, interval=0.01)
+    writer = LogWriter(store, on_written=rollups.add, max_batch=40)
     records = _records(250, seed=3)
     for record in records:
         writer.submit(record)
     await writer.flush()
+    for _ in range(3000):  # the timer writes the sums soon after (30 s at most here)
+        if not rollups.pending:
+            break
+        await asyncio.sleep(0.01)
+    assert rollups.pending == 0
     dashboard = DashboardStore(engine)
     end = T0 + timedelta(days=3)
     (total,) = await dashboard.totals(T0, end, by=None)
@@ -186,16 +196,52 @@ async def test_a_model_name_with_a_nul_is_summed_as_the_log_stores_it(engine: As
     # PostgreSQL refuses a NUL in text: the rollup once failed for its whole batch.
     store = LogStore(engine)
     await store.open()
-    writer = LogWriter(store, on_written=Rollups(engine).add)
+    rollups = Rollups(engine)
+    writer = LogWriter(store, on_written=rollups.add)
     hostile = "{{7*7}}\x00\x01" + "m" * 600
     for model in (hostile, "plain"):
         record = _records(1)[0]
         record.model_requested, record.model_served, record.status_code = model, None, 400
         writer.submit(record)
     await writer.flush()
+    await rollups.aclose()
     by_model = {
         t.name: t.requests
         for t in await DashboardStore(engine).totals(T0, T0 + timedelta(days=1), by="model")
     }
     assert by_model == {indexed_text(hostile): 1, "plain": 1}
+    await store.close()
+
+
+async def test_sums_survive_a_failed_write(engine: AsyncEngine) -> None:
+    rollups = Rollups(engine, interval=3600)
+    records = _records(30)
+    await rollups.add(records)
+    with pytest.raises(sa.exc.DBAPIError):
+        await rollups.flush()  # no table yet: the schema was never migrated
+    assert rollups.pending > 0
+    await LogStore(engine).open()
+    await rollups.aclose()
+    assert rollups.pending == 0
+    (total,) = await DashboardStore(engine).totals(T0, T0 + timedelta(days=1), by=None)
+    assert total.requests == 30
+
+
+async def test_a_failing_hook_never_stops_the_log(engine: AsyncEngine) -> None:
+    store = LogStore(engine)
+    await store.open()
+    calls: list[int] = []
+
+    async def broken(batch: object) -> None:
+        calls.append(len(batch))  # type: ignore[arg-type]
+        raise RuntimeError("rollup down")
+
+    writer = LogWriter(store, on_written=broken, max_batch=10)
+    for record in _records(25):
+        writer.submit(record)
+    await writer.flush()
+    assert writer.written == 25
+    assert writer.pending == 0
+    assert sum(calls) == 25
+    assert len(await store.query(limit=100)) == 25
     await store.close()

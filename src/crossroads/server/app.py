@@ -163,10 +163,9 @@ def create_app(
             cache_config, engine, library.embedder, config.storage.state_url
         )
         key_cache = KeyCache(key_store)
+        rollups = Rollups(engine, interval=config.storage.flush_interval)  # for the dashboard
         log_writer = LogWriter(
-            log_store,
-            flush_interval=config.storage.flush_interval,
-            on_written=Rollups(engine).add,  # the dashboard's hourly rollup
+            log_store, flush_interval=config.storage.flush_interval, on_written=rollups.add
         )
         await log_writer.start()
         providers = build_providers(config)
@@ -259,6 +258,7 @@ def create_app(
             await response_cache.aclose()
             await counters.aclose()
             await log_writer.close()
+            await rollups.aclose()
             await log_store.close()
             if traced is not None:
                 await asyncio.to_thread(traced.shutdown)

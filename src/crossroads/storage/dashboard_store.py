@@ -13,7 +13,9 @@ queries instead.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
+import contextlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -73,10 +75,6 @@ def hour_of(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
-def _bucket(value: float) -> int:
-    return bisect.bisect_left(LATENCY_BOUNDS_MS, value)
-
-
 def percentile(counts: Sequence[int], q: float) -> float | None:
     """The `q` quantile (0–1) of a latency histogram, in ms; None when it is empty.
 
@@ -98,9 +96,8 @@ def percentile(counts: Sequence[int], q: float) -> float | None:
     return float(LATENCY_BOUNDS_MS[-1])
 
 
-def _new_row(key: tuple[Any, ...]) -> dict[str, Any]:
-    row: dict[str, Any] = dict(zip(_KEYS, key, strict=True))
-    row.update(dict.fromkeys(_ADDED, 0))
+def _sums() -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(_ADDED, 0)
     row["cost"] = row["latency_sum"] = row["ttft_sum"] = 0.0
     return row
 
@@ -111,56 +108,76 @@ def _finite(value: Any) -> float | None:
     return float(value)
 
 
+# Sums per (hour, key_id, model, provider): what the writer's batches are added to, one
+# dict update per record; the grains are derived from it only when written (`_grained`).
+# Updating the six grains per record cost 34 µs a record, most of the writer's time.
+Fine = dict[tuple[Any, ...], dict[str, Any]]
+
+
 def rollup_rows(records: Iterable[LogRecord]) -> list[dict[str, Any]]:
-    """The records summed per grain, hour and dimension: the rows `Rollups.add` adds."""
-    rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+    """The records summed per grain, hour and dimension: the rows `Rollups` adds."""
+    fine: Fine = {}
+    _accumulate(fine, records)
+    return _grained(fine)
+
+
+def _accumulate(fine: Fine, records: Iterable[LogRecord]) -> None:
+    """Add `records` to `fine`, keyed by (hour, key_id, model, provider)."""
+    latency_names, ttft_names, bounds = _LATENCY, _TTFT, LATENCY_BOUNDS_MS
     for record in records:
-        hour = hour_of(record.created_at)
-        # As the log's own indexed columns hold them (no NUL, which PostgreSQL refuses,
-        # and at most 512 characters), so that a rollup row names what a log filter matches.
-        values = {
-            "key_id": indexed_text(record.key_id or ""),
-            "model": indexed_text(record.model_served or record.model_requested or ""),
-            "provider": indexed_text(record.provider or ""),
-        }
-        targets = []
+        created = record.created_at
+        if created.tzinfo is UTC:
+            hour = created.replace(minute=0, second=0, microsecond=0)
+        else:
+            hour = hour_of(created)
+        # As the log's own indexed columns hold them (no NUL, which PostgreSQL refuses, and
+        # at most 512 characters), so that a rollup row names what a log filter matches.
+        key = (
+            hour,
+            indexed_text(record.key_id or ""),
+            indexed_text(record.model_served or record.model_requested or ""),
+            indexed_text(record.provider or ""),
+        )
+        row = fine.get(key)
+        if row is None:
+            row = fine[key] = _sums()
+        row["requests"] += 1
+        status = record.status_code
+        if type(status) is int and status >= 400:
+            row["errors_4xx" if status < 500 else "errors_5xx"] += 1
+        if record.model_requested == "router":
+            row["routed"] += 1
+        cost = record.cost
+        if cost is not None and (cost := _finite(cost)) is not None:
+            row["cost"] += cost
+        for name in ("prompt_tokens", "completion_tokens"):
+            value = getattr(record, name)
+            if type(value) is int and 0 <= value < 2**31:
+                row[name] += value
+        latency = record.latency_ms
+        if latency is not None and (latency := _finite(latency)) is not None:
+            row["latency_sum"] += latency
+            row[latency_names[bisect.bisect_left(bounds, latency)]] += 1
+        ttft = record.ttft_ms
+        if ttft is not None and (ttft := _finite(ttft)) is not None:
+            row["ttft_sum"] += ttft
+            row[ttft_names[bisect.bisect_left(bounds, ttft)]] += 1
+
+
+def _grained(fine: Fine) -> list[dict[str, Any]]:
+    """The rows of every grain, summed from the finest sums."""
+    rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for (hour, key_id, model, provider), sums in fine.items():
+        values = {"key_id": key_id, "model": model, "provider": provider}
         for grain, split in ROLLUP_GRAINS.items():
-            key = (
-                grain,
-                values["key_id"] if "key_id" in split else "",
-                hour,
-                *(values[name] if name in split else "" for name in ("model", "provider")),
-            )
+            picked = [values[name] if name in split else "" for name in _DIMENSIONS]
+            key = (grain, picked[0], hour, picked[1], picked[2])
             row = rows.get(key)
             if row is None:
-                row = rows[key] = _new_row(key)
-            targets.append(row)
-        status = record.status_code if type(record.status_code) is int else 0
-        cost = _finite(record.cost) or 0.0
-        latency = _finite(record.latency_ms)
-        ttft = _finite(record.ttft_ms)
-        tokens = [
-            (name, value)
-            for name in ("prompt_tokens", "completion_tokens")
-            if type(value := getattr(record, name)) is int and 0 <= value < 2**31
-        ]
-        for row in targets:
-            row["requests"] += 1
-            if 400 <= status < 500:
-                row["errors_4xx"] += 1
-            elif status >= 500:
-                row["errors_5xx"] += 1
-            if record.model_requested == "router":
-                row["routed"] += 1
-            row["cost"] += cost
-            for name, value in tokens:
-                row[name] += value
-            if latency is not None:
-                row["latency_sum"] += latency
-                row[_LATENCY[_bucket(latency)]] += 1
-            if ttft is not None:
-                row["ttft_sum"] += ttft
-                row[_TTFT[_bucket(ttft)]] += 1
+                rows[key] = {**dict(zip(_KEYS, key, strict=True)), **sums}
+            else:
+                for name in _ADDED:
+                    row[name] += sums[name]
     return list(rows.values())
 
 
@@ -173,15 +190,29 @@ def _grain(by: Breakdown | None, key_id: str | None) -> str:
     return f"key_{by}" if key_id is not None else by
 
 
+_RECORDS_PER_STEP = 100
+
+
 class Rollups:
     """Adds written log records to `request_rollup`: the log writer's `on_written` hook.
 
-    An upsert that adds (`ON CONFLICT … DO UPDATE SET n = n + excluded.n`), so any number of
-    replicas can add to the same hour. Shares `engine` with its owner.
+    `add` only sums the records in memory; a timer writes the sums at most every `interval`
+    seconds, one upsert that adds (`ON CONFLICT … DO UPDATE SET n = n + excluded.n`), so
+    any number of replicas can add to the same hour. Upserting after every batch halved the
+    writer's throughput (5,500 → 2,900 records/s on SQLite, 5,700 → 2,400 on PostgreSQL);
+    summed across batches, the upserts are as few as the distinct hour × key × model rows a
+    few seconds of traffic touch. What is summed and not yet written is lost if the process
+    dies (the log itself is not): `aclose` writes it at shutdown. Shares `engine` with its
+    owner.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, interval: float = 2.0) -> None:
         self._engine = engine
+        self._interval = interval
+        self._pending: Fine = {}
+        self._in_flight = 0
+        self._timer: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
         insert = (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(
             request_rollup
         )
@@ -190,12 +221,69 @@ class Rollups:
             set_={name: request_rollup.c[name] + insert.excluded[name] for name in _ADDED},
         )
 
+    @property
+    def pending(self) -> int:
+        """Sums (per hour, key, model and provider) not yet written, a write under way's
+        included."""
+        return len(self._pending) + self._in_flight
+
     async def add(self, records: Sequence[LogRecord]) -> None:
-        rows = rollup_rows(records)
-        if not rows:
-            return
-        async with self._engine.begin() as connection:
-            await connection.execute(self._upsert, rows)
+        # About 4 µs a record, on the event loop: a step at a time, letting requests in
+        # between, as `LogStore.write` converts rows (a 500-record batch at once would hold
+        # requests in flight up for 2 ms).
+        for start in range(0, len(records), _RECORDS_PER_STEP):
+            if start:
+                await asyncio.sleep(0)
+            _accumulate(self._pending, records[start : start + _RECORDS_PER_STEP])
+        if self._pending and self._timer is None:
+            self._timer = asyncio.create_task(self._flush_later(), name="crossroads-rollup")
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(self._interval)
+        self._timer = None
+        try:
+            await self.flush()
+        except Exception:
+            _log.exception("rollup: writing %d rows failed; retrying", len(self._pending))
+            if self._pending and self._timer is None:
+                self._timer = asyncio.create_task(self._flush_later(), name="crossroads-rollup")
+
+    async def flush(self) -> None:
+        """Write every pending sum now. On failure they stay pending, and it raises."""
+        async with self._lock:
+            rows, self._pending = self._pending, {}
+            if not rows:
+                return
+            self._in_flight = len(rows)
+            try:
+                async with self._engine.begin() as connection:
+                    await connection.execute(self._upsert, _grained(rows))
+            except BaseException:
+                _merge(self._pending, rows)
+                raise
+            finally:
+                self._in_flight = 0
+
+    async def aclose(self) -> None:
+        """Stop the timer and write what is pending."""
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
+        await self.flush()
+
+
+def _merge(
+    into: dict[tuple[Any, ...], dict[str, Any]], rows: dict[tuple[Any, ...], dict[str, Any]]
+) -> None:
+    for key, row in rows.items():
+        target = into.get(key)
+        if target is None:
+            into[key] = row
+        else:
+            for name in _ADDED:
+                target[name] += row[name]
 
 
 @dataclass(slots=True)

@@ -207,7 +207,11 @@ class Pages:
         records, has_more = await _state(request).log_store.page(
             limit=query.limit, key_id=viewer.key_id, **query.filters
         )
-        shown = {k: v for k, v in request.query_params.items() if k in LOG_PARAMETERS}
+        shown = {
+            k: v
+            for k, v in request.query_params.items()
+            if k in LOG_PARAMETERS or k.startswith(("metadata.", "extra."))
+        }
         return {
             "records": records,
             "has_more": has_more,
@@ -335,11 +339,7 @@ class Pages:
             routing = routing if isinstance(routing, dict) else {}
             router = routing.get("router")
             decisions.append(
-                {
-                    "record": record,
-                    "chosen": routing.get("chosen"),
-                    "router": router if isinstance(router, dict) else {},
-                }
+                {"record": record, "chosen": routing.get("chosen"), "predicted": _predicted(router)}
             )
         store = DashboardStore(state.log_store.engine)
         served = [
@@ -356,6 +356,18 @@ class Pages:
             served=sorted(served, key=lambda t: -t.routed),
             feedback=await store.recent_feedback(limit=50, key_id=viewer.key_id),
         )
+
+
+def _predicted(router: Any) -> str:
+    """The router's predicted quality and cost for the model it chose, as shown."""
+    if not isinstance(router, dict) or not isinstance(router.get("candidates"), list):
+        return ""
+    for candidate in router["candidates"]:
+        if isinstance(candidate, dict) and candidate.get("model") == router.get("chosen"):
+            quality, cost = candidate.get("predicted_quality"), candidate.get("predicted_cost")
+            if type(quality) in (int, float) and type(cost) in (int, float):
+                return f"{router['chosen']}: quality {quality:.3f}, ${cost:.6f}"
+    return ""
 
 
 def _form_value(body: bytes, name: str) -> str | None:
