@@ -24,8 +24,10 @@ from crossroads.cli.common import (
 )
 
 if TYPE_CHECKING:
+    from crossroads.storage.log_reader import SqliteLogReader
     from crossroads.storage.log_store import StatusFilter
     from crossroads.storage.records import LogRecord
+    from crossroads.storage.usage_store import GroupBy
 
 __all__ = ["TSV_COLUMNS", "logs", "usage"]
 
@@ -61,7 +63,6 @@ def logs(
     full id, key, model, provider, status, error, prompt and completion tokens, cost USD,
     latency ms, session) under a header line, each flushed as it is written.
     """
-    import asyncio
     import contextlib
 
     from crossroads.storage.log_store import parse_status_filter
@@ -71,14 +72,17 @@ def logs(
     except ValueError as exc:
         raise fail(f"--status: {exc}") from None
     printer = _TablePrinter() if sys.stdout.isatty() else _TsvPrinter()
+    # Ctrl-C ends the command, --follow's included, as soon as it is pressed.
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(
-            _logs(database_url(config), printer, limit, model, parsed_status, session, follow)
-        )
+        reader = _open_reader(database_url(config))
+        try:
+            _print_logs(reader, printer, limit, model, parsed_status, session, follow)
+        finally:
+            reader.close()
 
 
-async def _logs(
-    url: str,
+def _print_logs(
+    reader: SqliteLogReader | _LogStoreReader,
     printer: _TablePrinter | _TsvPrinter,
     limit: int,
     model: str | None,
@@ -86,42 +90,79 @@ async def _logs(
     session: str | None,
     follow: bool,
 ) -> None:
-    import asyncio
-    import contextlib
-    import signal
+    import time
 
-    from crossroads.storage.database import create_engine
-    from crossroads.storage.log_store import LogStore
+    records = reader.query(model=model, status=status, session_id=session, limit=limit)
+    printer.print(list(reversed(records)), header=True)
+    seen = {r.id for r in records}
+    since = max((r.created_at for r in records), default=datetime.now(UTC))
+    while follow:
+        time.sleep(1.0)
+        fresh = reader.query(
+            start=since, model=model, status=status, session_id=session, limit=1000
+        )
+        fresh = [r for r in reversed(fresh) if r.id not in seen]
+        if fresh:
+            printer.print(fresh, header=False)
+            seen.update(r.id for r in fresh)
+            since = max(since, *(r.created_at for r in fresh))
 
-    store = LogStore(create_engine(url))
-    await store.open()
-    # Ctrl-C ends --follow between two polls rather than cancelling a query in flight: a
-    # database call cancelled half-way could leave the connection's worker thread waiting
-    # and the process unable to exit.
-    stop = asyncio.Event()
-    if follow:
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows
-            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
-    try:
-        records = await store.query(model=model, status=status, session_id=session, limit=limit)
-        printer.print(list(reversed(records)), header=True)
-        seen = {r.id for r in records}
-        since = max((r.created_at for r in records), default=datetime.now(UTC))
-        while follow and not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1.0)
-            if stop.is_set():
-                break
-            fresh = await store.query(
-                start=since, model=model, status=status, session_id=session, limit=1000
-            )
-            fresh = [r for r in reversed(fresh) if r.id not in seen]
-            if fresh:
-                printer.print(fresh, header=False)
-                seen.update(r.id for r in fresh)
-                since = max(since, *(r.created_at for r in fresh))
-    finally:
-        await store.close()
+
+def _open_reader(url: str) -> SqliteLogReader | _LogStoreReader:
+    """A SQLite file at the newest revision is read synchronously, without loading the
+    async database layer (see `crossroads.storage.log_reader`): most of these commands'
+    start-up time. Anything else is opened with `LogStore`, which creates or migrates the
+    database; SQLite is then read synchronously too."""
+    from crossroads.storage.log_reader import SqliteLogReader
+
+    reader = SqliteLogReader.open(url)
+    if reader is not None:
+        return reader
+    store = _LogStoreReader(url)
+    if store.dialect == "sqlite" and (reader := SqliteLogReader.open(url)) is not None:
+        store.close()
+        return reader
+    return store
+
+
+class _LogStoreReader:
+    """`LogStore` (and `usage_totals`) behind `SqliteLogReader`'s blocking methods, every
+    call run on one event loop: PostgreSQL, and a SQLite database to create or migrate."""
+
+    def __init__(self, url: str) -> None:
+        import asyncio
+
+        from crossroads.storage.database import create_engine
+        from crossroads.storage.log_store import LogStore
+
+        self._runner = asyncio.Runner()
+        self._store = LogStore(create_engine(url))
+        try:
+            self._runner.run(self._store.open())
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def dialect(self) -> str:
+        return self._store.engine.dialect.name
+
+    def query(self, **filters: Any) -> list[LogRecord]:
+        return self._runner.run(self._store.query(**filters))
+
+    def usage(
+        self, *, group_by: GroupBy, start: datetime | None, end: datetime | None
+    ) -> list[dict[str, Any]]:
+        from crossroads.storage.usage_store import usage_totals
+
+        totals = usage_totals(self._store.engine, group_by=group_by, start=start, end=end)
+        return self._runner.run(totals)
+
+    def close(self) -> None:
+        try:
+            self._runner.run(self._store.close())
+        finally:
+            self._runner.close()
 
 
 class _TsvPrinter:
@@ -197,8 +238,6 @@ def usage(
     as_json: JsonOption = False,
 ) -> None:
     """Usage and cost summed from the request log (reads the configured database directly)."""
-    import asyncio
-
     from crossroads.cli.common import print_json
     from crossroads.storage.usage_store import GROUPS
 
@@ -208,7 +247,11 @@ def usage(
         since, until = (_utc(datetime.fromisoformat(t)) if t else None for t in (start, end))
     except ValueError as exc:
         raise fail(f"--start/--end: {exc}") from None
-    rows = asyncio.run(_usage(database_url(config), group_by, since, until))
+    reader = _open_reader(database_url(config))
+    try:
+        rows = reader.usage(group_by=group_by, start=since, end=until)
+    finally:
+        reader.close()
     if as_json:
         print_json(rows)
         return
@@ -244,18 +287,3 @@ def _print_usage(rows: list[dict[str, Any]], group_by: str) -> None:
 
 def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
-async def _usage(
-    url: str, group_by: str, start: datetime | None, end: datetime | None
-) -> list[dict[str, Any]]:
-    from crossroads.storage.database import create_engine
-    from crossroads.storage.log_store import LogStore
-    from crossroads.storage.usage_store import usage_totals
-
-    store = LogStore(create_engine(url))
-    await store.open()
-    try:
-        return await usage_totals(store.engine, group_by=group_by, start=start, end=end)  # type: ignore[arg-type]
-    finally:
-        await store.close()

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import platformdirs
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry
+
+if TYPE_CHECKING:  # the command line's SQLite reader never loads the async layer
+    from sqlalchemy.ext.asyncio import AsyncEngine
+    from sqlalchemy.pool import ConnectionPoolEntry
 
 __all__ = [
     "configure_sqlite",
@@ -85,6 +87,8 @@ def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
     For a SQLite file the parent directory is created and every connection is switched
     to WAL with `synchronous=NORMAL`. `postgresql://` means asyncpg.
     """
+    from sqlalchemy.ext.asyncio import create_async_engine
+
     parsed = normalise_url(url)
     if parsed.get_backend_name() == "sqlite":
         path = sqlite_file(parsed)

@@ -15,11 +15,10 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crossroads.storage.database import configure_sqlite, sqlite_file
 from crossroads.storage.migrate import upgrade
@@ -33,14 +32,20 @@ from crossroads.storage.storable import (
     storable_text,
 )
 
+if TYPE_CHECKING:  # the synchronous reader (`log_reader`) imports this module without it
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
 __all__ = [
     "MAX_FILTER_KEY",
     "MAX_LIMIT",
     "LogStore",
     "StatusFilter",
     "check_filter_key",
+    "check_limit",
     "log_conditions",
     "parse_status_filter",
+    "records_query",
+    "to_record",
 ]
 
 _log = logging.getLogger("crossroads.storage")
@@ -205,7 +210,8 @@ _SELECTED = tuple(
 _JSON_FIELDS = frozenset(_FIELDS[i] for i in _JSON_INDEXES)
 
 
-def _to_record(row: RowMapping) -> LogRecord:
+def to_record(row: RowMapping) -> LogRecord:
+    """A row of `records_query` as the record that was written."""
     return LogRecord(
         **{
             name: readable_json(row[name]) if name in _JSON_FIELDS else row[name]
@@ -319,6 +325,24 @@ def log_conditions(
     return conditions
 
 
+def check_limit(limit: int) -> None:
+    """Raise ValueError for a page size `query` does not serve."""
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
+
+
+def records_query(dialect: str, limit: int, **filters: Any) -> sa.Select[Any]:
+    """The statement `LogStore.query` runs: the newest `limit` records matching `filters`
+    (see `log_conditions`), for an async engine or the command line's synchronous reader
+    (`log_reader`) alike; its rows become records with `to_record`."""
+    return (
+        sa.select(*_SELECTED)
+        .where(*log_conditions(dialect, **filters))
+        .order_by(request_log.c.created_at.desc(), request_log.c.id.desc())
+        .limit(limit)
+    )
+
+
 class LogStore:
     """The request log in one database. Owns `engine`: `close()` disposes of it."""
 
@@ -375,7 +399,7 @@ class LogStore:
         statement = sa.select(*_SELECTED).where(request_log.c.id == storable_text(id))
         async with self._engine.connect() as connection:
             row = (await connection.execute(statement)).mappings().first()
-        return None if row is None else _to_record(row)
+        return None if row is None else to_record(row)
 
     async def query(self, *, limit: int = 100, **filters: Any) -> list[LogRecord]:
         """Records newest first, by (`created_at`, `id`), matching every filter given.
@@ -388,53 +412,17 @@ class LogStore:
         of the previous page; an id that does not exist gives an empty page. Text compares
         as stored: a NUL in a filter matches the U+FFFD that replaced it.
         """
-        if not 1 <= limit <= MAX_LIMIT:
-            raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
+        check_limit(limit)
         return await self._select(limit, **filters)
 
     async def page(self, *, limit: int = 100, **filters: Any) -> tuple[list[LogRecord], bool]:
         """`query`'s first `limit` records, and whether more match after them."""
-        if not 1 <= limit <= MAX_LIMIT:
-            raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
+        check_limit(limit)
         records = await self._select(limit + 1, **filters)
         return records[:limit], len(records) > limit
 
-    async def _select(
-        self,
-        limit: int,
-        *,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        model: str | None = None,
-        status: StatusFilter | None = None,
-        session_id: str | None = None,
-        user: str | None = None,
-        tags: Sequence[str] = (),
-        metadata: Mapping[str, str] | None = None,
-        extra: Mapping[str, str] | None = None,
-        key_id: str | None = None,
-        before: str | None = None,
-    ) -> list[LogRecord]:
-        conditions = log_conditions(
-            self._engine.dialect.name,
-            start=start,
-            end=end,
-            model=model,
-            status=status,
-            session_id=session_id,
-            user=user,
-            tags=tags,
-            metadata=metadata,
-            extra=extra,
-            key_id=key_id,
-            before=before,
-        )
-        statement = (
-            sa.select(*_SELECTED)
-            .where(*conditions)
-            .order_by(request_log.c.created_at.desc(), request_log.c.id.desc())
-            .limit(limit)
-        )
+    async def _select(self, limit: int, **filters: Any) -> list[LogRecord]:
+        statement = records_query(self._engine.dialect.name, limit, **filters)
         async with self._engine.connect() as connection:
             rows = (await connection.execute(statement)).mappings().all()
-        return [_to_record(row) for row in rows]
+        return [to_record(row) for row in rows]

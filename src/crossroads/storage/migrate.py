@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["MIGRATIONS_DIR", "alembic_config", "head_revision", "upgrade"]
+__all__ = ["MIGRATIONS_DIR", "alembic_config", "at_head", "head_revision", "upgrade"]
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -65,6 +65,13 @@ def _current_revision(connection: Connection) -> str | None:
     return str(rows[0][0]) if len(rows) == 1 else None
 
 
+def at_head(connection: Connection) -> bool:
+    """Whether the database is known to be at the newest revision (one query, no Alembic);
+    False when it is not, or when only Alembic can tell."""
+    head = head_revision()
+    return head is not None and _current_revision(connection) == head
+
+
 def _upgrade(connection: Connection) -> None:
     from alembic import command
 
@@ -76,10 +83,9 @@ def _upgrade(connection: Connection) -> None:
 async def upgrade(engine: AsyncEngine) -> None:
     """Run `alembic upgrade head` against `engine`, in one transaction, unless the database
     is at the newest revision already."""
-    head = head_revision()
-    if head is not None:
+    if head_revision() is not None:
         async with engine.connect() as connection:
-            if await connection.run_sync(_current_revision) == head:
+            if await connection.run_sync(at_head):
                 return
     async with engine.begin() as connection:
         await connection.run_sync(_upgrade)

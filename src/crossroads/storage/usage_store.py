@@ -10,14 +10,17 @@ day), `model` (the public model that answered), `key`, `provider`.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.engine import RowMapping
 
 from crossroads.storage.schema import request_log
 
-__all__ = ["GROUPS", "GroupBy", "usage_totals"]
+if TYPE_CHECKING:  # the synchronous reader (`log_reader`) imports this module without it
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+__all__ = ["GROUPS", "GroupBy", "usage_query", "usage_row", "usage_totals"]
 
 GroupBy = Literal["day", "model", "key", "provider"]
 GROUPS: tuple[GroupBy, ...] = ("day", "model", "key", "provider")
@@ -37,17 +40,18 @@ def _group_column(group_by: GroupBy, dialect: str) -> sa.ColumnElement[Any]:
     return sa.func.substr(sa.cast(c.created_at, sa.Text()), 1, 10)  # naive UTC text
 
 
-async def usage_totals(
-    engine: AsyncEngine,
+def usage_query(
+    dialect: str,
     *,
     group_by: GroupBy,
     start: datetime | None = None,
     end: datetime | None = None,
     key_id: str | None = None,
-) -> list[dict[str, Any]]:
-    """One row per group: requests, errors, token counts and cost over `[start, end)`."""
+) -> sa.Select[Any]:
+    """The statement `usage_totals` runs, for an async engine or the command line's
+    synchronous reader (`log_reader`) alike; each row becomes a group with `usage_row`."""
     c = request_log.c
-    group = _group_column(group_by, engine.dialect.name).label("group")
+    group = _group_column(group_by, dialect).label("group")
     billed = c.cost.is_not(None)
     statement = sa.select(
         group,
@@ -69,19 +73,35 @@ async def usage_totals(
         statement = statement.where(c.created_at < end)
     if key_id is not None:
         statement = statement.where(c.key_id == key_id)
-    statement = statement.order_by(group)
+    return statement.order_by(group)
+
+
+def usage_row(row: RowMapping, group_by: GroupBy) -> dict[str, Any]:
+    """A row of `usage_query` as `usage_totals` returns it."""
+    return {
+        group_by: row["group"],
+        "requests": int(row["requests"]),
+        "errors": int(row["errors"]),
+        "prompt_tokens": int(row["prompt_tokens"]),
+        "completion_tokens": int(row["completion_tokens"]),
+        "total_tokens": int(row["total_tokens"]),
+        "cached_tokens": int(row["cached_tokens"]),
+        "cost": round(float(row["cost"]), 12),
+    }
+
+
+async def usage_totals(
+    engine: AsyncEngine,
+    *,
+    group_by: GroupBy,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    key_id: str | None = None,
+) -> list[dict[str, Any]]:
+    """One row per group: requests, errors, token counts and cost over `[start, end)`."""
+    statement = usage_query(
+        engine.dialect.name, group_by=group_by, start=start, end=end, key_id=key_id
+    )
     async with engine.connect() as connection:
         rows = (await connection.execute(statement)).mappings().all()
-    return [
-        {
-            group_by: row["group"],
-            "requests": int(row["requests"]),
-            "errors": int(row["errors"]),
-            "prompt_tokens": int(row["prompt_tokens"]),
-            "completion_tokens": int(row["completion_tokens"]),
-            "total_tokens": int(row["total_tokens"]),
-            "cached_tokens": int(row["cached_tokens"]),
-            "cost": round(float(row["cost"]), 12),
-        }
-        for row in rows
-    ]
+    return [usage_row(row, group_by) for row in rows]
