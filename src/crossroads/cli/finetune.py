@@ -11,8 +11,6 @@ rows were.
 
 from __future__ import annotations
 
-import asyncio
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -117,6 +115,8 @@ def submit(
     as_json: JsonOption = False,
 ) -> None:
     """Export the dataset, upload it, and start a fine-tuning job at the provider."""
+    import asyncio
+    import tempfile
     from datetime import UTC, datetime
 
     from crossroads.finetune.client import FineTuneError
@@ -200,6 +200,8 @@ def status(
     as_json: JsonOption = False,
 ) -> None:
     """Read a job's status from the provider and record it; register its model when done."""
+    import asyncio
+
     from crossroads.finetune.client import TERMINAL, FineTuneError
 
     job = asyncio.run(_with_store(config_path, lambda store: store.get(job_id)))
@@ -253,6 +255,7 @@ def status(
 @finetune_app.command("list")
 def list_jobs(config_path: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Jobs submitted from this gateway, oldest first, with their last known status."""
+    import asyncio
     import dataclasses
 
     jobs = asyncio.run(_with_store(config_path, lambda store: store.all()))
