@@ -5,7 +5,10 @@ The sequence the OpenAI SDK's stream helper rebuilds a response from: `response.
 deltas (`content_part.added`, `output_text.delta`/`.done`, `content_part.done` for the
 message; `function_call_arguments.delta`/`.done` for a call) and
 `response.output_item.done`, and last `response.completed` (or `.incomplete`) with the
-whole response. Every event carries a `sequence_number`. As for Anthropic's stream, an item
+whole response. A call to a custom tool is a `custom_tool_call` item whose input comes in
+`custom_tool_call_input.delta`/`.done` when the call ends: upstream it is a function call
+whose arguments are JSON around the text (inbound/custom_tools.py), so the text is known
+whole only then. Every event carries a `sequence_number`. As for Anthropic's stream, an item
 opens when the kind of delta changes and the open one is closed first, so items never
 interleave. An error after the stream began is an `error` event then `response.failed`.
 """
@@ -15,10 +18,12 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
+from crossroads.inbound.custom_tools import call_input
 from crossroads.inbound.events import chat_chunks, named_event
 from crossroads.inbound.responses_answer import (
     INCOMPLETE,
     ResponseShell,
+    custom_tool_call_item,
     function_call_item,
     message_item,
     reasoning_item,
@@ -144,8 +149,12 @@ class ResponsesStream:
         out: list[bytes] = []
         for step in steps:
             if step.kind == "open":
-                item_id = self._shell.item_id("fc", step.index)
-                item = function_call_item(item_id, step.call_id, step.name, "", "in_progress")
+                if step.name in self._shell.custom_tools:
+                    item_id = self._shell.item_id("ctc", step.index)
+                    item = custom_tool_call_item(item_id, step.call_id, step.name, "")
+                else:
+                    item_id = self._shell.item_id("fc", step.index)
+                    item = function_call_item(item_id, step.call_id, step.name, "", "in_progress")
                 out += self._add(item)
                 self._calls_at[step.index] = self._index
                 continue
@@ -153,6 +162,8 @@ class ResponsesStream:
             if index != self._index or self._open is None:
                 continue  # the item was closed: interleaved upstream output, rare
             self._text += step.arguments
+            if self._open["type"] == "custom_tool_call":
+                continue  # JSON around the input text: given whole when the call closes
             out.append(
                 self._event(
                     "response.function_call_arguments.delta",
@@ -186,6 +197,13 @@ class ResponsesStream:
                 )
             )
             item = {**item, "arguments": text, "status": "completed"}
+        elif item["type"] == "custom_tool_call":
+            text = call_input(text)
+            ids = {"item_id": item["id"], "output_index": index}
+            if text:
+                out.append(self._event("response.custom_tool_call_input.delta", **ids, delta=text))
+            out.append(self._event("response.custom_tool_call_input.done", **ids, input=text))
+            item = {**item, "input": text}
         else:
             item = reasoning_item(item["id"], text)
         self._output.append(item)
