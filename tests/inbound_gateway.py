@@ -29,6 +29,8 @@ MODELS = {
     "claude-stream-error": ("anthropic", "stream_error"),
     "gpt-echo": ("openai", "echo"),
     "gpt-chunked": ("openai", "echo+chunks=4"),
+    "gpt-says-stop": ("openai", "echo+stop_reason"),
+    "gpt-says-stop-chunked": ("openai", "echo+chunks=4+stop_reason"),
     "gpt-tool": ("openai", f"args={ARGS}"),
     "gpt-tools": ("openai", f"tools=2+args={ARGS}"),
     "gpt-fixed": ("openai", "fixed"),

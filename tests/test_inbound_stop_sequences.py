@@ -29,8 +29,11 @@ def claude(inbound_gateway: ServedApp) -> Iterator[anthropic.Anthropic]:
         yield client
 
 
-@pytest.mark.parametrize("model", ["claude-echo", "claude-chunked"])
-def test_the_anthropic_dialect_says_which_sequence(claude: anthropic.Anthropic, model: str) -> None:
+ONES_THAT_SAY = ["claude-echo", "claude-chunked", "gpt-says-stop", "gpt-says-stop-chunked"]
+
+
+@pytest.mark.parametrize("model", ONES_THAT_SAY)
+def test_an_upstream_that_says_which_sequence(claude: anthropic.Anthropic, model: str) -> None:
     message = claude.messages.create(
         model=model, max_tokens=50, messages=USER, stop_sequences=["zeta", "gamma"]
     )
@@ -40,7 +43,7 @@ def test_the_anthropic_dialect_says_which_sequence(claude: anthropic.Anthropic, 
     assert message.content[0].text.strip() == "alpha beta"
 
 
-@pytest.mark.parametrize("model", ["claude-echo", "claude-chunked"])
+@pytest.mark.parametrize("model", ONES_THAT_SAY)
 def test_streamed_stop_sequence(inbound_gateway: ServedApp, model: str) -> None:
     body = {"model": model, "max_tokens": 50, "messages": USER, "stop_sequences": ["gamma"]}
     events = raw_events(inbound_gateway, body)
@@ -56,7 +59,7 @@ def test_streamed_through_the_sdk(claude: anthropic.Anthropic) -> None:
     assert (final.stop_reason, final.stop_sequence) == ("stop_sequence", "delta")
 
 
-@pytest.mark.parametrize("model", ["claude-echo", "gpt-echo"])
+@pytest.mark.parametrize("model", ["claude-echo", "gpt-echo", "gpt-says-stop"])
 def test_a_natural_end_is_end_turn(claude: anthropic.Anthropic, model: str) -> None:
     message = claude.messages.create(
         model=model, max_tokens=50, messages=USER, stop_sequences=["zeta"]
