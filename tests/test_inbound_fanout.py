@@ -53,3 +53,24 @@ def test_chat_completions_still_fan_out(inbound_gateway: ServedApp) -> None:
             messages=[{"role": "user", "content": "alpha"}],
         )
     assert len(answer.choices) == 2
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_legacy_completions_serve_a_fan_out(inbound_gateway: ServedApp, stream: bool) -> None:
+    """Legacy completions have a choice per answer: every model of a fan-out answers."""
+    with openai.OpenAI(
+        base_url=f"{inbound_gateway.url}/v1", api_key=API_KEY, max_retries=0
+    ) as client:
+        if stream:
+            texts: dict[int, str] = {}
+            for chunk in client.completions.create(
+                model="gpt-echo,claude-echo", prompt="alpha beta", stream=True
+            ):
+                for choice in chunk.choices:
+                    texts[choice.index] = texts.get(choice.index, "") + choice.text
+            assert sorted(texts) == [0, 1]
+            assert all(text.strip() == "alpha beta" for text in texts.values())
+        else:
+            answer = client.completions.create(model="gpt-echo,claude-echo", prompt="alpha beta")
+            assert sorted(choice.index for choice in answer.choices) == [0, 1]
+            assert all(choice.text.strip() == "alpha beta" for choice in answer.choices)
