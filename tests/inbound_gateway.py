@@ -40,6 +40,7 @@ MODELS = {
     "gpt-patch": ("openai", f"args={PATCH_ARGS}"),
     "gpt-patch-chunked": ("openai", f"args={PATCH_ARGS}+chunks=4"),
     "claude-patch": ("anthropic", f"args={PATCH_ARGS}"),
+    "claude-patch-unwrapped": ("anthropic", 'args={"patch":"hello"}'),
     "gemini-echo": ("gemini", "echo"),
     "gemini-tool": ("gemini", f"args={ARGS}"),
 }

@@ -5,6 +5,7 @@ validated against its types."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from openai import OpenAI
 from openai.types.responses import CustomToolParam, Response, ResponseCustomToolCall
 
+from crossroads.inbound.custom_input import InputDecoder
 from crossroads.testing.server import ServedApp
 from tests.conftest import API_KEY
 from tests.inbound_gateway import PATCH, inbound_gateway
@@ -85,21 +87,23 @@ def test_custom_tool_call_stream(inbound_gateway: ServedApp, model: str) -> None
     body = {"model": model, "input": "add hello.txt", "tools": [APPLY_PATCH]}
     events = raw_events(inbound_gateway, body)
     names = [name for name, _ in events]
+    deltas = [data for name, data in events if name == "response.custom_tool_call_input.delta"]
+    assert deltas  # the input streams: in pieces as the upstream sends the arguments
     assert names == [
         "response.created",
         "response.in_progress",
         "response.output_item.added",
-        "response.custom_tool_call_input.delta",
+        *["response.custom_tool_call_input.delta"] * len(deltas),
         "response.custom_tool_call_input.done",
         "response.output_item.done",
         "response.completed",
     ]
-    added, delta, done, item_done = (data for _, data in events[2:6])
+    added, done, item_done = events[2][1], events[-3][1], events[-2][1]
     assert added["item"]["type"] == "custom_tool_call"
     assert added["item"]["input"] == ""
-    assert delta["delta"] == PATCH
+    assert "".join(delta["delta"] for delta in deltas) == PATCH
     assert done["input"] == PATCH
-    assert delta["item_id"] == done["item_id"] == added["item"]["id"]
+    assert {delta["item_id"] for delta in deltas} == {done["item_id"]} == {added["item"]["id"]}
     assert item_done["item"]["input"] == PATCH
     output = events[-1][1]["response"]["output"]
     assert output == [item_done["item"]]
@@ -218,3 +222,39 @@ def test_what_cannot_be_served_is_named(
     response = post(inbound_gateway, {"model": "gpt-echo", "input": "x", **extra})
     assert response.status_code == 400
     assert response.json()["error"]["param"] == param
+
+
+def test_arguments_not_wrapped_are_the_input_whole(inbound_gateway: ServedApp) -> None:
+    """A model that put other keys in the arguments: nothing is lost, the text is them."""
+    body = {"model": "claude-patch-unwrapped", "input": "x", "tools": [APPLY_PATCH]}
+    events = raw_events(inbound_gateway, body)
+    deltas = [d["delta"] for n, d in events if n == "response.custom_tool_call_input.delta"]
+    done = next(d for n, d in events if n == "response.custom_tool_call_input.done")
+    assert orjson.loads("".join(deltas)) == orjson.loads(done["input"]) == {"patch": "hello"}
+
+
+@pytest.mark.parametrize(
+    "text", [PATCH, "", 'quote " backslash \\ tab \t emoji \U0001f600 \u2028.']
+)
+def test_input_decoder_on_any_fragmentation(text: str) -> None:
+    encodings = [
+        orjson.dumps({"input": text}).decode(),
+        '{ "input" :\n ' + orjson.dumps(text).decode() + " }",
+        orjson.dumps({"input": text}).decode().replace("\U0001f600", "\\ud83d\\ude00"),
+    ]
+    chooser = random.Random(7)
+    for raw in encodings:
+        for _ in range(100):
+            decoder, out, i = InputDecoder(), "", 0
+            while i < len(raw):
+                k = chooser.randint(1, 6)
+                out += decoder.feed(raw[i : i + k])
+                i += k
+            assert out == text == decoder.text
+
+
+def test_input_decoder_leaves_other_shapes_to_the_end() -> None:
+    assert InputDecoder().feed('{"other": 1, "input": "x"}') == ""
+    assert InputDecoder().feed("a bare patch") == ""
+    decoder = InputDecoder()
+    assert decoder.feed('{"in') == "" and decoder.feed('put": "ab') == "ab"
