@@ -258,3 +258,59 @@ def test_input_decoder_leaves_other_shapes_to_the_end() -> None:
     assert InputDecoder().feed("a bare patch") == ""
     decoder = InputDecoder()
     assert decoder.feed('{"in') == "" and decoder.feed('put": "ab') == "ab"
+
+
+def test_a_codex_shaped_turn(inbound_gateway: ServedApp, fakes: dict[str, Any]) -> None:
+    """A request as Codex sends it mid-session (store off, the whole history given back,
+    a shell function tool beside apply_patch), streamed and valid event by event."""
+    shell = {
+        "type": "function",
+        "name": "shell",
+        "description": "Runs a shell command.",
+        "strict": False,
+        "parameters": {
+            "type": "object",
+            "properties": {"command": {"type": "array", "items": {"type": "string"}}},
+            "required": ["command"],
+        },
+    }
+    body = {
+        "model": "claude-patch",
+        "instructions": "You are a coding agent.",
+        "input": [
+            {"type": "message", "role": "developer",
+             "content": [{"type": "input_text", "text": "sandbox: workspace-write"}]},
+            {"type": "message", "role": "user",
+             "content": [{"type": "input_text", "text": "add hello.txt"}]},
+            {"type": "reasoning", "id": "rs_1", "summary": [],
+             "encrypted_content": "opaque"},
+            {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "shell",
+             "arguments": '{"command":["ls"]}'},
+            {"type": "function_call_output", "call_id": "call_1", "output": "README.md"},
+        ],
+        "tools": [APPLY_PATCH, shell],  # the fake calls the first tool
+        "tool_choice": "auto",
+        "parallel_tool_calls": False,
+        "reasoning": {"effort": "medium", "summary": "auto"},
+        "store": False,
+        "include": ["reasoning.encrypted_content"],
+        "prompt_cache_key": "0199-session",
+        "text": {"verbosity": "medium"},
+    }  # fmt: skip
+    events = raw_events(inbound_gateway, body)
+    final = events[-1][1]["response"]
+    assert final["status"] == "completed"
+    assert [item["type"] for item in final["output"]] == ["custom_tool_call"]
+    assert final["output"][0]["input"] == PATCH
+    turns = sent(fakes, "anthropic")
+    assert [tool["name"] for tool in turns["tools"]] == ["apply_patch", "shell"]
+    assert turns["messages"][1]["content"][0]["type"] == "tool_use"
+
+
+def test_a_stored_custom_call_is_retrieved_as_such(sdk: OpenAI) -> None:
+    first = sdk.responses.create(model="gpt-patch", input="add hello.txt", tools=[APPLY_PATCH])
+    again = sdk.responses.retrieve(first.id)
+    assert again.output == first.output
+    assert isinstance(again.output[0], ResponseCustomToolCall)
+    assert again.tools == first.tools
+    assert again.tools[0].type == "custom"
