@@ -26,36 +26,41 @@ _OPENING_WITHIN = 64
 
 class InputDecoder:
     def __init__(self) -> None:
-        self._raw = ""
-        self._start: int | None = None  # where the string's characters begin in `_raw`
-        self._decoded_to: int | None = None  # how far they were decoded
+        self._head: str | None = ""  # the arguments before the string opened; None after
+        self._pending = ""  # the string's characters not yet decoded (an escape's start)
         self._live = True
         self._ended = False
-        self.text = ""  # the input text given so far
+        self._given: list[str] = []  # the input text given so far, in pieces
+
+    @property
+    def text(self) -> str:
+        """The input text given so far."""
+        return "".join(self._given)
 
     def feed(self, fragment: str) -> str:
         """The input text that `fragment` of the arguments completes ("" if none)."""
-        self._raw += fragment
         if not self._live or self._ended:
             return ""
-        if self._start is None:
-            match = _OPENING.match(self._raw)
+        if self._head is not None:
+            self._head += fragment
+            match = _OPENING.match(self._head)
             if match is None:
-                if len(self._raw) > _OPENING_WITHIN or not _could_open(self._raw):
+                if len(self._head) > _OPENING_WITHIN or not _could_open(self._head):
                     self._live = False
                 return ""
-            self._start = self._decoded_to = match.end()
-        assert self._decoded_to is not None
-        end, self._ended = _safe_end(self._raw, self._decoded_to)
-        if end == self._decoded_to:
+            self._pending, self._head = self._head[match.end() :], None
+        else:
+            self._pending += fragment
+        end, self._ended = _safe_end(self._pending, 0)
+        if end == 0:
             return ""
         try:
-            new = orjson.loads(f'"{self._raw[self._decoded_to : end]}"')
+            new = orjson.loads(f'"{self._pending[:end]}"')
         except orjson.JSONDecodeError:  # a lone surrogate escape, or a raw control char
             self._live = False
             return ""
-        self._decoded_to = end
-        self.text += new
+        self._pending = self._pending[end:]
+        self._given.append(str(new))
         return str(new)
 
 
