@@ -13,6 +13,11 @@ from crossroads.config import parse_config
 from crossroads.testing.server import ServedApp
 from tests.conftest import API_KEY, ARGS, DIALECT_PRICE, OTHER_KEY, running_gateway
 
+# A custom tool call's arguments: the gateway's one-string wrapping of a freeform input
+# (no "+" or "_": the fake's directive syntax uses them).
+PATCH = "*** Begin Patch\n*** Add File: hello.txt\n*** End Patch"
+PATCH_ARGS = '{"input":"*** Begin Patch\\n*** Add File: hello.txt\\n*** End Patch"}'
+
 # Public model name → (provider, fake behaviour).
 MODELS = {
     "claude-echo": ("anthropic", "echo"),
@@ -24,12 +29,18 @@ MODELS = {
     "claude-stream-error": ("anthropic", "stream_error"),
     "gpt-echo": ("openai", "echo"),
     "gpt-chunked": ("openai", "echo+chunks=4"),
+    "gpt-says-stop": ("openai", "echo+stop_reason"),
+    "gpt-says-stop-chunked": ("openai", "echo+chunks=4+stop_reason"),
     "gpt-tool": ("openai", f"args={ARGS}"),
     "gpt-tools": ("openai", f"tools=2+args={ARGS}"),
     "gpt-fixed": ("openai", "fixed"),
     "gpt-error-503": ("openai", "error=503"),
     "gpt-drop": ("openai", "drop_after=2"),
     "gpt-slow-stream": ("openai", "echo+chunks=10+chunk_delay=200"),
+    "gpt-patch": ("openai", f"args={PATCH_ARGS}"),
+    "gpt-patch-chunked": ("openai", f"args={PATCH_ARGS}+chunks=4"),
+    "claude-patch": ("anthropic", f"args={PATCH_ARGS}"),
+    "claude-patch-unwrapped": ("anthropic", 'args={"patch":"hello"}'),
     "gemini-echo": ("gemini", "echo"),
     "gemini-tool": ("gemini", f"args={ARGS}"),
 }

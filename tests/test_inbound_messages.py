@@ -663,17 +663,7 @@ def test_a_client_that_leaves_mid_stream_is_recorded(inbound_gateway: ServedApp,
     assert record["error_code"] == "client_closed_request"
 
 
-def test_a_fan_out_answers_with_its_first_model(
-    claude: anthropic.Anthropic, inbound_gateway: ServedApp
-) -> None:
-    message = claude.messages.create(model="gpt-echo,claude-echo", max_tokens=50, messages=USER)
-    assert [block.type for block in message.content] == ["text"]
-    assert message.content[0].type == "text"
-    assert message.content[0].text == "alpha beta gamma"
-    body = {"model": "gpt-chunked,claude-chunked", "max_tokens": 50, "messages": USER}
-    events = raw_events(inbound_gateway, body)
-    text = "".join(d["delta"]["text"] for n, d in events if n == "content_block_delta")
-    assert text == "alpha beta gamma"
+# A fan-out `model` is refused on this API: tests/test_inbound_fanout.py.
 
 
 def test_thinking_on_a_model_without_it(claude: anthropic.Anthropic, fakes: dict[str, Any]) -> None:

@@ -9,10 +9,12 @@ calls. The message id is the request log's id, so a caller can look the request 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
+
+from crossroads.inbound.stop_sequences import matched_stop
 
 __all__ = ["STOP_REASONS", "anthropic_message", "anthropic_usage", "message_id", "tool_input"]
 
@@ -73,8 +75,14 @@ def thinking_blocks(message: Mapping[str, Any]) -> list[dict[str, Any]]:
     return blocks
 
 
-def anthropic_message(completion: Mapping[str, Any], model: str, log_id: str) -> dict[str, Any]:
-    """The Message for a non-streamed chat `completion`; `model` as the caller named it."""
+def anthropic_message(
+    completion: Mapping[str, Any],
+    model: str,
+    log_id: str,
+    stop_sequences: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The Message for a non-streamed chat `completion`; `model` as the caller named it,
+    `stop_sequences` as it sent them (inbound/stop_sequences.py tells which one stopped)."""
     choice = (completion.get("choices") or [{}])[0]
     message = choice.get("message") or {}
     content = thinking_blocks(message)
@@ -90,13 +98,15 @@ def anthropic_message(completion: Mapping[str, Any], model: str, log_id: str) ->
                 "input": tool_input(function.get("arguments")),
             }
         )
+    stop = matched_stop(choice, text or "", stop_sequences)
+    reason = STOP_REASONS.get(choice.get("finish_reason") or "stop", "end_turn")
     return {
         "id": message_id(log_id),
         "type": "message",
         "role": "assistant",
         "model": model,
         "content": content,
-        "stop_reason": STOP_REASONS.get(choice.get("finish_reason") or "stop", "end_turn"),
-        "stop_sequence": None,
+        "stop_reason": "stop_sequence" if stop is not None else reason,
+        "stop_sequence": stop,
         "usage": anthropic_usage(completion.get("usage")),
     }

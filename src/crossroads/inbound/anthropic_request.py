@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from crossroads.inbound.single_model import require_single_model
 from crossroads.protocol.errors import GatewayError, bad_request
 from crossroads.providers.anthropic.reasoning import FORMAT
 
@@ -63,12 +64,14 @@ def parse_request(body: Any, *, count_only: bool = False) -> MessagesRequest:
         raise bad_request("The request body must be a JSON object.")
     model = CountTokensRequest if count_only else MessagesRequest
     try:
-        return model.model_validate(body)
+        parsed = model.model_validate(body)
     except ValidationError as exc:
         first = exc.errors()[0]
         path = ".".join(str(part) for part in first["loc"])
         message = "Field required" if first["type"] == "missing" else first["msg"]
         raise bad_request(f"{path}: {message}", param=path) from None
+    require_single_model(parsed.model, "the Messages API")
+    return parsed
 
 
 def chat_body(request: MessagesRequest) -> dict[str, Any]:

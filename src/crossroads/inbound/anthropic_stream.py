@@ -14,12 +14,13 @@ passed on as a `signature_delta`. An error after the stream began ends it with A
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 from crossroads.inbound.anthropic_answer import STOP_REASONS, anthropic_usage, message_id
 from crossroads.inbound.anthropic_errors import anthropic_error_type
 from crossroads.inbound.events import chat_chunks, named_event
+from crossroads.inbound.stop_sequences import matched_stop
 from crossroads.inbound.tool_calls import CallSequence, CallStep
 
 __all__ = ["AnthropicStream", "anthropic_events"]
@@ -28,8 +29,18 @@ __all__ = ["AnthropicStream", "anthropic_events"]
 class AnthropicStream:
     """One streamed answer's events; `feed` each chat chunk, then `finish`."""
 
-    def __init__(self, model: str, log_id: str, input_tokens: int = 0) -> None:
+    def __init__(
+        self,
+        model: str,
+        log_id: str,
+        input_tokens: int = 0,
+        stop_sequences: Sequence[str] | None = None,
+    ) -> None:
         self._model = model
+        self._stops = stop_sequences
+        self._tail = ""  # the end of the text so far: enough to end with any stop sequence
+        self._keep = max((len(stop) for stop in stop_sequences or ()), default=0)
+        self._stop_sequence: str | None = None
         # message_start comes before the upstream has said: an estimate, made exact by
         # message_delta's usage at the end.
         self._input_tokens = input_tokens
@@ -72,16 +83,21 @@ class AnthropicStream:
             if text := delta.get("content"):
                 out += self._open("text", {"type": "text", "text": ""})
                 out.append(self._delta({"type": "text_delta", "text": text}))
+                if self._keep:
+                    self._tail = (self._tail + text)[-self._keep :]
             for call in delta.get("tool_calls") or ():
                 out += self._call_steps(self._calls.feed(call))
             if finish := choice.get("finish_reason"):
                 self._stop_reason = STOP_REASONS.get(finish, "end_turn")
+                self._stop_sequence = matched_stop(choice, self._tail, self._stops)
+                if self._stop_sequence is not None:
+                    self._stop_reason = "stop_sequence"
         return out
 
     def finish(self) -> list[bytes]:
         out = [*self._call_steps(self._calls.finish()), *self._close()]
         usage = anthropic_usage(self._usage)
-        delta = {"stop_reason": self._stop_reason, "stop_sequence": None}
+        delta = {"stop_reason": self._stop_reason, "stop_sequence": self._stop_sequence}
         out.append(
             named_event("message_delta", {"type": "message_delta", "delta": delta, "usage": usage})
         )
@@ -165,10 +181,14 @@ def _error_type(error: dict[str, Any]) -> str:
 
 
 async def anthropic_events(
-    frames: AsyncIterator[bytes], model: str, log_id: str, input_tokens: int = 0
+    frames: AsyncIterator[bytes],
+    model: str,
+    log_id: str,
+    input_tokens: int = 0,
+    stop_sequences: Sequence[str] | None = None,
 ) -> AsyncGenerator[bytes, None]:
     """Anthropic's event stream for the pipeline's chat stream `frames`."""
-    stream = AnthropicStream(model, log_id, input_tokens)
+    stream = AnthropicStream(model, log_id, input_tokens, stop_sequences)
     try:  # from the first yield on: closing this closes `frames`, which records the call
         yield b"".join(stream.start())
         failed = False

@@ -3,7 +3,8 @@
 The response id is the request log's id behind `resp_`, which is how
 `previous_response_id` finds the conversation again: no store of its own, the log is it.
 Output items come in the order a Responses model emits them: reasoning (as a summary), the
-message, then one `function_call` item per tool call.
+message, then one `function_call` item per tool call — a `custom_tool_call` for a call to
+one of the request's custom tools (inbound/custom_tools.py).
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from crossroads.inbound.custom_tools import call_input, custom_names
 from crossroads.inbound.responses_request import ResponsesRequest
 
 __all__ = [
     "RESPONSE_PREFIX",
     "ResponseShell",
+    "custom_tool_call_item",
     "function_call_item",
     "message_item",
     "reasoning_item",
@@ -73,6 +76,11 @@ def function_call_item(
     }
 
 
+def custom_tool_call_item(item_id: str, call_id: str, name: str, text: str) -> dict[str, Any]:
+    return {"id": item_id, "type": "custom_tool_call", "call_id": call_id, "name": name,
+            "input": text}  # fmt: skip
+
+
 def reasoning_item(item_id: str, summary: str | None) -> dict[str, Any]:
     parts = [{"type": "summary_text", "text": summary}] if summary else []
     return {"id": item_id, "type": "reasoning", "summary": parts}
@@ -86,6 +94,15 @@ class ResponseShell:
         self.log_id = log_id
         self.id = RESPONSE_PREFIX + log_id
         self.created_at = int(time.time())
+        self.custom_tools = custom_names(request.tools)
+
+    def call_item(self, k: int, call_id: str, name: str, arguments: str) -> dict[str, Any]:
+        """The output item of a finished tool call: a custom tool's, or a function's."""
+        if name in self.custom_tools:
+            return custom_tool_call_item(
+                self.item_id("ctc", k), call_id, name, call_input(arguments)
+            )
+        return function_call_item(self.item_id("fc", k), call_id, name, arguments)
 
     def item_id(self, kind: str, k: int = 0) -> str:
         return f"{kind}_{self.log_id}" + (f"_{k}" if k else "")
@@ -102,7 +119,7 @@ class ResponseShell:
         request = self.request
         choice = request.tool_choice
         if isinstance(choice, dict):
-            choice = {"type": "function", "name": choice.get("name")}
+            choice = {"type": choice.get("type", "function"), "name": choice.get("name")}
         return {
             "id": self.id,
             "object": "response",
@@ -116,7 +133,10 @@ class ResponseShell:
             "output": output,
             "parallel_tool_calls": request.parallel_tool_calls is not False,
             "previous_response_id": request.previous_response_id,
-            "reasoning": {"effort": (request.reasoning or {}).get("effort"), "summary": None},
+            "reasoning": {
+                "effort": (request.reasoning or {}).get("effort"),
+                "summary": (request.reasoning or {}).get("summary"),
+            },
             "store": request.store,
             "temperature": request.temperature,
             "text": request.text or {"format": {"type": "text"}},
@@ -141,8 +161,8 @@ class ResponseShell:
         for k, call in enumerate(message.get("tool_calls") or ()):
             function = call.get("function") or {}
             output.append(
-                function_call_item(
-                    self.item_id("fc", k),
+                self.call_item(
+                    k,
                     call.get("id") or "",
                     function.get("name") or "",
                     function.get("arguments") or "",
@@ -158,6 +178,9 @@ class ResponseShell:
 
 
 def _tool(tool: Mapping[str, Any]) -> dict[str, Any]:
+    if tool.get("type") == "custom":
+        echoed = {"type": "custom", "name": tool.get("name")}
+        return echoed | {k: tool[k] for k in ("description", "format") if k in tool}
     return {
         "type": "function",
         "name": tool.get("name"),

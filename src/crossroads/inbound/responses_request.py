@@ -19,13 +19,17 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from crossroads.inbound.custom_tools import call_arguments, function_tool
+from crossroads.inbound.single_model import require_single_model
 from crossroads.protocol.errors import GatewayError, bad_request
 
 __all__ = [
+    "IGNORED_FIELDS",
     "RECORD_KEY",
     "ResponsesRequest",
     "chat_body",
     "history",
+    "ignored_fields",
     "parse_request",
     "stored_request",
 ]
@@ -47,6 +51,29 @@ _ECHOED = {
     "user",
     "parallel_tool_calls",
     "reasoning",
+}
+
+
+# Request fields a client such as Codex sends that only OpenAI's own service acts on
+# (caching hints, includes of stored data, service tiers, …): accepted and left unhonoured,
+# and named in the answer's `x-crossroads-dropped-params` header.
+IGNORED_FIELDS = (
+    "include",
+    "prompt_cache_key",
+    "prompt_cache_retention",
+    "service_tier",
+    "safety_identifier",
+    "truncation",
+    "stream_options",
+    "top_logprobs",
+    "max_tool_calls",
+    "context_management",
+)
+# Fields whose whole point needs state this gateway does not keep: refused, named.
+_UNSERVABLE = {
+    "background": "background responses are not run by this gateway; send it false or omit it",
+    "conversation": "conversations are not stored by this gateway; use previous_response_id",
+    "prompt": "stored prompt templates are not served by this gateway; send instructions",
 }
 
 
@@ -77,13 +104,27 @@ def parse_request(body: Any) -> ResponsesRequest:
     """The validated top level of `body`, or a 400 naming the first problem."""
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object.")
+    for name, reason in _UNSERVABLE.items():
+        if body.get(name) not in (None, False):
+            raise GatewayError(
+                400, f"Invalid '{name}': {reason}.", param=name, code="unsupported_parameter"
+            )
     try:
-        return ResponsesRequest.model_validate(body)
+        parsed = ResponsesRequest.model_validate(body)
     except ValidationError as exc:
         first = exc.errors()[0]
         path = ".".join(str(part) for part in first["loc"])
         message = "Missing required parameter" if first["type"] == "missing" else first["msg"]
         raise bad_request(f"Invalid '{path}': {message}.", param=path) from None
+    require_single_model(parsed.model, "the Responses API")
+    return parsed
+
+
+def ignored_fields(body: Any) -> list[str]:
+    """The fields of `body` that are accepted but not honoured (`IGNORED_FIELDS`)."""
+    if not isinstance(body, dict):
+        return []
+    return [name for name in IGNORED_FIELDS if body.get(name) is not None]
 
 
 def chat_body(request: ResponsesRequest, history: list[dict[str, Any]]) -> dict[str, Any]:
@@ -153,13 +194,16 @@ def _item(item: Mapping[str, Any], path: str, messages: list[dict[str, Any]]) ->
     kind = item.get("type", "message")
     if kind == "message":
         messages.append(_message(item, path))
-    elif kind == "function_call":
+    elif kind in ("function_call", "custom_tool_call"):
         call_id, name = item.get("call_id"), item.get("name")
         arguments = item.get("arguments")
         if not isinstance(call_id, str) or not isinstance(name, str):
-            raise bad_request(
-                f"Invalid '{path}': a function_call needs `call_id` and `name`.", param=path
-            )
+            raise bad_request(f"Invalid '{path}': a {kind} needs `call_id` and `name`.", param=path)
+        if kind == "custom_tool_call":
+            text = item.get("input")
+            if not isinstance(text, str):
+                raise bad_request(f"Invalid '{path}.input': a string is required.", param=path)
+            arguments = call_arguments(text)
         call = {
             "id": call_id,
             "type": "function",
@@ -173,7 +217,7 @@ def _item(item: Mapping[str, Any], path: str, messages: list[dict[str, Any]]) ->
             last.setdefault("tool_calls", []).append(call)
         else:
             messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
-    elif kind == "function_call_output":
+    elif kind in ("function_call_output", "custom_tool_call_output"):
         call_id, output = item.get("call_id"), item.get("output")
         if not isinstance(call_id, str):
             raise bad_request(f"Invalid '{path}.call_id': a string is required.", param=path)
@@ -189,7 +233,7 @@ def _item(item: Mapping[str, Any], path: str, messages: list[dict[str, Any]]) ->
         raise GatewayError(
             400,
             f"Input items of type {kind!r} are not supported by this gateway; send messages, "
-            "function_call and function_call_output items.",
+            "function_call, custom_tool_call and their _output items.",
             param=f"{path}.type",
             code="unsupported_parameter",
         )
@@ -262,11 +306,13 @@ def _part(part: Any, path: str) -> dict[str, Any]:
 
 
 def _tool(tool: Mapping[str, Any], path: str) -> dict[str, Any]:
+    if tool.get("type") == "custom":
+        return function_tool(tool, path)
     if tool.get("type") != "function":
         raise GatewayError(
             400,
             f"Tools of type {tool.get('type')!r} are hosted by OpenAI and not served by this "
-            "gateway; declare function tools.",
+            "gateway; declare function or custom tools.",
             param=f"{path}.type",
             code="unsupported_parameter",
         )
@@ -288,10 +334,10 @@ def _tool_choice(choice: str | dict[str, Any]) -> Any:
                 param="tool_choice",
             )
         return choice
-    if choice.get("type") == "function" and isinstance(choice.get("name"), str):
+    if choice.get("type") in ("function", "custom") and isinstance(choice.get("name"), str):
         return {"type": "function", "function": {"name": choice["name"]}}
     raise bad_request(
-        'Invalid \'tool_choice\': expected {"type": "function", "name": ...}.',
+        'Invalid \'tool_choice\': expected {"type": "function" or "custom", "name": ...}.',
         param="tool_choice",
     )
 

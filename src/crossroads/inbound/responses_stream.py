@@ -5,9 +5,12 @@ The sequence the OpenAI SDK's stream helper rebuilds a response from: `response.
 deltas (`content_part.added`, `output_text.delta`/`.done`, `content_part.done` for the
 message; `function_call_arguments.delta`/`.done` for a call) and
 `response.output_item.done`, and last `response.completed` (or `.incomplete`) with the
-whole response. Every event carries a `sequence_number`. As for Anthropic's stream, an item
-opens when the kind of delta changes and the open one is closed first, so items never
-interleave. An error after the stream began is an `error` event then `response.failed`.
+whole response. A call to a custom tool is a `custom_tool_call` item whose input streams
+in `custom_tool_call_input.delta` events and `.done`: upstream it is a function call whose
+arguments are JSON around the text (inbound/custom_tools.py), decoded as they come
+(inbound/custom_input.py). Every event carries a `sequence_number`. As for Anthropic's
+stream, an item opens when the kind of delta changes and the open one is closed first, so
+items never interleave. An error after the stream began is an `error` event then `response.failed`.
 """
 
 from __future__ import annotations
@@ -15,10 +18,13 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
+from crossroads.inbound.custom_input import InputDecoder
+from crossroads.inbound.custom_tools import call_input
 from crossroads.inbound.events import chat_chunks, named_event
 from crossroads.inbound.responses_answer import (
     INCOMPLETE,
     ResponseShell,
+    custom_tool_call_item,
     function_call_item,
     message_item,
     reasoning_item,
@@ -40,6 +46,7 @@ class ResponsesStream:
         self._text = ""  # its text, arguments or reasoning so far
         self._calls = CallSequence()
         self._calls_at: dict[int, int] = {}  # chat tool-call index → its item's output index
+        self._input = InputDecoder()  # the open custom tool call's input, decoded so far
         self._finish: str | None = None
         self._usage: dict[str, Any] | None = None
 
@@ -144,8 +151,13 @@ class ResponsesStream:
         out: list[bytes] = []
         for step in steps:
             if step.kind == "open":
-                item_id = self._shell.item_id("fc", step.index)
-                item = function_call_item(item_id, step.call_id, step.name, "", "in_progress")
+                if step.name in self._shell.custom_tools:
+                    item_id = self._shell.item_id("ctc", step.index)
+                    item = custom_tool_call_item(item_id, step.call_id, step.name, "")
+                    self._input = InputDecoder()
+                else:
+                    item_id = self._shell.item_id("fc", step.index)
+                    item = function_call_item(item_id, step.call_id, step.name, "", "in_progress")
                 out += self._add(item)
                 self._calls_at[step.index] = self._index
                 continue
@@ -153,6 +165,17 @@ class ResponsesStream:
             if index != self._index or self._open is None:
                 continue  # the item was closed: interleaved upstream output, rare
             self._text += step.arguments
+            if self._open["type"] == "custom_tool_call":
+                if text := self._input.feed(step.arguments):
+                    out.append(
+                        self._event(
+                            "response.custom_tool_call_input.delta",
+                            item_id=self._open["id"],
+                            output_index=index,
+                            delta=text,
+                        )
+                    )
+                continue
             out.append(
                 self._event(
                     "response.function_call_arguments.delta",
@@ -186,6 +209,15 @@ class ResponsesStream:
                 )
             )
             item = {**item, "arguments": text, "status": "completed"}
+        elif item["type"] == "custom_tool_call":
+            text, given = call_input(text), self._input.text
+            ids = {"item_id": item["id"], "output_index": index}
+            # What the live decoding could not give (all of it, for arguments that were not
+            # `{"input": ...}`); `.done` has the whole input whatever the deltas said.
+            if text.startswith(given) and (rest := text[len(given) :]):
+                out.append(self._event("response.custom_tool_call_input.delta", **ids, delta=rest))
+            out.append(self._event("response.custom_tool_call_input.done", **ids, input=text))
+            item = {**item, "input": text}
         else:
             item = reasoning_item(item["id"], text)
         self._output.append(item)

@@ -64,12 +64,15 @@ async def create_message(request: Request) -> Response:
             estimate = estimate_tokens(prompt_characters(body["messages"]))
             frames = await received.stream(body)
             return EventStreamResponse(
-                await primed(anthropic_events(frames, parsed.model, log_id, estimate)),
+                await primed(
+                    anthropic_events(frames, parsed.model, log_id, estimate, parsed.stop_sequences)
+                ),
                 headers={**STREAM_HEADERS, **_headers(received)},
             )
         completion = await received.complete(body)
         return JSONResponse(
-            anthropic_message(completion, parsed.model, log_id), headers=_headers(received)
+            anthropic_message(completion, parsed.model, log_id, parsed.stop_sequences),
+            headers=_headers(received),
         )
     except GatewayError as exc:
         return _error(exc, received)

@@ -19,6 +19,7 @@ from crossroads.inbound.responses_request import (
     RECORD_KEY,
     chat_body,
     history,
+    ignored_fields,
     parse_request,
     stored_request,
 )
@@ -46,14 +47,17 @@ async def create_response(request: Request) -> Response:
         except GatewayError as exc:
             raise received.reject(exc) from None
         shell = ResponseShell(parsed, received.context.log_id)
+        headers = received.headers()
+        if ignored := ignored_fields(received.body):
+            headers["x-crossroads-dropped-params"] = ",".join(ignored)
         if parsed.stream:
             frames = await received.stream(body)
             return EventStreamResponse(
                 await primed(response_events(frames, shell)),
-                headers={**STREAM_HEADERS, **received.headers()},
+                headers={**STREAM_HEADERS, **headers},
             )
         completion = await received.complete(body)
-        return JSONResponse(shell.completed(completion), headers=received.headers())
+        return JSONResponse(shell.completed(completion), headers=headers)
     except GatewayError as exc:
         response = error_response(exc)
         response.headers.update(received.headers())

@@ -40,6 +40,8 @@ Behaviour strings are `+`-separated directives, e.g. `echo`, `fixed+delay=200`,
     chunk_delay=<ms>  wait between streamed events
     chunks=<n>        stream the reply as n pieces of near-equal length (default: one per word)
     no_usage          report no usage
+    stop_reason       say which stop string cut the reply, in the choice's `stop_reason`
+                      (as vLLM does; OpenAI dialect)
     cached=<n>        report n cached (cache-read) prompt tokens
     cache_write=<n>   report n cache-creation prompt tokens (Anthropic)
     blocked           the answer is stopped by a safety filter (Gemini: finishReason SAFETY)
@@ -104,6 +106,7 @@ _FLAGS = frozenset(
     {
         "malformed",
         "no_usage",
+        "stop_reason",
         "blocked",
         "prompt_blocked",
         "redacted",
@@ -150,6 +153,7 @@ class Behaviour:
     chunk_delay: int = 0
     chunks: int | None = None
     no_usage: bool = False
+    stop_reason: bool = False
     cached: int = 0
     cache_write: int = 0
     blocked: bool = False

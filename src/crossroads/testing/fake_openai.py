@@ -22,7 +22,8 @@ Token counting is deterministic, so tests can compute expected cost:
   choices (each tool call counts the words of its arguments, so `{}` is 1).
 
 `max_completion_tokens` (or `max_tokens`) cuts each reply to that many words, finish_reason
-"length"; `stop` cuts it just before the first stop string, finish_reason "stop".
+"length"; `stop` cuts it just before the first stop string, finish_reason "stop" (and,
+with the `stop_reason` flag, that string in the choice's `stop_reason`, as vLLM reports it).
 """
 
 from __future__ import annotations
@@ -66,8 +67,9 @@ def _text(content: Any) -> str:
     return ""
 
 
-def _reply(body: _Json, behaviour: Behaviour) -> tuple[str, str]:
-    """The reply text of each choice and its finish_reason, after `stop` and the token limit."""
+def _reply(body: _Json, behaviour: Behaviour) -> tuple[str, str, str | None]:
+    """The reply text of each choice, its finish_reason, and the stop string that cut it
+    (if one did), after `stop` and the token limit."""
     text = behaviour.reply
     if "|" in text:
         # Alternatives (`reply=a|b|c`): the request's `seed` picks one, so a sampling
@@ -83,8 +85,12 @@ def _reply(body: _Json, behaviour: Behaviour) -> tuple[str, str]:
     stop = body.get("stop")
     stops = [stop] if isinstance(stop, str) else stop if isinstance(stop, list) else []
     limit = body.get("max_completion_tokens", body.get("max_tokens"))
+    whole = text
     text, reason = cut_reply(text, [s for s in stops if isinstance(s, str)], limit)
-    return text, "length" if reason == "length" else "stop"
+    if reason != "stop":
+        return text, "length" if reason == "length" else "stop", None
+    cut_by = next(s for s in stops if isinstance(s, str) and s and whole.startswith(s, len(text)))
+    return text, "stop", cut_by
 
 
 def _usage(prompt: int, completion: int, cached: int) -> _Json:
@@ -159,6 +165,7 @@ class FakeOpenAI(FakeUpstream):
             return early
 
         tool: str | None = None
+        cut_by: str | None = None
         if behaviour.mode == "tool":
             functions = [t.get("function") for t in body.get("tools") or [] if isinstance(t, dict)]
             tool = next((f.get("name") for f in functions if isinstance(f, dict)), None)
@@ -166,7 +173,8 @@ class FakeOpenAI(FakeUpstream):
                 return _error(400, "'tool' needs a function in 'tools'.", param="tools")
             text, finish = behaviour.args, "tool_calls"
         else:
-            text, finish = _reply(body, behaviour)
+            text, finish, cut_by = _reply(body, behaviour)
+        said: _Json = {"stop_reason": cut_by} if behaviour.stop_reason and cut_by else {}
         calls = behaviour.tools if tool is not None else 1
         prompt = sum(count_words(_text(m.get("content"))) + 3 for m in messages)
         usage = _usage(prompt, count_words(text) * calls * n, behaviour.cached)
@@ -196,14 +204,14 @@ class FakeOpenAI(FakeUpstream):
             options = body.get("stream_options")
             with_usage = isinstance(options, dict) and options.get("include_usage") is True
             final = usage if with_usage and not behaviour.no_usage else None
-            return await _stream(request, behaviour, head, firsts, deltas, finish, final)
+            return await _stream(request, behaviour, head, firsts, deltas, finish, final, said)
         choices = []
         for i in range(n):
             message: _Json = {"role": "assistant", "content": text, "refusal": None}
             if tool is not None:
                 message.update(content=None, tool_calls=[_call(tool, text) for _ in range(calls)])
             choices.append(
-                {"index": i, "message": message, "logprobs": None, "finish_reason": finish}
+                {"index": i, "message": message, "logprobs": None, "finish_reason": finish, **said}
             )
         return json_response(
             {**head, "choices": choices, **({} if behaviour.no_usage else {"usage": usage})}
@@ -254,12 +262,15 @@ async def _stream(
     deltas: list[_Json],
     finish: str,
     usage: _Json | None,
+    said: _Json | None = None,
 ) -> web.StreamResponse:
     """Stream first deltas, content deltas, finish chunks, usage (unless None) and [DONE]."""
     extra: _Json = {} if usage is None else {"usage": None}
 
     def event(index: int, delta: _Json, finish_reason: str | None = None) -> bytes:
         entry = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        if finish_reason is not None and said:
+            entry.update(said)
         return b"data: " + orjson.dumps({**head, "choices": [entry], **extra}) + b"\n\n"
 
     n = len(firsts)

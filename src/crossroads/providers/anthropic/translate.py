@@ -122,6 +122,7 @@ def map_response(message: Mapping[str, Any], request: AnthropicRequest) -> dict[
                 "message": answer,
                 "logprobs": None,
                 "finish_reason": _finish_reason(message.get("stop_reason"), request),
+                **_stop_string(message),
             }
         ],
         "usage": map_usage(usage) if usage else None,
@@ -154,6 +155,15 @@ _FINISH_REASONS = {
     "tool_use": "tool_calls",
     "refusal": "content_filter",
 }
+
+
+def _stop_string(message: Mapping[str, Any]) -> dict[str, Any]:
+    """`stop_reason`: the stop sequence that ended the answer, when one did. The field is
+    the one vLLM reports it in; OpenAI's finish reason ("stop") cannot say which."""
+    sequence = message.get("stop_sequence")
+    if message.get("stop_reason") == "stop_sequence" and isinstance(sequence, str):
+        return {"stop_reason": sequence}
+    return {}
 
 
 def _finish_reason(stop_reason: str | None, request: AnthropicRequest) -> str:
@@ -219,7 +229,9 @@ class StreamMapper:
             if stop_reason is None:
                 return []
             self._reported_finish = True
-            return [self._chunk({}, _finish_reason(stop_reason, self._request))]
+            chunk = self._chunk({}, _finish_reason(stop_reason, self._request))
+            chunk["choices"][0].update(_stop_string(data.get("delta") or {}))
+            return [chunk]
         if event == "message_start":
             message = data.get("message") or {}
             self._id = message.get("id") or self._id
