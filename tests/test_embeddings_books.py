@@ -75,6 +75,9 @@ def test_embeddings_are_logged_and_in_usage(served: ServedApp) -> None:
     assert record["cost"] == pytest.approx(cost) and record["prompt_tokens"] > 0
     assert record["response"]["embeddings"] == 1 and "data" not in record["response"]
 
+    page = httpx.get(f"{served.url}/ui/logs/{log_id}", headers={"Authorization": f"Bearer {key}"})
+    assert page.status_code == 200 and "embeddings" in page.text  # the dashboard's record
+
     usage = get(served, "/v1/usage", key, group_by="model")
     assert usage["total"]["requests"] == 3
     assert usage["total"]["cost"] == pytest.approx(cost, abs=1e-12)
