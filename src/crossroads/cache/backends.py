@@ -107,6 +107,12 @@ class DatabaseBackend:
         return await self.store.get(namespace, key)
 
     async def get_many(self, namespace: str, keys: list[str]) -> list[bytes | None]:
+        return [e[0] if e else None for e in await self.get_entries(namespace, keys)]
+
+    async def get_entries(
+        self, namespace: str, keys: list[str]
+    ) -> list[tuple[bytes, float] | None]:
+        """(payload, expires at) of each key's live entry, None where there is none."""
         found = await self.store.get_many(namespace, keys)
         return [found.get(key) for key in keys]
 
@@ -190,7 +196,10 @@ class RedisBackend:
 class TieredBackend:
     """This process's memory in front of a database backend: an answer stored here is
     served from memory until it expires (a hit without a database round trip); one stored
-    by another process is read from the database."""
+    by another process is read from the database once, then copied into memory with the
+    time it has left, so its next hit is memory-fast too (on SQLite, a hit read from the
+    database adds about 1 ms p50, one from memory about 0.1 ms). Like this process's own
+    entries, a copy is served until it expires even if another process replaces it."""
 
     shared = True
 
@@ -207,7 +216,12 @@ class TieredBackend:
             # Memory answers alone: an exact entry only another process stored may then
             # lose to a semantic one held here, which is still a valid answer.
             return found
-        return await self.back.get_many(namespace, keys)
+        entries = await self.back.get_entries(namespace, keys)
+        now = time.time()
+        for key, entry in zip(keys, entries, strict=True):
+            if entry is not None and entry[1] > now:
+                await self.front.put(namespace, key, entry[0], entry[1] - now)
+        return [e[0] if e else None for e in entries]
 
     async def put(
         self,

@@ -129,10 +129,18 @@ class Ledger:
         accounts = self._accounts
         if key is None or accounts.limits is None or not key.has_limits:
             return
+        await self.admit_estimate(chat.context, *_estimate(chat, accounts.catalog))
+
+    async def admit_estimate(self, context: CallContext, tokens: int, cost: float) -> None:
+        """`admit` for a request whose tokens and most cost the caller estimated (endpoints
+        other than chat, such as embeddings)."""
+        key = context.virtual_key
+        accounts = self._accounts
+        if key is None or accounts.limits is None or not key.has_limits:
+            return
         try:
             if key.max_budget is not None:
                 await accounts.restore_spent(key)
-            tokens, cost = _estimate(chat, accounts.catalog)
             ticket = await accounts.limits.admit(key, tokens=tokens, cost=cost)
         except GatewayError as exc:
             self.fail(exc)
@@ -147,7 +155,7 @@ class Ledger:
             )
             self.fail(error)
             raise error from None
-        chat.context.limit_headers = ticket.headers
+        context.limit_headers = ticket.headers
         self._ticket = ticket
 
     # --- outcomes ----------------------------------------------------------------------------

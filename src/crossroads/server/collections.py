@@ -30,9 +30,11 @@ from crossroads.retrieval.library import Library
 from crossroads.retrieval.owners import collection_owner
 from crossroads.retrieval.parsing import UnreadableFile, extract_text, file_kind
 from crossroads.retrieval.search import Hit
+from crossroads.server.paging import listing, page_from_query, unknown_cursor
 from crossroads.server.responses import JSONResponse, error_response
 from crossroads.server.state import AppState
 from crossroads.storage.collection_store import StoredFile, VectorStore
+from crossroads.storage.keyset import UnknownCursor, page_in_memory
 
 __all__ = ["collection_routes", "hit_json"]
 
@@ -241,8 +243,12 @@ async def upload_file(request: Request, state: AppState, owner: str, library: Li
 
 
 async def list_files(request: Request, state: AppState, owner: str, library: Library) -> Response:
-    rows = await library.store.list_files(owner)
-    return JSONResponse({"object": "list", "data": [file_json(r) for r in rows], "has_more": False})
+    page = page_from_query(request.query_params)
+    try:
+        rows, more = await library.store.file_page(owner, page)
+    except UnknownCursor as exc:
+        raise unknown_cursor(exc) from None
+    return JSONResponse(listing([file_json(r) for r in rows], more))
 
 
 async def get_file(request: Request, state: AppState, owner: str, library: Library) -> Response:
@@ -290,9 +296,13 @@ async def create_store(request: Request, state: AppState, owner: str, library: L
 
 
 async def list_stores(request: Request, state: AppState, owner: str, library: Library) -> Response:
-    rows = await library.store.list_stores(owner)
+    page = page_from_query(request.query_params)
+    try:
+        rows, more = await library.store.store_page(owner, page)
+    except UnknownCursor as exc:
+        raise unknown_cursor(exc) from None
     data = [store_json(r, await library.store.store_sources(r.id)) for r in rows]
-    return JSONResponse({"object": "list", "data": data, "has_more": False})
+    return JSONResponse(listing(data, more))
 
 
 async def get_store(request: Request, state: AppState, owner: str, library: Library) -> Response:
@@ -333,13 +343,19 @@ async def list_store_files(
     request: Request, state: AppState, owner: str, library: Library
 ) -> Response:
     store = await _store(library, owner, request.path_params["store_id"])
-    sources = await library.store.store_sources(store.id)
-    data = [
-        _store_file_json(store.id, file_id, n, int(store.created_at.timestamp()))
-        for file_id, _source, n in sources
-        if file_id is not None
+    page = page_from_query(request.query_params)
+    # A store's files are few enough (one row each) to page in memory; a deleted file's
+    # chunks stay searchable and it stays listed, dated as the store.
+    files = [
+        (file_id, n, created or store.created_at)
+        for file_id, n, created in await library.store.store_files(store.id)
     ]
-    return JSONResponse({"object": "list", "data": data, "has_more": False})
+    try:
+        rows, more = page_in_memory(files, lambda f: (f[2], f[0]), page)
+    except UnknownCursor as exc:
+        raise unknown_cursor(exc) from None
+    data = [_store_file_json(store.id, f, n, int(created.timestamp())) for f, n, created in rows]
+    return JSONResponse(listing(data, more))
 
 
 async def add_store_text(

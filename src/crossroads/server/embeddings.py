@@ -4,6 +4,8 @@ The local model (`wordllama-l2-supercat-256`, also what collections and the sema
 use) answers with no network and costs nothing. Any other name is a catalog model: its
 deployments are tried in order on providers of the `openai` dialect (the only wire dialect
 here with an embeddings call), priced at the deployment's input price per 1M tokens.
+Every call is written to the request log like a chat request (so it reaches `/v1/usage`,
+budgets and the dashboard) and counted against the key's rpm/tpm/budget limits.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import time
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -18,6 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
+from crossroads.access import check_model_allowed
+from crossroads.pipeline.context import CallContext
+from crossroads.pipeline.ledger import Ledger
 from crossroads.protocol.errors import GatewayError, bad_request
 from crossroads.protocol.json_body import decode_json_body
 from crossroads.protocol.validation import validate_body
@@ -25,8 +31,12 @@ from crossroads.providers.base import UpstreamCall, UpstreamError
 from crossroads.retrieval.embedder import LOCAL_MODEL
 from crossroads.server.responses import JSONResponse, error_response
 from crossroads.server.state import AppState
+from crossroads.usage import estimate_tokens
 
-__all__ = ["EmbeddingsBody", "create_embeddings"]
+__all__ = ["ENDPOINT", "EmbeddingsBody", "create_embeddings"]
+
+# `metadata.endpoint` of this endpoint's log records (filter: `GET /v1/logs?metadata.endpoint=`).
+ENDPOINT = "embeddings"
 
 _log = logging.getLogger("crossroads.embeddings")
 _MAX_BODY = 8 * 1024 * 1024
@@ -63,23 +73,95 @@ async def create_embeddings(request: Request) -> Response:
     state: AppState = request.app.state.crossroads
     try:
         client = request.client
-        await state.keys.authenticate(
+        caller = await state.keys.authenticate(
             request.headers.get("authorization"), client.host if client else None
         )
+    except GatewayError as exc:
+        return error_response(exc)
+    tags = request.headers.get("x-crossroads-tags")
+    context = CallContext(
+        key_id=caller.key_id,
+        virtual_key=caller.virtual_key,
+        session_header=request.headers.get("x-session-id") or None,
+        tags=[t.strip() for t in tags.split(",") if t.strip()] if tags else None,
+    )
+    body: Any = None
+    ledger: Ledger | None = None
+    try:
         raw = await request.body()
         if len(raw) > _MAX_BODY:
             raise GatewayError(
                 413, f"Bodies are limited to {_MAX_BODY} bytes.", code="request_too_large"
             )
         body = decode_json_body(raw)
+        ledger = _open_books(state, body, context)
         if not isinstance(body, dict):
             raise bad_request("The request body must be a JSON object.", code="invalid_value")
         parsed = validate_body(EmbeddingsBody, body, "Embeddings")
-        if parsed.model == LOCAL_MODEL:
-            return JSONResponse(await _local(state, parsed))
-        return JSONResponse(await _upstream(state, parsed, body))
+        local = parsed.model == LOCAL_MODEL
+        if not local:  # the local model is free and what collections use: every key may
+            check_model_allowed(context.virtual_key, [parsed.model])
+        await ledger.admit_estimate(context, *_estimate(state, parsed))
+        answer = await (_local(state, parsed) if local else _upstream(state, parsed, body))
     except GatewayError as exc:
-        return error_response(exc)
+        (ledger or _open_books(state, body, context)).fail(exc)
+        return _answer(error_response(exc), context)
+    except Exception as exc:  # a defect: still an envelope and a record
+        return _answer(error_response(ledger.internal(exc)), context) if ledger else _crash(exc)
+    _book(ledger, answer, context)
+    return _answer(JSONResponse(answer), context)
+
+
+def _open_books(state: AppState, body: Any, context: CallContext) -> Ledger:
+    """The request's log record, marked `metadata.endpoint = "embeddings"` so log and usage
+    queries can tell these rows from chat ones."""
+    ledger = state.gateway.accounts.open(body, context)
+    record = ledger.record
+    record.metadata = {**(record.metadata or {}), "endpoint": ENDPOINT}
+    return ledger
+
+
+def _book(ledger: Ledger, answer: dict[str, Any], context: CallContext) -> None:
+    """Close the books of a served request; the vectors are not kept in the log (a 2048-input
+    request would write megabytes), only how many there were."""
+    usage = answer["usage"]
+    logged = {k: v for k, v in answer.items() if k != "data"}
+    logged["embeddings"] = len(answer.get("data") or ())
+    record = ledger.record
+    record.model_served = answer.get("model")
+    record.provider = answer.get("provider") or (
+        "local" if answer["model"] == LOCAL_MODEL else None
+    )
+    latency_ms = (time.perf_counter() - context.received) * 1000
+    ledger.succeed(logged, {**usage, "completion_tokens": 0}, latency_ms, attempts=None)
+
+
+def _answer(response: Response, context: CallContext) -> Response:
+    response.headers["x-crossroads-log-id"] = context.log_id
+    response.headers.update(context.limit_headers or {})
+    return response
+
+
+def _crash(exc: Exception) -> Response:
+    _log.error("internal error serving embeddings", exc_info=exc)
+    return error_response(
+        GatewayError(500, f"Internal error in the gateway ({type(exc).__name__}).")
+    )
+
+
+def _estimate(state: AppState, body: EmbeddingsBody) -> tuple[int, float]:
+    """Tokens (for tpm) and the most the request can cost (for the budget reservation): the
+    prompt (≈ 4 characters a token, or the token arrays' length) at the dearest deployment."""
+    items = [body.input] if isinstance(body.input, str) else body.input
+    if items and isinstance(items[0], int):
+        tokens = len(items)
+    elif items and isinstance(items[0], list):
+        tokens = sum(len(i) for i in items if isinstance(i, list))
+    else:
+        tokens = estimate_tokens(sum(len(i) for i in items if isinstance(i, str)))
+    entry = state.catalog.get(body.model)
+    dearest = max((d.price.input for d in entry.deployments), default=0.0) if entry else 0.0
+    return tokens, tokens * dearest / 1_000_000
 
 
 async def _local(state: AppState, body: EmbeddingsBody) -> dict[str, Any]:

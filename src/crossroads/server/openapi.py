@@ -16,6 +16,7 @@ from crossroads import __version__
 from crossroads.protocol.chat import ChatCompletionRequest
 from crossroads.protocol.responses import ChatCompletion, ChatCompletionChunk, ErrorResponse
 from crossroads.server.log_query import LOG_PARAMETERS, MAX_JSON_FILTERS, USAGE_PARAMETERS
+from crossroads.server.openapi_collections import collection_paths
 from crossroads.server.openapi_inbound import inbound_paths
 from crossroads.storage.feedback_store import COMMENT_MAX_CHARS
 
@@ -94,6 +95,7 @@ def build_openapi() -> dict[str, Any]:
                 }
             },
             **inbound_paths(),
+            **collection_paths(),
             "/v1/models": {
                 "get": {
                     "operationId": "listModels",

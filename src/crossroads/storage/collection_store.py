@@ -21,6 +21,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from crossroads.storage.keyset import Page, page_query
 from crossroads.storage.migrate import upgrade
 from crossroads.storage.schema import collection_chunks, stored_files, vector_stores
 from crossroads.storage.storable import readable_json, storable_json, storable_text
@@ -225,14 +226,16 @@ class CollectionStore:
             return (await connection.execute(query)).scalar()
 
     async def list_files(self, owner: str, limit: int = 100) -> list[StoredFile]:
-        query = (
-            sa.select(*self._FILE_COLUMNS)
-            .where(stored_files.c.owner == owner)
-            .order_by(stored_files.c.created_at.desc())
-            .limit(limit)
-        )
+        return (await self.file_page(owner, Page(limit=limit)))[0]
+
+    async def file_page(self, owner: str, page: Page) -> tuple[list[StoredFile], bool]:
+        """One page of the caller's files, and whether more follow (`UnknownCursor`)."""
+        query = sa.select(*self._FILE_COLUMNS).where(stored_files.c.owner == owner)
         async with self._engine.connect() as connection:
-            return [StoredFile(*row) for row in await connection.execute(query)]
+            rows, more = await page_query(
+                connection, query, stored_files.c.created_at, stored_files.c.id, page
+            )
+        return [StoredFile(*row) for row in rows], more
 
     async def delete_file(self, owner: str, file_id: str) -> bool:
         file_id = storable_text(file_id)
@@ -311,14 +314,16 @@ class CollectionStore:
         return [rows[i] for i in dict.fromkeys(store_ids) if i in rows]
 
     async def list_stores(self, owner: str, limit: int = 100) -> list[VectorStore]:
-        query = (
-            sa.select(*self._STORE_COLUMNS)
-            .where(vector_stores.c.owner == owner)
-            .order_by(vector_stores.c.created_at.desc())
-            .limit(limit)
-        )
+        return (await self.store_page(owner, Page(limit=limit)))[0]
+
+    async def store_page(self, owner: str, page: Page) -> tuple[list[VectorStore], bool]:
+        """One page of the caller's stores, and whether more follow (`UnknownCursor`)."""
+        query = sa.select(*self._STORE_COLUMNS).where(vector_stores.c.owner == owner)
         async with self._engine.connect() as connection:
-            return [VectorStore(*row) for row in await connection.execute(query)]
+            rows, more = await page_query(
+                connection, query, vector_stores.c.created_at, vector_stores.c.id, page
+            )
+        return [VectorStore(*row) for row in rows], more
 
     async def delete_store(self, owner: str, store_id: str) -> bool:
         store_id = storable_text(store_id)
@@ -416,6 +421,23 @@ class CollectionStore:
         )
         async with self._engine.connect() as connection:
             return [(r[0], r[1], int(r[2])) for r in await connection.execute(query)]
+
+    async def store_files(self, store_id: str) -> list[tuple[str, int, datetime | None]]:
+        """(file id, chunk count, the file's upload time — None once the file is deleted) of
+        every file in a store."""
+        counts = (
+            sa.select(collection_chunks.c.file_id, sa.func.count().label("n"))
+            .where(
+                collection_chunks.c.store_id == store_id, collection_chunks.c.file_id.is_not(None)
+            )
+            .group_by(collection_chunks.c.file_id)
+            .subquery()
+        )
+        query = sa.select(counts.c.file_id, counts.c.n, stored_files.c.created_at).select_from(
+            counts.outerjoin(stored_files, stored_files.c.id == counts.c.file_id)
+        )
+        async with self._engine.connect() as connection:
+            return [(r[0], int(r[1]), r[2]) for r in await connection.execute(query)]
 
     async def versions(self, store_ids: Sequence[str]) -> dict[str, int]:
         query = sa.select(vector_stores.c.id, vector_stores.c.version).where(
