@@ -242,3 +242,62 @@ def test_enabling_it_without_the_extra_is_a_config_error(tmp_path: Path) -> None
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert "telemetry.enabled" in result.stdout and "crossroads[otel]" in result.stdout
+
+
+def test_stream_checks_have_one_span_per_stage_with_segments_and_outcome(
+    fake_upstream: FakeOpenAI, tmp_path: Path
+) -> None:
+    exporter = InMemorySpanExporter()
+    telemetry = Telemetry(
+        TelemetryConfig(enabled=True),
+        span_processor=SimpleSpanProcessor(exporter),
+        metric_readers=[InMemoryMetricReader()],
+    )
+    guarded = {
+        "deployments": [{"provider": "fake", "model": "echo"}],
+        "guardrails": {"output": [{"check": "pii", "action": "redact"}], "stream": "sentence"},
+    }
+    base = gateway_config(fake_upstream, tmp_path / "log.db").model_dump(
+        mode="json", exclude_none=True
+    )
+    config = parse_config({**base, "models": {**base["models"], "guarded": guarded}})
+    text = "Write to ann@example.com today. The sky is blue. Grass is green."
+    with serve_in_thread(create_app(config, telemetry=telemetry)) as served:
+        response = httpx.post(
+            f"{served.url}/v1/chat/completions",
+            json={
+                "model": "guarded",
+                "messages": [{"role": "user", "content": text}],
+                "stream": True,
+                "quality": {"action": "autocorrect"},
+                "quality_risk_threshold": 1.0,
+            },
+            headers={"Authorization": f"Bearer {API_KEY}"},
+            timeout=30,
+        )
+        assert response.status_code == 200 and "[DONE]" in response.text
+        assert "ann@example.com" not in response.text
+        flush_log(served)
+    spans = exporter.get_finished_spans()
+    (root,) = [s for s in spans if s.parent is None]
+    children = [s for s in spans if s.parent is not None]
+    assert all(s.parent and s.parent.span_id == root.context.span_id for s in children)
+    stages = {
+        s.name: attributes
+        for s in children
+        if (attributes := dict(s.attributes or {})).get("crossroads.stage.phase") == "response"
+    }
+    guard = stages["stage guardrails"]
+    assert guard["crossroads.stage.stream_policy"] == "sentence"
+    assert guard["crossroads.stage.segments"] == 3  # one check per sentence
+    assert guard["crossroads.stage.outcome"] == "rewritten"  # the address was redacted
+    quality = stages["stage quality"]
+    assert quality["crossroads.stage.stream_policy"] == "hold"
+    assert quality["crossroads.stage.segments"] == 1  # the whole choice, at its end
+    assert quality["crossroads.stage.outcome"] == "passed"
+    # Each lasts the time spent checking, not the stream: within the request's span.
+    for span in children:
+        if span.name in stages:
+            assert span.start_time is not None and span.end_time is not None
+            assert root.start_time is not None and root.end_time is not None
+            assert root.start_time <= span.start_time <= span.end_time <= root.end_time

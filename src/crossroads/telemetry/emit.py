@@ -2,7 +2,9 @@
 
 One span per request (kind SERVER, `chat {model}`), a child per upstream attempt (kind
 CLIENT, `chat {deployment}`) and per pipeline stage (`stage {name}`), each with the times the
-request recorded (telemetry/trace.py). Attributes follow the GenAI conventions:
+request recorded (telemetry/trace.py). A response stage on a stream has one span for the
+whole stream, lasting the time spent in its checks, with `crossroads.stage.segments` and
+`crossroads.stage.outcome` (pipeline/traced_check.py). Attributes follow the GenAI conventions:
 `gen_ai.operation.name`, `gen_ai.request.model`, `gen_ai.response.model`,
 `gen_ai.provider.name`, `gen_ai.usage.input_tokens` / `output_tokens`,
 `gen_ai.response.finish_reasons`, `gen_ai.request.temperature` …, plus `error.type` and
@@ -219,12 +221,13 @@ class Telemetry:
         context = otel_trace.set_span_in_context(span)
         for entry, ended in trace.attempts if trace is not None else ():
             self._attempt(entry, ended, context)
-        for name, phase, started, ended, error in trace.stages if trace is not None else ():
+        for name, phase, started, ended, error, extra in trace.stages if trace is not None else ():
+            stage_attributes = {"crossroads.stage.name": name, "crossroads.stage.phase": phase}
             child = self.tracer.start_span(
                 f"stage {name}",
                 context=context,
                 start_time=started,
-                attributes={"crossroads.stage.name": name, "crossroads.stage.phase": phase},
+                attributes={**stage_attributes, **extra} if extra else stage_attributes,
             )
             if error is not None:
                 child.set_attribute("error.type", error)

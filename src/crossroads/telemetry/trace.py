@@ -18,13 +18,20 @@ class RequestTrace:
     def __init__(self) -> None:
         # (the `routing.attempts` entry, wall-clock ns when the attempt ended)
         self.attempts: list[tuple[dict[str, Any], int]] = []
-        # (stage name, "request" | "response", start ns, end ns, error type or None)
-        self.stages: list[tuple[str, str, int, int, str | None]] = []
+        # (stage name, "request" | "response", start ns, end ns, error type or None,
+        #  extra span attributes or None: a stream check's segments and outcome)
+        self.stages: list[tuple[str, str, int, int, str | None, dict[str, Any] | None]] = []
 
     def attempt(self, entry: dict[str, Any], ended_ns: int) -> None:
         self.attempts.append((entry, ended_ns))
 
     def stage(
-        self, name: str, phase: str, started_ns: int, ended_ns: int, error: str | None
+        self,
+        name: str,
+        phase: str,
+        started_ns: int,
+        ended_ns: int,
+        error: str | None,
+        attributes: dict[str, Any] | None = None,
     ) -> None:
-        self.stages.append((name, phase, started_ns, ended_ns, error))
+        self.stages.append((name, phase, started_ns, ended_ns, error, attributes))
