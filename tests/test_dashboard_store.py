@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -79,7 +79,7 @@ async def _rollup(engine: AsyncEngine) -> dict[tuple[object, ...], dict[str, obj
     columns = [c for c in request_rollup.c if c.name not in ("cost", "latency_sum", "ttft_sum")]
     async with engine.connect() as connection:
         rows = (await connection.execute(sa.select(request_rollup))).mappings().all()
-    out = {}
+    out: dict[tuple[object, ...], dict[str, object]] = {}
     for row in rows:
         key = (row["grain"], row["key_id"], row["hour"], row["model"], row["provider"])
         out[key] = {c.name: row[c.name] for c in columns}
@@ -244,4 +244,68 @@ async def test_a_failing_hook_never_stops_the_log(engine: AsyncEngine) -> None:
     assert writer.pending == 0
     assert sum(calls) == 25
     assert len(await store.query(limit=100)) == 25
+    await store.close()
+
+
+async def _requests(engine: AsyncEngine) -> int:
+    totals = await DashboardStore(engine).totals(T0, T0 + timedelta(days=30), by=None)
+    return sum(t.requests for t in totals)
+
+
+async def test_only_records_the_database_stored_are_summed(engine: AsyncEngine) -> None:
+    store = LogStore(engine)
+    await store.open()
+    rollups = Rollups(engine)
+    writer = LogWriter(store, on_written=rollups.add)
+    first, duplicate, refused, kept = _records(4)
+    writer.submit(first)
+    await writer.flush()
+    duplicate.id = first.id  # the primary key refuses it, even stripped: not stored
+    refused.model_requested = None  # type: ignore[assignment]  # refused as is, stored stripped
+    for record in (duplicate, refused, kept):
+        writer.submit(record)
+    await writer.flush()
+    await rollups.aclose()
+    assert (writer.rejected, writer.stripped) == (1, 1)
+    assert len(await store.query(limit=100)) == 3
+    assert await _requests(engine) == 3
+    await store.close()
+
+
+class _FailsMidway(LogStore):
+    """A log store whose database goes away after `writes` more writes, for one write."""
+
+    def __init__(self, engine: AsyncEngine, writes: int) -> None:
+        super().__init__(engine)
+        self.writes = writes
+
+    async def write(self, records: Sequence[LogRecord]) -> None:
+        self.writes -= 1
+        if self.writes == -1:
+            raise OSError("connection lost")
+        await super().write(records)
+
+
+async def test_a_batch_failing_partway_through_its_retry_sums_what_it_stored(
+    engine: AsyncEngine,
+) -> None:
+    # The batch is refused (one record has no model), then written one by one: the first
+    # two are stored (the second stripped), the database goes away at the third, and the
+    # rest is requeued.
+    store = _FailsMidway(engine, writes=4)
+    await store.open()
+    rollups = Rollups(engine)
+    writer = LogWriter(store, on_written=rollups.add)
+    records = _records(5)
+    records[1].model_requested = None  # type: ignore[assignment]
+    for record in records:
+        writer.submit(record)
+    with pytest.raises(OSError, match="connection lost"):
+        await writer.flush()
+    assert writer.pending == 3
+    await rollups.flush()
+    assert await _requests(engine) == 2 == len(await store.query(limit=100))
+    await writer.flush()  # the database is back: the rest is stored, and summed once
+    await rollups.aclose()
+    assert await _requests(engine) == 5 == len(await store.query(limit=100))
     await store.close()
