@@ -15,11 +15,18 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from crossroads.storage.dashboard_store import DashboardStore, Rollups, percentile, rollup_rows
+from crossroads.storage.dashboard_store import (
+    DashboardStore,
+    Rollups,
+    hour_of,
+    percentile,
+    rollup_rows,
+)
 from crossroads.storage.database import create_engine
 from crossroads.storage.log_store import LogStore
 from crossroads.storage.migrate import alembic_config
 from crossroads.storage.records import LogRecord, new_log_id
+from crossroads.storage.retention import LogPruner, rollup_max_age
 from crossroads.storage.schema import (
     LATENCY_BOUNDS_MS,
     LATENCY_BUCKETS,
@@ -308,4 +315,34 @@ async def test_a_batch_failing_partway_through_its_retry_sums_what_it_stored(
     await writer.flush()  # the database is back: the rest is stored, and summed once
     await rollups.aclose()
     assert await _requests(engine) == 5 == len(await store.query(limit=100))
+    await store.close()
+
+
+async def test_rollup_retention_deletes_old_hours_and_keeps_the_log(engine: AsyncEngine) -> None:
+    store = LogStore(engine)
+    await store.open()
+    now = T0 + timedelta(days=500)
+    ages = [timedelta(days=d, minutes=10 * i) for i, d in enumerate((450, 420, 401, 3, 0))]
+    records = _records(len(ages))
+    for record, age in zip(records, ages, strict=True):
+        record.created_at = now - age
+    await store.write(records)
+    rollups = Rollups(engine)
+    await rollups.add(records)
+    await rollups.aclose()
+    # The log keeps its records (no log retention); the rollup keeps 400 days of hours.
+    pruner = LogPruner(engine, max_age=None, max_rows=None, rollup_max_age=timedelta(days=400))
+    assert pruner.enabled
+    assert await pruner.prune(now=now) == 0
+    deleted = await pruner.prune_rollup(now=now)
+    assert deleted == len(ROLLUP_GRAINS) * 3  # one row per grain for each old hour
+    async with engine.connect() as connection:
+        hours = (await connection.execute(sa.select(request_rollup.c.hour).distinct())).scalars()
+        kept = sorted(hours)
+    assert kept == sorted({hour_of(r.created_at) for r in records[3:]})
+    assert await pruner.prune_rollup(now=now) == 0
+    assert len(await store.query(limit=100)) == 5
+    forever = LogPruner(engine, max_age=None, max_rows=None, rollup_max_age=rollup_max_age(0))
+    assert not forever.enabled
+    assert await forever.prune_rollup(now=now + timedelta(days=9999)) == 0
     await store.close()
