@@ -244,9 +244,11 @@ def test_enabling_it_without_the_extra_is_a_config_error(tmp_path: Path) -> None
     assert "telemetry.enabled" in result.stdout and "crossroads[otel]" in result.stdout
 
 
-def test_stream_checks_have_one_span_per_stage_with_segments_and_outcome(
-    fake_upstream: FakeOpenAI, tmp_path: Path
-) -> None:
+def _guarded_stream(
+    fake: FakeOpenAI, database: Path, behaviour: str
+) -> tuple[httpx.Response, list[Any], Any]:
+    """A stream through a per-sentence output guardrail and a quality check that holds the
+    choice, traced; the response, the request's stage spans on the stream and its span."""
     exporter = InMemorySpanExporter()
     telemetry = Telemetry(
         TelemetryConfig(enabled=True),
@@ -254,12 +256,10 @@ def test_stream_checks_have_one_span_per_stage_with_segments_and_outcome(
         metric_readers=[InMemoryMetricReader()],
     )
     guarded = {
-        "deployments": [{"provider": "fake", "model": "echo"}],
+        "deployments": [{"provider": "fake", "model": behaviour}],
         "guardrails": {"output": [{"check": "pii", "action": "redact"}], "stream": "sentence"},
     }
-    base = gateway_config(fake_upstream, tmp_path / "log.db").model_dump(
-        mode="json", exclude_none=True
-    )
+    base = gateway_config(fake, database).model_dump(mode="json", exclude_none=True)
     config = parse_config({**base, "models": {**base["models"], "guarded": guarded}})
     text = "Write to ann@example.com today. The sky is blue. Grass is green."
     with serve_in_thread(create_app(config, telemetry=telemetry)) as served:
@@ -275,18 +275,25 @@ def test_stream_checks_have_one_span_per_stage_with_segments_and_outcome(
             headers={"Authorization": f"Bearer {API_KEY}"},
             timeout=30,
         )
-        assert response.status_code == 200 and "[DONE]" in response.text
-        assert "ann@example.com" not in response.text
         flush_log(served)
     spans = exporter.get_finished_spans()
     (root,) = [s for s in spans if s.parent is None]
     children = [s for s in spans if s.parent is not None]
     assert all(s.parent and s.parent.span_id == root.context.span_id for s in children)
-    stages = {
-        s.name: attributes
-        for s in children
-        if (attributes := dict(s.attributes or {})).get("crossroads.stage.phase") == "response"
-    }
+    on_stream = [
+        s for s in children if (s.attributes or {}).get("crossroads.stage.phase") == "response"
+    ]
+    return response, on_stream, root
+
+
+def test_stream_checks_have_one_span_per_stage_with_segments_and_outcome(
+    fake_upstream: FakeOpenAI, tmp_path: Path
+) -> None:
+    response, on_stream, root = _guarded_stream(fake_upstream, tmp_path / "log.db", "echo")
+    assert response.status_code == 200 and "[DONE]" in response.text
+    assert "ann@example.com" not in response.text
+    stages = {s.name: dict(s.attributes or {}) for s in on_stream}
+    assert len(stages) == len(on_stream) == 2
     guard = stages["stage guardrails"]
     assert guard["crossroads.stage.stream_policy"] == "sentence"
     assert guard["crossroads.stage.segments"] == 3  # one check per sentence
@@ -296,8 +303,24 @@ def test_stream_checks_have_one_span_per_stage_with_segments_and_outcome(
     assert quality["crossroads.stage.segments"] == 1  # the whole choice, at its end
     assert quality["crossroads.stage.outcome"] == "passed"
     # Each lasts the time spent checking, not the stream: within the request's span.
-    for span in children:
+    for span in on_stream:
         if span.name in stages:
             assert span.start_time is not None and span.end_time is not None
             assert root.start_time is not None and root.end_time is not None
             assert root.start_time <= span.start_time <= span.end_time <= root.end_time
+
+
+def test_a_stream_that_fails_midway_still_has_its_check_spans(
+    fake_upstream: FakeOpenAI, tmp_path: Path
+) -> None:
+    # The upstream drops the connection after a few chunks: the guardrail checked what came,
+    # the quality check (holding the choice for its end) never ran.
+    response, on_stream, _ = _guarded_stream(
+        fake_upstream, tmp_path / "log.db", "echo+drop_after=8"
+    )
+    assert response.status_code == 200 and "[DONE]" not in response.text
+    (guard,) = on_stream
+    attributes = dict(guard.attributes or {})
+    assert guard.name == "stage guardrails"
+    assert attributes["crossroads.stage.finished"] is False
+    assert attributes["crossroads.stage.segments"] >= 1

@@ -2,9 +2,10 @@
 
 A stream check runs a little at a time (one call per sentence, or once at the end), so its
 span cannot be the time from its first call to its last, which is most of the stream. This
-wrapper adds up the time spent inside the check itself (`check` and `finish`) and records one
-stage span at `finish`: it starts when the check first ran and lasts the total. Its
-attributes say how many segments were checked and how it went.
+wrapper adds up the time spent inside the check itself (`check` and `finish`); the request's
+spans, made once its record is written, read it (`span`): it starts when the check first ran
+and lasts the total, and its attributes say how many segments were checked and how it went —
+also for a stream that failed before its end.
 
 Only `StagePlan.stream_checks` puts it in place, and only when the request has a trace: with
 telemetry off the relay calls the stage's own check, with nothing added per chunk.
@@ -39,6 +40,8 @@ class TracedCheck(StreamCheck):
         self.error: str | None = None
         self.started_ns: int | None = None
         self.spent_ns = 0
+        self.finished = False
+        trace.stream_checks.append(self)
 
     def segmenter(self) -> Segmenter | None:
         return self.inner.segmenter()
@@ -76,18 +79,21 @@ class TracedCheck(StreamCheck):
             raise
         finally:
             self.spent_ns += time.time_ns() - started
-            self.trace.stage(
-                self.name,
-                "response",
-                self.started_ns,
-                self.started_ns + self.spent_ns,
-                self.error,
-                {
-                    "crossroads.stage.stream_policy": self.policy,
-                    "crossroads.stage.segments": self.segments,
-                    "crossroads.stage.outcome": self.outcome,
-                },
-            )
+            self.finished = True
+
+    def span(self) -> tuple[str, str, int, int, str | None, dict[str, Any]] | None:
+        """This check's stage span, or None if it never ran."""
+        if self.started_ns is None:
+            return None
+        attributes: dict[str, Any] = {
+            "crossroads.stage.stream_policy": self.policy,
+            "crossroads.stage.segments": self.segments,
+            "crossroads.stage.outcome": self.outcome,
+        }
+        if not self.finished:
+            attributes["crossroads.stage.finished"] = False  # the stream ended early
+        started = self.started_ns
+        return (self.name, "response", started, started + self.spent_ns, self.error, attributes)
 
     def _failed(self, exc: BaseException) -> None:
         self.outcome = "error"

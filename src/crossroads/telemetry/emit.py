@@ -133,6 +133,12 @@ def _request_attributes(record: LogRecord) -> dict[str, Any]:
     return attributes
 
 
+def _stream_check_spans(
+    trace: RequestTrace,
+) -> list[tuple[str, str, int, int, str | None, dict[str, Any]]]:
+    return [span for check in trace.stream_checks if (span := check.span()) is not None]
+
+
 class Telemetry:
     """The app's tracer and meter providers, and the traces of requests in flight."""
 
@@ -221,7 +227,8 @@ class Telemetry:
         context = otel_trace.set_span_in_context(span)
         for entry, ended in trace.attempts if trace is not None else ():
             self._attempt(entry, ended, context)
-        for name, phase, started, ended, error, extra in trace.stages if trace is not None else ():
+        stages = [] if trace is None else [*trace.stages, *_stream_check_spans(trace)]
+        for name, phase, started, ended, error, extra in stages:
             stage_attributes = {"crossroads.stage.name": name, "crossroads.stage.phase": phase}
             child = self.tracer.start_span(
                 f"stage {name}",
