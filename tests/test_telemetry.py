@@ -247,8 +247,8 @@ def test_enabling_it_without_the_extra_is_a_config_error(tmp_path: Path) -> None
 def _guarded_stream(
     fake: FakeOpenAI, database: Path, behaviour: str
 ) -> tuple[httpx.Response, list[Any], Any]:
-    """A stream through a per-sentence output guardrail and a quality check that holds the
-    choice, traced; the response, the request's stage spans on the stream and its span."""
+    """A traced stream through a per-sentence output guardrail, a quality check that holds
+    the choice and the cache's store: the response, its stage spans on the stream, its span."""
     exporter = InMemorySpanExporter()
     telemetry = Telemetry(
         TelemetryConfig(enabled=True),
@@ -271,6 +271,7 @@ def _guarded_stream(
                 "stream": True,
                 "quality": {"action": "autocorrect"},
                 "quality_risk_threshold": 1.0,
+                "cache": {"mode": "exact"},
             },
             headers={"Authorization": f"Bearer {API_KEY}"},
             timeout=30,
@@ -293,7 +294,7 @@ def test_stream_checks_have_one_span_per_stage_with_segments_and_outcome(
     assert response.status_code == 200 and "[DONE]" in response.text
     assert "ann@example.com" not in response.text
     stages = {s.name: dict(s.attributes or {}) for s in on_stream}
-    assert len(stages) == len(on_stream) == 2
+    assert len(stages) == len(on_stream) == 3
     guard = stages["stage guardrails"]
     assert guard["crossroads.stage.stream_policy"] == "sentence"
     assert guard["crossroads.stage.segments"] == 3  # one check per sentence
@@ -302,6 +303,9 @@ def test_stream_checks_have_one_span_per_stage_with_segments_and_outcome(
     assert quality["crossroads.stage.stream_policy"] == "hold"
     assert quality["crossroads.stage.segments"] == 1  # the whole choice, at its end
     assert quality["crossroads.stage.outcome"] == "passed"
+    cache = stages["stage cache"]  # stores the answer at the end: nothing checked on the way
+    assert cache["crossroads.stage.stream_policy"] == "pass"
+    assert cache["crossroads.stage.segments"] == 0
     # Each lasts the time spent checking, not the stream: within the request's span.
     for span in on_stream:
         if span.name in stages:
@@ -314,7 +318,7 @@ def test_a_stream_that_fails_midway_still_has_its_check_spans(
     fake_upstream: FakeOpenAI, tmp_path: Path
 ) -> None:
     # The upstream drops the connection after a few chunks: the guardrail checked what came,
-    # the quality check (holding the choice for its end) never ran.
+    # the quality check (holding the choice for its end) and the cache store never ran.
     response, on_stream, _ = _guarded_stream(
         fake_upstream, tmp_path / "log.db", "echo+drop_after=8"
     )

@@ -240,7 +240,9 @@ class Telemetry:
                 child.set_attribute("error.type", error)
                 child.set_status(Status(StatusCode.ERROR))
             child.end(end_time=ended)
-        span.end(end_time=max(end, start))
+        # A stream's last checks (cache store, quality's report) run after its latency was
+        # taken: the request's span still covers them.
+        span.end(end_time=max(end, start, *(stage[3] for stage in stages)))
 
     def _attempt(self, entry: dict[str, Any], ended: int, context: Any) -> None:
         latency_ns = int((entry.get("latency_ms") or 0.0) * 1e6)
