@@ -244,8 +244,16 @@ def test_enabling_it_without_the_extra_is_a_config_error(tmp_path: Path) -> None
     assert "telemetry.enabled" in result.stdout and "crossroads[otel]" in result.stdout
 
 
+REDACT = [{"check": "pii", "action": "redact"}]
+TEXT = "Write to ann@example.com today. The sky is blue. Grass is green."
+
+
 def _guarded_stream(
-    fake: FakeOpenAI, database: Path, behaviour: str
+    fake: FakeOpenAI,
+    database: Path,
+    behaviour: str,
+    output: list[dict[str, Any]] = REDACT,
+    text: str = TEXT,
 ) -> tuple[httpx.Response, list[Any], Any]:
     """A traced stream through a per-sentence output guardrail, a quality check that holds
     the choice and the cache's store: the response, its stage spans on the stream, its span."""
@@ -257,11 +265,10 @@ def _guarded_stream(
     )
     guarded = {
         "deployments": [{"provider": "fake", "model": behaviour}],
-        "guardrails": {"output": [{"check": "pii", "action": "redact"}], "stream": "sentence"},
+        "guardrails": {"output": output, "stream": "sentence"},
     }
     base = gateway_config(fake, database).model_dump(mode="json", exclude_none=True)
     config = parse_config({**base, "models": {**base["models"], "guarded": guarded}})
-    text = "Write to ann@example.com today. The sky is blue. Grass is green."
     with serve_in_thread(create_app(config, telemetry=telemetry)) as served:
         response = httpx.post(
             f"{served.url}/v1/chat/completions",
@@ -328,3 +335,16 @@ def test_a_stream_that_fails_midway_still_has_its_check_spans(
     assert guard.name == "stage guardrails"
     assert attributes["crossroads.stage.finished"] is False
     assert attributes["crossroads.stage.segments"] >= 1
+
+
+def test_a_refusing_stream_check_says_so(fake_upstream: FakeOpenAI, tmp_path: Path) -> None:
+    deny = [{"check": "policy", "action": "block", "deny": ["drop table"]}]
+    text = "First a fine sentence. Then drop table users. And more after it."
+    response, on_stream, _ = _guarded_stream(
+        fake_upstream, tmp_path / "log.db", "echo", output=deny, text=text
+    )
+    assert response.status_code == 200 and "content_filter" in response.text
+    stages = {s.name: dict(s.attributes or {}) for s in on_stream}
+    guard = stages["stage guardrails"]
+    assert guard["crossroads.stage.outcome"] == "refused"
+    assert guard["crossroads.stage.segments"] == 2  # nothing checked after the refusal
