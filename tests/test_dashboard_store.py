@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,11 +15,18 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from crossroads.storage.dashboard_store import DashboardStore, Rollups, percentile, rollup_rows
+from crossroads.storage.dashboard_store import (
+    DashboardStore,
+    Rollups,
+    hour_of,
+    percentile,
+    rollup_rows,
+)
 from crossroads.storage.database import create_engine
 from crossroads.storage.log_store import LogStore
 from crossroads.storage.migrate import alembic_config
 from crossroads.storage.records import LogRecord, new_log_id
+from crossroads.storage.retention import LogPruner, rollup_max_age
 from crossroads.storage.schema import (
     LATENCY_BOUNDS_MS,
     LATENCY_BUCKETS,
@@ -79,7 +86,7 @@ async def _rollup(engine: AsyncEngine) -> dict[tuple[object, ...], dict[str, obj
     columns = [c for c in request_rollup.c if c.name not in ("cost", "latency_sum", "ttft_sum")]
     async with engine.connect() as connection:
         rows = (await connection.execute(sa.select(request_rollup))).mappings().all()
-    out = {}
+    out: dict[tuple[object, ...], dict[str, object]] = {}
     for row in rows:
         key = (row["grain"], row["key_id"], row["hour"], row["model"], row["provider"])
         out[key] = {c.name: row[c.name] for c in columns}
@@ -244,4 +251,98 @@ async def test_a_failing_hook_never_stops_the_log(engine: AsyncEngine) -> None:
     assert writer.pending == 0
     assert sum(calls) == 25
     assert len(await store.query(limit=100)) == 25
+    await store.close()
+
+
+async def _requests(engine: AsyncEngine) -> int:
+    totals = await DashboardStore(engine).totals(T0, T0 + timedelta(days=30), by=None)
+    return sum(t.requests for t in totals)
+
+
+async def test_only_records_the_database_stored_are_summed(engine: AsyncEngine) -> None:
+    store = LogStore(engine)
+    await store.open()
+    rollups = Rollups(engine)
+    writer = LogWriter(store, on_written=rollups.add)
+    first, duplicate, refused, kept = _records(4)
+    writer.submit(first)
+    await writer.flush()
+    duplicate.id = first.id  # the primary key refuses it, even stripped: not stored
+    refused.model_requested = None  # type: ignore[assignment]  # refused as is, stored stripped
+    for record in (duplicate, refused, kept):
+        writer.submit(record)
+    await writer.flush()
+    await rollups.aclose()
+    assert (writer.rejected, writer.stripped) == (1, 1)
+    assert len(await store.query(limit=100)) == 3
+    assert await _requests(engine) == 3
+    await store.close()
+
+
+class _FailsMidway(LogStore):
+    """A log store whose database goes away after `writes` more writes, for one write."""
+
+    def __init__(self, engine: AsyncEngine, writes: int) -> None:
+        super().__init__(engine)
+        self.writes = writes
+
+    async def write(self, records: Sequence[LogRecord]) -> None:
+        self.writes -= 1
+        if self.writes == -1:
+            raise OSError("connection lost")
+        await super().write(records)
+
+
+async def test_a_batch_failing_partway_through_its_retry_sums_what_it_stored(
+    engine: AsyncEngine,
+) -> None:
+    # The batch is refused (one record has no model), then written one by one: the first
+    # two are stored (the second stripped), the database goes away at the third, and the
+    # rest is requeued.
+    store = _FailsMidway(engine, writes=4)
+    await store.open()
+    rollups = Rollups(engine)
+    writer = LogWriter(store, on_written=rollups.add)
+    records = _records(5)
+    records[1].model_requested = None  # type: ignore[assignment]
+    for record in records:
+        writer.submit(record)
+    with pytest.raises(OSError, match="connection lost"):
+        await writer.flush()
+    assert writer.pending == 3
+    await rollups.flush()
+    assert await _requests(engine) == 2 == len(await store.query(limit=100))
+    await writer.flush()  # the database is back: the rest is stored, and summed once
+    await rollups.aclose()
+    assert await _requests(engine) == 5 == len(await store.query(limit=100))
+    await store.close()
+
+
+async def test_rollup_retention_deletes_old_hours_and_keeps_the_log(engine: AsyncEngine) -> None:
+    store = LogStore(engine)
+    await store.open()
+    now = T0 + timedelta(days=500)
+    ages = [timedelta(days=d, minutes=10 * i) for i, d in enumerate((450, 420, 401, 3, 0))]
+    records = _records(len(ages))
+    for record, age in zip(records, ages, strict=True):
+        record.created_at = now - age
+    await store.write(records)
+    rollups = Rollups(engine)
+    await rollups.add(records)
+    await rollups.aclose()
+    # The log keeps its records (no log retention); the rollup keeps 400 days of hours.
+    pruner = LogPruner(engine, max_age=None, max_rows=None, rollup_max_age=timedelta(days=400))
+    assert pruner.enabled
+    assert await pruner.prune(now=now) == 0
+    deleted = await pruner.prune_rollup(now=now)
+    assert deleted == len(ROLLUP_GRAINS) * 3  # one row per grain for each old hour
+    async with engine.connect() as connection:
+        hours = (await connection.execute(sa.select(request_rollup.c.hour).distinct())).scalars()
+        kept = sorted(hours)
+    assert kept == sorted({hour_of(r.created_at) for r in records[3:]})
+    assert await pruner.prune_rollup(now=now) == 0
+    assert len(await store.query(limit=100)) == 5
+    forever = LogPruner(engine, max_age=None, max_rows=None, rollup_max_age=rollup_max_age(0))
+    assert not forever.enabled
+    assert await forever.prune_rollup(now=now + timedelta(days=9999)) == 0
     await store.close()

@@ -242,3 +242,109 @@ def test_enabling_it_without_the_extra_is_a_config_error(tmp_path: Path) -> None
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert "telemetry.enabled" in result.stdout and "crossroads[otel]" in result.stdout
+
+
+REDACT = [{"check": "pii", "action": "redact"}]
+TEXT = "Write to ann@example.com today. The sky is blue. Grass is green."
+
+
+def _guarded_stream(
+    fake: FakeOpenAI,
+    database: Path,
+    behaviour: str,
+    output: list[dict[str, Any]] = REDACT,
+    text: str = TEXT,
+) -> tuple[httpx.Response, list[Any], Any]:
+    """A traced stream through a per-sentence output guardrail, a quality check that holds
+    the choice and the cache's store: the response, its stage spans on the stream, its span."""
+    exporter = InMemorySpanExporter()
+    telemetry = Telemetry(
+        TelemetryConfig(enabled=True),
+        span_processor=SimpleSpanProcessor(exporter),
+        metric_readers=[InMemoryMetricReader()],
+    )
+    guarded = {
+        "deployments": [{"provider": "fake", "model": behaviour}],
+        "guardrails": {"output": output, "stream": "sentence"},
+    }
+    base = gateway_config(fake, database).model_dump(mode="json", exclude_none=True)
+    config = parse_config({**base, "models": {**base["models"], "guarded": guarded}})
+    with serve_in_thread(create_app(config, telemetry=telemetry)) as served:
+        response = httpx.post(
+            f"{served.url}/v1/chat/completions",
+            json={
+                "model": "guarded",
+                "messages": [{"role": "user", "content": text}],
+                "stream": True,
+                "quality": {"action": "autocorrect"},
+                "quality_risk_threshold": 1.0,
+                "cache": {"mode": "exact"},
+            },
+            headers={"Authorization": f"Bearer {API_KEY}"},
+            timeout=30,
+        )
+        flush_log(served)
+    spans = exporter.get_finished_spans()
+    (root,) = [s for s in spans if s.parent is None]
+    children = [s for s in spans if s.parent is not None]
+    assert all(s.parent and s.parent.span_id == root.context.span_id for s in children)
+    on_stream = [
+        s for s in children if (s.attributes or {}).get("crossroads.stage.phase") == "response"
+    ]
+    return response, on_stream, root
+
+
+def test_stream_checks_have_one_span_per_stage_with_segments_and_outcome(
+    fake_upstream: FakeOpenAI, tmp_path: Path
+) -> None:
+    response, on_stream, root = _guarded_stream(fake_upstream, tmp_path / "log.db", "echo")
+    assert response.status_code == 200 and "[DONE]" in response.text
+    assert "ann@example.com" not in response.text
+    stages = {s.name: dict(s.attributes or {}) for s in on_stream}
+    assert len(stages) == len(on_stream) == 3
+    guard = stages["stage guardrails"]
+    assert guard["crossroads.stage.stream_policy"] == "sentence"
+    assert guard["crossroads.stage.segments"] == 3  # one check per sentence
+    assert guard["crossroads.stage.outcome"] == "rewritten"  # the address was redacted
+    quality = stages["stage quality"]
+    assert quality["crossroads.stage.stream_policy"] == "hold"
+    assert quality["crossroads.stage.segments"] == 1  # the whole choice, at its end
+    assert quality["crossroads.stage.outcome"] == "passed"
+    cache = stages["stage cache"]  # stores the answer at the end: nothing checked on the way
+    assert cache["crossroads.stage.stream_policy"] == "pass"
+    assert cache["crossroads.stage.segments"] == 0
+    # Each lasts the time spent checking, not the stream: within the request's span.
+    for span in on_stream:
+        if span.name in stages:
+            assert span.start_time is not None and span.end_time is not None
+            assert root.start_time is not None and root.end_time is not None
+            assert root.start_time <= span.start_time <= span.end_time <= root.end_time
+
+
+def test_a_stream_that_fails_midway_still_has_its_check_spans(
+    fake_upstream: FakeOpenAI, tmp_path: Path
+) -> None:
+    # The upstream drops the connection after a few chunks: the guardrail checked what came,
+    # the quality check (holding the choice for its end) and the cache store never ran.
+    response, on_stream, _ = _guarded_stream(
+        fake_upstream, tmp_path / "log.db", "echo+drop_after=8"
+    )
+    assert response.status_code == 200 and "[DONE]" not in response.text
+    (guard,) = on_stream
+    attributes = dict(guard.attributes or {})
+    assert guard.name == "stage guardrails"
+    assert attributes["crossroads.stage.finished"] is False
+    assert attributes["crossroads.stage.segments"] >= 1
+
+
+def test_a_refusing_stream_check_says_so(fake_upstream: FakeOpenAI, tmp_path: Path) -> None:
+    deny = [{"check": "policy", "action": "block", "deny": ["drop table"]}]
+    text = "First a fine sentence. Then drop table users. And more after it."
+    response, on_stream, _ = _guarded_stream(
+        fake_upstream, tmp_path / "log.db", "echo", output=deny, text=text
+    )
+    assert response.status_code == 200 and "content_filter" in response.text
+    stages = {s.name: dict(s.attributes or {}) for s in on_stream}
+    guard = stages["stage guardrails"]
+    assert guard["crossroads.stage.outcome"] == "refused"
+    assert guard["crossroads.stage.segments"] == 2  # nothing checked after the refusal

@@ -115,6 +115,10 @@ class StorageConfig(_Strict):
     # first), are deleted by a background pruner every `prune_interval` seconds.
     retention_days: float | None = Field(None, gt=0)
     retention_rows: int | None = Field(None, ge=1)
+    # The dashboard's hourly rollup, pruned by the same task: hours older than this many
+    # days are deleted (0 keeps them forever). A few hundred rows an hour, so it outlives
+    # the log: 400 days lets a year be compared with the one before.
+    rollup_retention_days: float = Field(400.0, ge=0)
     prune_interval: float = Field(300.0, gt=0)
 
     @field_validator("state_url")

@@ -161,7 +161,12 @@ class StagePlan:
                 await _timed(trace, stage.name, "response", stage.after(chat, response))
 
     def stream_checks(self, chat: PreparedChat) -> list[StreamCheck]:
-        return [check for stage in self.after if (check := stage.stream(chat)) is not None]
+        checks = [(stage, check) for stage in self.after if (check := stage.stream(chat))]
+        if chat.trace is None:
+            return [check for _, check in checks]
+        from crossroads.pipeline.traced_check import TracedCheck  # it imports this module
+
+        return [TracedCheck(check, stage.name, chat.trace) for stage, check in checks]
 
 
 async def _timed(trace: RequestTrace, name: str, phase: str, work: Awaitable[T]) -> T:

@@ -65,7 +65,7 @@ from crossroads.storage.database import create_engine, default_database_url
 from crossroads.storage.fine_tune_store import FineTuneStore
 from crossroads.storage.key_store import KeyStore
 from crossroads.storage.log_store import LogStore
-from crossroads.storage.retention import LogPruner
+from crossroads.storage.retention import LogPruner, rollup_max_age
 from crossroads.storage.usage_store import usage_totals
 from crossroads.storage.writer import LogWriter
 from crossroads.telemetry.setup import telemetry_from_config
@@ -180,6 +180,7 @@ def create_app(
                 else None
             ),
             max_rows=config.storage.retention_rows,
+            rollup_max_age=rollup_max_age(config.storage.rollup_retention_days),
             interval=config.storage.prune_interval,
         )
 

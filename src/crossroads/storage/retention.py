@@ -4,6 +4,10 @@ A background task deletes records older than `max_age` and, beyond the newest
 `max_rows`, the oldest ones. Deletes run in batches of a few thousand rows, each its own
 short transaction, so a large backlog never holds a long lock against the log writer.
 The index on `created_at` serves both the cut-off lookup and the deletes.
+
+The same pass prunes the dashboard's hourly rollup (`request_rollup`) on its own, longer
+clock (`rollup_max_age`): its rows are few, so it can outlive the log, but not forever. It
+is deleted a day of hours per transaction, oldest first.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crossroads.periodic import Periodic
-from crossroads.storage.schema import request_log
+from crossroads.storage.dashboard_store import hour_of
+from crossroads.storage.schema import request_log, request_rollup
 
-__all__ = ["LogPruner"]
+__all__ = ["LogPruner", "rollup_max_age"]
 
 logger = logging.getLogger("crossroads.retention")
 
@@ -33,11 +38,13 @@ class LogPruner:
         *,
         max_age: timedelta | None,
         max_rows: int | None,
+        rollup_max_age: timedelta | None = None,
         interval: float = 300.0,
     ) -> None:
         self._engine = engine
         self._max_age = max_age
         self._max_rows = max_rows
+        self._rollup_max_age = rollup_max_age
         self._periodic = Periodic(
             self._prune_and_report,
             interval,
@@ -49,7 +56,9 @@ class LogPruner:
 
     @property
     def enabled(self) -> bool:
-        return self._max_age is not None or self._max_rows is not None
+        return any(
+            limit is not None for limit in (self._max_age, self._max_rows, self._rollup_max_age)
+        )
 
     def start(self) -> None:
         if self.enabled:
@@ -61,6 +70,8 @@ class LogPruner:
     async def _prune_and_report(self) -> None:
         if deleted := await self.prune():
             logger.info("log retention deleted %d records", deleted)
+        if deleted := await self.prune_rollup():
+            logger.info("rollup retention deleted %d hourly rows", deleted)
 
     async def prune(self, now: datetime | None = None) -> int:
         """One retention pass; returns how many records it deleted."""
@@ -71,6 +82,25 @@ class LogPruner:
         if self._max_rows is not None:
             deleted += await self._trim_to(self._max_rows)
         return deleted
+
+    async def prune_rollup(self, now: datetime | None = None) -> int:
+        """Delete the rollup's hours older than `rollup_max_age`; returns how many rows.
+
+        The hour the cut-off falls in is kept whole."""
+        if self._rollup_max_age is None:
+            return 0
+        cutoff = hour_of((now or datetime.now(UTC)) - self._rollup_max_age)
+        hour = request_rollup.c.hour
+        deleted = 0
+        while True:
+            async with self._engine.begin() as connection:
+                oldest = (await connection.execute(sa.select(sa.func.min(hour)))).scalar()
+                if oldest is None or oldest >= cutoff:
+                    return deleted
+                result = await connection.execute(
+                    sa.delete(request_rollup).where(hour < min(oldest + timedelta(days=1), cutoff))
+                )
+            deleted += result.rowcount
 
     async def _delete_before(self, cutoff: datetime) -> int:
         c = request_log.c
@@ -110,3 +140,8 @@ class LogPruner:
             deleted += result.rowcount
             if result.rowcount < _BATCH:
                 return deleted
+
+
+def rollup_max_age(days: float) -> timedelta | None:
+    """`storage.rollup_retention_days` as a pruner's age: 0 keeps the rollup forever."""
+    return timedelta(days=days) if days > 0 else None

@@ -248,10 +248,16 @@ class LogWriter:
         except Exception as error:
             if _is_transient(error):
                 raise
-            await self._write_one_by_one(batch, error)
+            # The hook hears of exactly the records stored (stripped ones as stored, rejected
+            # ones not at all), even when the database fails partway and the rest is requeued.
+            stored: list[LogRecord] = []
+            try:
+                await self._write_one_by_one(batch, error, stored)
+            finally:
+                await self._written(stored)
         else:
             self.written += len(batch)
-        await self._written(batch)
+            await self._written(batch)
 
     async def _written(self, batch: list[LogRecord]) -> None:
         if self._on_written is None or not batch:
@@ -261,7 +267,10 @@ class LogWriter:
         except Exception:
             _log.exception("request log: the after-write hook failed for %d records", len(batch))
 
-    async def _write_one_by_one(self, batch: list[LogRecord], error: Exception) -> None:
+    async def _write_one_by_one(
+        self, batch: list[LogRecord], error: Exception, stored: list[LogRecord]
+    ) -> None:
+        """Each record of a refused batch alone; those stored are appended to `stored`."""
         _log.warning(
             "request log: batch of %d rejected (%s); writing one by one", len(batch), error
         )
@@ -272,22 +281,27 @@ class LogWriter:
                 except Exception as single_error:
                     if _is_transient(single_error):
                         raise
-                    await self._write_stripped(record, single_error)
+                    kept = await self._write_stripped(record, single_error)
+                    if kept is not None:
+                        stored.append(kept)
                 else:
                     self.written += 1
+                    stored.append(record)
             except BaseException:
                 del batch[:index]  # the caller requeues what is left, this record included
                 raise
 
-    async def _write_stripped(self, record: LogRecord, error: Exception) -> None:
-        """Store what can be kept of a record the database refused, or drop it, once.
+    async def _write_stripped(self, record: LogRecord, error: Exception) -> LogRecord | None:
+        """Store what can be kept of a record the database refused, or drop it, once; returns
+        what was stored, or None.
 
         If even the stripped record fails for a reason that is not its data, the database
         itself is failing: that is raised, and the record retried later like any other.
         """
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        stripped = _stripped(record, reason)
         try:
-            await self._store.write([_stripped(record, reason)])
+            await self._store.write([stripped])
         except Exception as stripped_error:
             if not _is_data_error(stripped_error):
                 raise
@@ -297,15 +311,16 @@ class LogWriter:
                 record.id,
                 reason,
             )
-        else:
-            self.written += 1
-            self.stripped += 1
-            _log.error(
-                "request log: record %s rejected by the database (%s); stored without its "
-                "bodies and metadata",
-                record.id,
-                reason,
-            )
+            return None
+        self.written += 1
+        self.stripped += 1
+        _log.error(
+            "request log: record %s rejected by the database (%s); stored without its "
+            "bodies and metadata",
+            record.id,
+            reason,
+        )
+        return stripped
 
     def _requeue(self, batch: list[LogRecord]) -> None:
         self._queue.extendleft(reversed(batch))

@@ -2,7 +2,9 @@
 
 One span per request (kind SERVER, `chat {model}`), a child per upstream attempt (kind
 CLIENT, `chat {deployment}`) and per pipeline stage (`stage {name}`), each with the times the
-request recorded (telemetry/trace.py). Attributes follow the GenAI conventions:
+request recorded (telemetry/trace.py). A response stage on a stream has one span for the
+whole stream, lasting the time spent in its checks, with `crossroads.stage.segments` and
+`crossroads.stage.outcome` (pipeline/traced_check.py). Attributes follow the GenAI conventions:
 `gen_ai.operation.name`, `gen_ai.request.model`, `gen_ai.response.model`,
 `gen_ai.provider.name`, `gen_ai.usage.input_tokens` / `output_tokens`,
 `gen_ai.response.finish_reasons`, `gen_ai.request.temperature` …, plus `error.type` and
@@ -131,6 +133,12 @@ def _request_attributes(record: LogRecord) -> dict[str, Any]:
     return attributes
 
 
+def _stream_check_spans(
+    trace: RequestTrace,
+) -> list[tuple[str, str, int, int, str | None, dict[str, Any]]]:
+    return [span for check in trace.stream_checks if (span := check.span()) is not None]
+
+
 class Telemetry:
     """The app's tracer and meter providers, and the traces of requests in flight."""
 
@@ -219,18 +227,22 @@ class Telemetry:
         context = otel_trace.set_span_in_context(span)
         for entry, ended in trace.attempts if trace is not None else ():
             self._attempt(entry, ended, context)
-        for name, phase, started, ended, error in trace.stages if trace is not None else ():
+        stages = [] if trace is None else [*trace.stages, *_stream_check_spans(trace)]
+        for name, phase, started, ended, error, extra in stages:
+            stage_attributes = {"crossroads.stage.name": name, "crossroads.stage.phase": phase}
             child = self.tracer.start_span(
                 f"stage {name}",
                 context=context,
                 start_time=started,
-                attributes={"crossroads.stage.name": name, "crossroads.stage.phase": phase},
+                attributes={**stage_attributes, **extra} if extra else stage_attributes,
             )
             if error is not None:
                 child.set_attribute("error.type", error)
                 child.set_status(Status(StatusCode.ERROR))
             child.end(end_time=ended)
-        span.end(end_time=max(end, start))
+        # A stream's last checks (cache store, quality's report) run after its latency was
+        # taken: the request's span still covers them.
+        span.end(end_time=max(end, start, *(stage[3] for stage in stages)))
 
     def _attempt(self, entry: dict[str, Any], ended: int, context: Any) -> None:
         latency_ns = int((entry.get("latency_ms") or 0.0) * 1e6)
