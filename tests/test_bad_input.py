@@ -208,6 +208,20 @@ def test_every_unsupported_parameter_is_named(served: ServedApp) -> None:
 # --- secrets ---------------------------------------------------------------------------------
 
 
+def test_a_refused_caller_key_is_the_callers_error_and_never_the_deployments(
+    served: ServedApp,
+) -> None:
+    for _ in range(6):  # more than the breaker's failure threshold
+        refused = post(served, {"model": "byok", "messages": HELLO, "openai_api_key": "sk-bad"})
+        assert_error(refused, 401, "invalid_api_key", "openai_api_key")
+    stats = httpx.get(
+        f"{served.url}/v1/providers/stats", headers={"Authorization": f"Bearer {API_KEY}"}
+    ).json()["deployments"]
+    for row in stats.values():
+        assert row["breaker"]["state"] == "closed"
+        assert row["breaker"]["consecutive_failures"] == 0
+
+
 def test_upstream_errors_quoting_a_key_never_show_or_store_it(served: ServedApp) -> None:
     caller_key = "sk-caller-secret-4242"
     refused = post(served, {"model": "byok", "messages": HELLO, "openai_api_key": caller_key})

@@ -188,8 +188,17 @@ class Attempts:
                     caller_key=self.request.openai_api_key is not None,
                 )
                 self._note(candidate, error.status, mapped.code, latency_ms)
-                if counts_against_deployment(error) and not (
-                    error.failure == "timeout" and caller_bound
+                # The caller's own upstream key refused (401/403) is the caller's to fix: it
+                # says nothing about the deployment, and every retry would be refused too.
+                caller_refused = (
+                    self.request.openai_api_key is not None
+                    and error.failure == "http"
+                    and error.status in (401, 403)
+                )
+                if (
+                    counts_against_deployment(error)
+                    and not caller_refused
+                    and not (error.failure == "timeout" and caller_bound)
                 ):
                     breaker.on_failure()
                     self.state.stats.record(
@@ -198,7 +207,7 @@ class Attempts:
                     )
                 else:
                     breaker.release()
-                decision = verdict(error)
+                decision = "fail" if caller_refused else verdict(error)
                 if decision == "fail":
                     raise mapped
                 last_error = mapped
