@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 from starlette.routing import Route
 
+from crossroads.server.datasets import JSONL_TYPES
 from crossroads.testing.server import ServedApp
 
 # Served but not in the document: an alias, the document itself, and the dashboard.
@@ -51,7 +52,7 @@ def test_dataset_export_and_uploads_document_their_content_types(gateway: Served
     formats = next(p for p in export["parameters"] if p["name"] == "format")["schema"]["enum"]
     assert {"openai", "openai-dpo", "together-dpo", "trl-dpo"} <= set(formats)
     rows = paths["/v1/datasets/{dataset_id}/rows"]["post"]["requestBody"]["content"]
-    assert {"application/json", "application/jsonl"} <= set(rows)
+    assert {"application/json", *JSONL_TYPES} == set(rows)
     assert "from_logs" in rows["application/json"]["schema"]["required"]
     created = paths["/v1/datasets"]["post"]["requestBody"]["content"]["application/json"]
     assert created["schema"]["required"] == ["name"]

@@ -13,6 +13,7 @@ from crossroads.server.datasets import (
     _MAX_BODY,
     _MAX_ROWS_PAGE,
     _MAX_UPLOAD,
+    JSONL_TYPES,
     DatasetBody,
     FromLogsBody,
     RowEditBody,
@@ -22,10 +23,7 @@ from crossroads.server.log_edit import LogEditBody
 from crossroads.server.log_query import LOG_PARAMETERS, MAX_JSON_FILTERS
 from crossroads.server.openapi_collections import _errors, _inlined, _json_body, _path
 
-__all__ = ["JSONL_TYPES", "bulk_log_edit", "dataset_paths", "log_edit"]
-
-# What `POST /v1/datasets/{id}/rows` reads as an upload; any other content type is JSON.
-JSONL_TYPES = ("application/jsonl", "application/x-ndjson", "application/x-jsonlines")
+__all__ = ["bulk_log_edit", "dataset_paths", "log_edit"]
 
 _BAD = ("400", "Invalid request; `param` names the field or query parameter")
 _TOO_LARGE = ("413", f"Body over {_MAX_BODY} bytes (`request_too_large`)")
