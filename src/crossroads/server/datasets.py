@@ -35,13 +35,15 @@ from crossroads.server.responses import JSONResponse, error_response
 from crossroads.server.state import AppState
 from crossroads.storage.dataset_store import Dataset, DatasetRow, DatasetStore, Owner
 
-__all__ = ["dataset_json", "dataset_routes", "row_json"]
+__all__ = ["JSONL_TYPES", "dataset_json", "dataset_routes", "row_json"]
 
 _log = logging.getLogger("crossroads.datasets")
 
 _MAX_BODY = 1024 * 1024
 _MAX_UPLOAD = 64 * 1024 * 1024
 _MAX_ROWS_PAGE = 1000
+# Content types `POST /v1/datasets/{id}/rows` reads as a JSONL upload; any other is JSON.
+JSONL_TYPES = ("application/jsonl", "application/x-ndjson", "application/x-jsonlines")
 
 _Name = Annotated[str, Field(min_length=1, max_length=256)]
 _Fraction = Annotated[float, Field(ge=0, lt=1)]
@@ -249,7 +251,7 @@ async def add_rows(call: _Call) -> Response:
     """Rows from the log (a JSON body with `from_logs`) or from a JSONL upload."""
     dataset = await call.dataset()
     kind = call.request.headers.get("content-type", "").split(";")[0].strip()
-    if kind in ("application/jsonl", "application/x-ndjson", "application/x-jsonlines"):
+    if kind in JSONL_TYPES:
         rows = _parse_jsonl(await read_bytes(call.request, _MAX_UPLOAD))
         added = await call.store.add_rows(dataset, rows)
     else:

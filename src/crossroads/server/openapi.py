@@ -17,6 +17,7 @@ from crossroads.protocol.chat import ChatCompletionRequest
 from crossroads.protocol.responses import ChatCompletion, ChatCompletionChunk, ErrorResponse
 from crossroads.server.log_query import LOG_PARAMETERS, MAX_JSON_FILTERS, USAGE_PARAMETERS
 from crossroads.server.openapi_collections import collection_paths
+from crossroads.server.openapi_datasets import bulk_log_edit, dataset_paths, log_edit
 from crossroads.server.openapi_inbound import inbound_paths
 from crossroads.storage.feedback_store import COMMENT_MAX_CHARS
 
@@ -96,6 +97,7 @@ def build_openapi() -> dict[str, Any]:
             },
             **inbound_paths(),
             **collection_paths(),
+            **dataset_paths(),
             "/v1/models": {
                 "get": {
                     "operationId": "listModels",
@@ -131,7 +133,8 @@ def build_openapi() -> dict[str, Any]:
                         "400": _ERRORS["400"],
                         "401": _ERRORS["401"],
                     },
-                }
+                },
+                "patch": bulk_log_edit(),
             },
             "/v1/logs/{log_id}": {
                 "get": {
@@ -148,7 +151,8 @@ def build_openapi() -> dict[str, Any]:
                         "200": {"description": "One record"},
                         "404": _error("No such record"),
                     },
-                }
+                },
+                "patch": log_edit(),
             },
             "/v1/feedback": _feedback_path(),
             "/v1/usage": {
