@@ -38,9 +38,13 @@ class _Open(BaseModel):
     Types are strict, as OpenAI's are: `"10"` is not an integer, `true` is not a number and
     `"yes"` is not a boolean. A loosely typed value would be forwarded as sent (the body goes
     upstream as it arrived) and refused there, or worse, misread.
+
+    Validators are built on first use (`defer_build`): the command line imports these
+    models for their field names and should not pay for building them; the server builds
+    them at start-up.
     """
 
-    model_config = ConfigDict(extra="allow", strict=True)
+    model_config = ConfigDict(extra="allow", strict=True, defer_build=True)
 
 
 # --- messages -------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from crossroads.limits import KeyLimits
 from crossroads.pipeline import Gateway
 from crossroads.pipeline.ledger import LogSink
 from crossroads.pipeline.stages import StageKind
+from crossroads.protocol.chat import ChatCompletionRequest
 from crossroads.protocol.errors import GatewayError
 from crossroads.providers.registry import build_providers
 from crossroads.retrieval.embedder import LocalEmbedder
@@ -242,6 +243,9 @@ def create_app(
                     await asyncio.to_thread(warm)  # load models now, not on a first request
             if uses_semantic(cache_config):
                 await asyncio.to_thread(library.embedder.warm)
+            # The wire models build their validators when first used (so the command line
+            # starts quickly); the server builds them now, not on the first request.
+            ChatCompletionRequest.model_rebuild(force=True)
             state.phase = "serving"
             yield
         finally:
