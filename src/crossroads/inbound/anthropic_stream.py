@@ -19,7 +19,7 @@ from typing import Any
 
 from crossroads.inbound.anthropic_answer import STOP_REASONS, anthropic_usage, message_id
 from crossroads.inbound.anthropic_errors import anthropic_error_type
-from crossroads.inbound.events import chat_chunks, named_event
+from crossroads.inbound.events import named_event, translated_events
 from crossroads.inbound.stop_sequences import matched_stop
 from crossroads.inbound.tool_calls import CallSequence, CallStep
 
@@ -180,7 +180,7 @@ def _error_type(error: dict[str, Any]) -> str:
     return "api_error"
 
 
-async def anthropic_events(
+def anthropic_events(
     frames: AsyncIterator[bytes],
     model: str,
     log_id: str,
@@ -188,19 +188,4 @@ async def anthropic_events(
     stop_sequences: Sequence[str] | None = None,
 ) -> AsyncGenerator[bytes, None]:
     """Anthropic's event stream for the pipeline's chat stream `frames`."""
-    stream = AnthropicStream(model, log_id, input_tokens, stop_sequences)
-    try:  # from the first yield on: closing this closes `frames`, which records the call
-        yield b"".join(stream.start())
-        failed = False
-        async for chunk in chat_chunks(frames):
-            if failed:
-                continue  # read on to the end, where the pipeline records the failure
-            if events := stream.feed(chunk):
-                yield b"".join(events)  # one write per upstream chunk, however many events
-            failed = chunk.get("error") is not None
-        if not failed:
-            yield b"".join(stream.finish())
-    finally:
-        aclose = getattr(frames, "aclose", None)
-        if aclose is not None:
-            await aclose()
+    return translated_events(frames, AnthropicStream(model, log_id, input_tokens, stop_sequences))

@@ -7,12 +7,12 @@ which Anthropic's and the Responses API's SDKs expect with an `event:` line nami
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, Protocol
 
 import orjson
 
-__all__ = ["chat_chunks", "named_event"]
+__all__ = ["EventTranslator", "chat_chunks", "named_event", "translated_events"]
 
 
 async def chat_chunks(frames: AsyncIterator[bytes]) -> AsyncIterator[dict[str, Any]]:
@@ -47,3 +47,38 @@ async def chat_chunks(frames: AsyncIterator[bytes]) -> AsyncIterator[dict[str, A
 def named_event(name: str, payload: dict[str, Any]) -> bytes:
     """One SSE event with its `event:` line, as Anthropic and the Responses API send them."""
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+class EventTranslator(Protocol):
+    """One inbound API's view of a chat stream: its opening events, the events for each
+    chat chunk, and its closing events."""
+
+    def start(self) -> list[bytes]: ...
+
+    def feed(self, chunk: dict[str, Any]) -> list[bytes]: ...
+
+    def finish(self) -> list[bytes]: ...
+
+
+async def translated_events(
+    frames: AsyncIterator[bytes], stream: EventTranslator
+) -> AsyncGenerator[bytes, None]:
+    """The chat stream `frames` in another API's events, one write per upstream chunk.
+
+    After a chunk that carries an error (its events say so) the rest is read to the end,
+    where the pipeline records the failure, and the closing events are not sent."""
+    try:  # from the first yield on: closing this closes `frames`, which records the call
+        yield b"".join(stream.start())
+        failed = False
+        async for chunk in chat_chunks(frames):
+            if failed:
+                continue
+            if events := stream.feed(chunk):
+                yield b"".join(events)
+            failed = chunk.get("error") is not None
+        if not failed:
+            yield b"".join(stream.finish())
+    finally:
+        aclose = getattr(frames, "aclose", None)
+        if aclose is not None:
+            await aclose()

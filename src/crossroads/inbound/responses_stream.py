@@ -20,7 +20,7 @@ from typing import Any
 
 from crossroads.inbound.custom_input import InputDecoder
 from crossroads.inbound.custom_tools import call_input
-from crossroads.inbound.events import chat_chunks, named_event
+from crossroads.inbound.events import named_event, translated_events
 from crossroads.inbound.responses_answer import (
     INCOMPLETE,
     ResponseShell,
@@ -237,23 +237,8 @@ class ResponsesStream:
         ]
 
 
-async def response_events(
+def response_events(
     frames: AsyncIterator[bytes], shell: ResponseShell
 ) -> AsyncGenerator[bytes, None]:
     """The Responses API's event stream for the pipeline's chat stream `frames`."""
-    stream = ResponsesStream(shell)
-    try:  # from the first yield on: closing this closes `frames`, which records the call
-        yield b"".join(stream.start())
-        failed = False
-        async for chunk in chat_chunks(frames):
-            if failed:
-                continue  # read on to the end, where the pipeline records the failure
-            if events := stream.feed(chunk):
-                yield b"".join(events)  # one write per upstream chunk, however many events
-            failed = chunk.get("error") is not None
-        if not failed:
-            yield b"".join(stream.finish())
-    finally:
-        aclose = getattr(frames, "aclose", None)
-        if aclose is not None:
-            await aclose()
+    return translated_events(frames, ResponsesStream(shell))
