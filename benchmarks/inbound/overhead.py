@@ -31,6 +31,10 @@ from typing import Any
 
 from crossroads.testing.server import free_port
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from overhead import percentile, pinned, wait_ready  # benchmarks/overhead.py
+
 KEY = "sk-bench-0123456789"
 RESULTS = Path(__file__).parents[1] / "results"
 TEXT = "How fast is this gateway when it speaks another API?"
@@ -52,25 +56,6 @@ APIS: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
-def pinned(cpu: int, command: list[str]) -> list[str]:
-    if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
-        return ["taskset", "-c", str(cpu), *command]
-    return command
-
-
-def wait_ready(port: int, path: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            connection.request("GET", path)
-            if connection.getresponse().status < 500:
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"nothing answered on port {port}")
-
-
 def timed_post(connection: http.client.HTTPConnection, path: str, body: bytes) -> float:
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
     started = time.perf_counter()
@@ -81,11 +66,6 @@ def timed_post(connection: http.client.HTTPConnection, path: str, body: bytes) -
     if response.status != 200:
         raise RuntimeError(f"{path}: HTTP {response.status}: {payload[:200]!r}")
     return elapsed * 1000
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
 def translation_us(rounds: int = 20000) -> dict[str, float]:
