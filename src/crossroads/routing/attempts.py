@@ -182,23 +182,11 @@ class Attempts:
                     self.chosen = candidate
                     return result
                 latency_ms = (time.perf_counter() - started) * 1000
-                mapped = to_gateway_error(
-                    error,
-                    candidate.provider.name,
-                    caller_key=self.request.openai_api_key is not None,
-                )
+                caller_key = self.request.openai_api_key is not None
+                mapped = to_gateway_error(error, candidate.provider.name, caller_key=caller_key)
                 self._note(candidate, error.status, mapped.code, latency_ms)
-                # The caller's own upstream key refused (401/403) is the caller's to fix: it
-                # says nothing about the deployment, and every retry would be refused too.
-                caller_refused = (
-                    self.request.openai_api_key is not None
-                    and error.failure == "http"
-                    and error.status in (401, 403)
-                )
-                if (
-                    counts_against_deployment(error)
-                    and not caller_refused
-                    and not (error.failure == "timeout" and caller_bound)
+                if counts_against_deployment(error, caller_key=caller_key) and not (
+                    error.failure == "timeout" and caller_bound
                 ):
                     breaker.on_failure()
                     self.state.stats.record(
@@ -207,7 +195,7 @@ class Attempts:
                     )
                 else:
                     breaker.release()
-                decision = "fail" if caller_refused else verdict(error)
+                decision = verdict(error, caller_key=caller_key)
                 if decision == "fail":
                     raise mapped
                 last_error = mapped

@@ -5,8 +5,9 @@ connection, 408, 429, 500, 502, 503, 504, 529 — is retried on the same deploym
 exponential backoff and jitter (honouring `Retry-After` up to a limit), then failed over.
 *The deployment's own fault* — it refused our credentials (401/403) or does not know the
 model id (404) — is failed over at once: another deployment may well work. *The caller's
-fault* — 400, 413, 422 — ends the request: every deployment would say the same. Nothing
-is ever retried past the request's deadline.
+fault* — 400, 413, 422, and 401/403 to a call made with the caller's own key
+(`openai_api_key`) — ends the request: every deployment would say the same, and it says
+nothing about the deployment. Nothing is ever retried past the request's deadline.
 """
 
 from __future__ import annotations
@@ -26,20 +27,21 @@ _TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
 _DEPLOYMENT_STATUSES = frozenset({401, 403, 404})
 
 
-def verdict(error: UpstreamError) -> Verdict:
-    """How to treat this failure (see the module docstring)."""
+def verdict(error: UpstreamError, *, caller_key: bool = False) -> Verdict:
+    """How to treat this failure (see the module docstring); `caller_key`: the call used
+    the caller's own upstream key."""
     if error.failure != "http" or error.status is None:
         return "retry"  # timeout, connection, malformed body, stream cut before content
     if error.status in _TRANSIENT_STATUSES or error.status >= 500:
         return "retry"
-    if error.status in _DEPLOYMENT_STATUSES:
+    if error.status in _DEPLOYMENT_STATUSES and not (caller_key and error.status != 404):
         return "failover"
     return "fail"
 
 
-def counts_against_deployment(error: UpstreamError) -> bool:
+def counts_against_deployment(error: UpstreamError, *, caller_key: bool = False) -> bool:
     """Whether the failure is the deployment's (breakers and error rates count it)."""
-    return verdict(error) != "fail"
+    return verdict(error, caller_key=caller_key) != "fail"
 
 
 @dataclass(slots=True)
