@@ -1,4 +1,4 @@
-"""Reading a JSON object body with a size cap, for the data-loop endpoints.
+"""Reading a body with a size cap (every endpoint), and a JSON object body (the data loop).
 
 Datasets, log edits and uploads all take bodies a caller typed or generated; an oversized
 one is a 413 and anything but a JSON object a 400, before any validation model runs.
@@ -6,6 +6,7 @@ one is a 413 and anything but a JSON object a 400, before any validation model r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
@@ -22,17 +23,21 @@ def _too_large(limit: int) -> GatewayError:
     )
 
 
-async def read_bytes(request: Request, limit: int) -> bytes:
+async def read_bytes(
+    request: Request, limit: int, too_large: Callable[[int], GatewayError] = _too_large
+) -> bytes:
+    """The whole body, refused with `too_large(limit)` as soon as it is known to exceed
+    `limit` (by its Content-Length, or while reading); a hang-up is recorded as 499."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
+        raise too_large(limit)
     parts: list[bytes] = []
     size = 0
     try:
         async for part in request.stream():
             size += len(part)
             if size > limit:
-                raise _too_large(limit)
+                raise too_large(limit)
             parts.append(part)
     except ClientDisconnect:
         raise client_closed() from None

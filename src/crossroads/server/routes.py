@@ -11,7 +11,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
 from crossroads.pipeline import CallContext
@@ -20,6 +20,7 @@ from crossroads.protocol.json_body import decode_json_body
 from crossroads.server.auth import Caller
 from crossroads.server.hangup import ClientLeft, HangUp
 from crossroads.server.log_query import log_query, usage_query
+from crossroads.server.request_body import read_bytes
 from crossroads.server.responses import EventStreamResponse, JSONResponse, error_response
 from crossroads.server.state import AppState
 from crossroads.storage.records import LogRecord
@@ -56,20 +57,7 @@ async def _authenticate(request: Request) -> Caller:
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
-    parts = []
-    size = 0
-    try:
-        async for part in request.stream():
-            size += len(part)
-            if size > limit:
-                raise _too_large(limit)
-            parts.append(part)
-    except ClientDisconnect:
-        raise client_closed() from None  # recorded as 499 like any other hang-up
-    return b"".join(parts)
+    return await read_bytes(request, limit, too_large=_too_large)
 
 
 # The shortest timeout a caller may ask for: anything shorter cannot be met by any upstream
