@@ -3,7 +3,9 @@
 The command line is run as users run it: a fresh `crossroads` process per call, against a
 config file whose request log is a SQLite file that already exists (migrated by a first
 call). Commands that need a running gateway (`keys list`, `chat`) are pointed at a closed
-port, so they measure everything up to the connection attempt. Each command runs
+port, so they measure everything up to the connection attempt. `logs` and `usage` run
+twice: piped (tab-separated lines, JSON) and on a terminal (a pseudo-terminal; they draw
+tables with rich, which adds its import). Each command runs
 `--runs` times; the table gives the fastest and the median wall time, the median CPU time
 (user + system: what the command costs, nearly the same on a machine busy with other work,
 where the wall time also counts waiting for a core), and how many modules the process had
@@ -20,9 +22,11 @@ The floor is a Python that imports nothing: no command can start faster.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import pty
 import resource
 import socket
 import statistics
@@ -56,38 +60,52 @@ def _config(directory: Path) -> Path:
     return path
 
 
-def _commands(config: Path) -> dict[str, list[str]]:
+def _commands(config: Path) -> dict[str, tuple[list[str], bool]]:
+    """Each command's arguments, and whether it runs on a terminal."""
     closed = f"http://127.0.0.1:{_closed_port()}"
+    logs = ["logs", "--config", str(config), "--limit", "5"]
+    usage = ["usage", "--config", str(config)]
     return {
-        "--help": ["--help"],
-        "logs --help": ["logs", "--help"],
-        "config check": ["config", "check", "--config", str(config)],
-        "logs": ["logs", "--config", str(config), "--limit", "5"],
-        "usage --json": ["usage", "--config", str(config), "--json"],
-        "providers list": ["providers", "list"],
-        "keys list (no gateway)": ["keys", "list", "--url", closed, "--master-key", "mk"],
-        "chat (no gateway)": ["chat", "hi", "--url", f"{closed}/v1"],
+        "--help": (["--help"], False),
+        "logs --help": (["logs", "--help"], False),
+        "config check": (["config", "check", "--config", str(config)], False),
+        "logs": (logs, False),
+        "logs (terminal)": (logs, True),
+        "usage --json": ([*usage, "--json"], False),
+        "usage (terminal)": (usage, True),
+        "providers list": (["providers", "list"], False),
+        "keys list (no gateway)": (["keys", "list", "--url", closed, "--master-key", "mk"], False),
+        "chat (no gateway)": (["chat", "hi", "--url", f"{closed}/v1"], False),
     }
 
 
-def _modules(args: list[str], env: dict[str, str]) -> int:
+def _run(argv: list[str], env: dict[str, str], terminal: bool) -> str:
+    """Run `argv` to its end, its stdout piped or a pseudo-terminal; its stderr."""
+    if not terminal:
+        return subprocess.run(argv, env=env, capture_output=True, text=True, check=False).stderr
+    leader, follower = pty.openpty()
+    with subprocess.Popen(argv, env=env, stdout=follower, stderr=subprocess.PIPE) as child:
+        os.close(follower)
+        with contextlib.suppress(OSError):  # EIO once the child has closed the terminal
+            while os.read(leader, 65536):
+                pass
+        os.close(leader)
+        assert child.stderr is not None
+        return child.stderr.read().decode()
+
+
+def _modules(args: list[str], env: dict[str, str], terminal: bool) -> int:
     """How many modules a run imports, from `-X importtime`'s report on stderr."""
-    done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "crossroads", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return sum(1 for line in done.stderr.splitlines() if line.startswith("import time:")) - 1
+    stderr = _run([sys.executable, "-X", "importtime", "-m", "crossroads", *args], env, terminal)
+    return sum(1 for line in stderr.splitlines() if line.startswith("import time:")) - 1
 
 
-def _timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+def _timed(argv: list[str], env: dict[str, str], terminal: bool = False) -> tuple[float, float]:
     """Wall seconds, and CPU seconds (user + system) of the child: on a machine busy with
     other work the wall time includes waiting for a core, the CPU time hardly changes."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    subprocess.run(argv, env=env, capture_output=True)
+    _run(argv, env, terminal)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -119,13 +137,13 @@ def measure(runs: int, baseline: Path | None) -> dict[str, Any]:
             )
         floor = [_timed([sys.executable, "-c", "pass"], env) for _ in range(runs)]
         rows: dict[str, Any] = {"(python, nothing imported)": {"this": _row(floor, 0)}}
-        for name, args in _commands(config).items():
+        for name, (args, terminal) in _commands(config).items():
             times: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
             for _ in range(runs):
                 for variant, variant_env in variants.items():
-                    times[variant].append(_timed([str(CROSSROADS), *args], variant_env))
+                    times[variant].append(_timed([str(CROSSROADS), *args], variant_env, terminal))
             rows[name] = {
-                variant: _row(times[variant], _modules(args, variants[variant]))
+                variant: _row(times[variant], _modules(args, variants[variant], terminal))
                 for variant in variants
             }
             if baseline is not None:

@@ -1,8 +1,9 @@
 """`crossroads logs` and `usage` read what the gateway's own queries return.
 
-On SQLite they read through `SqliteLogReader` (a synchronous engine, for start-up time), on
-PostgreSQL through `LogStore`: both must give the records and totals `LogStore.query` and
-`usage_totals` give, and a database that is new or behind is still created or migrated.
+On SQLite they read through `SqliteLogReader` (the server's statements compiled ahead of
+time, run on the standard library's `sqlite3`, for start-up time), on PostgreSQL through
+`LogStore`: both must give the records and totals `LogStore.query` and `usage_totals` give,
+and a database that is new or behind is still created or migrated.
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ from typer.testing import CliRunner
 
 from crossroads.cli import app
 from crossroads.cli.logs import TSV_COLUMNS
-from crossroads.storage.database import create_engine
-from crossroads.storage.log_reader import SqliteLogReader
+from crossroads.storage import log_reader_compile
+from crossroads.storage.database import create_engine, normalise_url, sqlite_file
+from crossroads.storage.log_reader import SqliteLogReader, sqlite_path
 from crossroads.storage.log_store import LogStore
 from crossroads.storage.migrate import alembic_config, head_revision
 from crossroads.storage.records import LogRecord
-from crossroads.storage.usage_store import GROUPS, usage_totals
+from crossroads.storage.log_terms import GROUPS
+from crossroads.storage.usage_store import usage_totals
 from tests.conftest import PG_URL
 
 START = datetime(2026, 3, 1, 23, 58, tzinfo=UTC)
@@ -50,7 +53,8 @@ def _records() -> list[LogRecord]:
                 status_code=429 if failed else 200,
                 error_code="rate_limited" if failed else None,
                 key_id=f"k{n % 2}",
-                session_id="s1" if n < 6 else None,
+                # An indexed text column keeps 512 characters: a filter is cut alike.
+                session_id="s1" if n < 6 else ("L" * 600 if n == 8 else None),
                 user="u\x00nul" if n == 1 else None,
                 prompt_tokens=None if failed else 10 + n,
                 completion_tokens=None if failed else n,
@@ -67,7 +71,8 @@ def _records() -> list[LogRecord]:
     return records
 
 
-FILTERS: list[dict[str, Any]] = [
+# Filters the SQLite reader serves (the command line's and the other plain ones) ...
+READER_FILTERS: list[dict[str, Any]] = [
     {"limit": 100},
     {"limit": 3},
     {"limit": 100, "model": "caf\u00e9"},
@@ -75,14 +80,25 @@ FILTERS: list[dict[str, Any]] = [
     {"limit": 100, "status": "ok", "session_id": "s1"},
     {"limit": 100, "status": 429},
     {"limit": 100, "start": START + timedelta(minutes=4), "end": START + timedelta(minutes=9)},
+    {"limit": 100, "start": (START + timedelta(minutes=4)).replace(tzinfo=None)},
     {"limit": 100, "user": "u\x00nul"},
+    {"limit": 100, "key_id": "k1", "model": "echo", "status": "ok"},
+    {"limit": 100, "session_id": "L" * 700},
+]
+# ... and those only `LogStore` serves (the API's).
+FILTERS: list[dict[str, Any]] = [
+    *READER_FILTERS,
     {"limit": 100, "key_id": "k1", "tags": ["y"]},
     {"limit": 100, "metadata": {"team": "a"}},
     {"limit": 4, "before": f"{7:032x}"},
 ]
 USAGE: list[dict[str, Any]] = [
     {"group_by": group, "start": None, "end": None} for group in GROUPS
-] + [{"group_by": "day", "start": START + timedelta(minutes=3), "end": None}]
+] + [
+    {"group_by": "day", "start": START + timedelta(minutes=3), "end": None},
+    {"group_by": "model", "start": None, "end": START + timedelta(minutes=5)},
+    {"group_by": "key", "start": START, "end": START + timedelta(minutes=5)},
+]
 
 
 async def _written(url: str) -> tuple[list[list[LogRecord]], list[list[dict[str, Any]]]]:
@@ -101,16 +117,58 @@ async def _written(url: str) -> tuple[list[list[LogRecord]], list[list[dict[str,
 def test_the_sqlite_reader_returns_what_the_store_returns(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'log.db'}"
     expected, totals = asyncio.run(_written(url))
-    assert [len(records) for records in expected] == [12, 3, 4, 3, 5, 3, 5, 1, 6, 6, 4]
+    assert [len(records) for records in expected] == [12, 3, 4, 3, 5, 3, 5, 8, 1, 2, 1, 6, 6, 4]
     reader = SqliteLogReader.open(url)
     assert reader is not None
     try:
-        assert [reader.query(**filters) for filters in FILTERS] == expected
+        assert [reader.query(**filters) for filters in READER_FILTERS] == expected[:11]
         assert [reader.usage(**args) for args in USAGE] == totals
         with pytest.raises(ValueError, match="limit"):
             reader.query(limit=1001)
+        with pytest.raises(TypeError, match="tags"):
+            reader.query(tags=["y"])
+        with pytest.raises(ValueError, match="status"):
+            reader.query(status="teapot")
     finally:
         reader.close()
+
+
+def test_the_compiled_statements_are_those_the_builders_make_now() -> None:
+    """`log_reader_sql.py` is generated: a change to a statement builder must regenerate it
+    (`python -m crossroads.storage.log_reader_compile`), or this fails."""
+    assert log_reader_compile.TARGET.read_text() == log_reader_compile.render()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:///log.db",
+        "sqlite:///dir/log.db",
+        "sqlite:////abs/log.db",
+        "sqlite+aiosqlite:////abs/dir/log.db",
+        "sqlite+pysqlite:///~/log.db",
+        "sqlite://",
+        "sqlite:///:memory:",
+        "sqlite+aiosqlite:///:memory:",
+        "sqlite:///file:log.db",
+    ],
+)
+def test_the_reader_finds_the_file_sqlalchemy_finds(url: str) -> None:
+    assert sqlite_path(url) == sqlite_file(normalise_url(url))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:///log.db?mode=ro",
+        "sqlite:///a%20b.db",
+        "postgresql://postgres@127.0.0.1/x",
+        "sqlite+aiosqlite://host/log.db",
+        "mysql:///log.db",
+    ],
+)
+def test_the_reader_leaves_other_urls_to_sqlalchemy(url: str) -> None:
+    assert sqlite_path(url) is None
 
 
 def test_the_sqlite_reader_leaves_new_and_older_databases_to_the_store(tmp_path: Path) -> None:
@@ -203,8 +261,9 @@ def test_logs_and_usage_print_what_the_store_returns(database_url: str, tmp_path
     ]
     for args, rows in zip(USAGE, totals, strict=True):
         command = ["usage", "--config", str(config), "--json", "--group-by", args["group_by"]]
-        if args["start"] is not None:
-            command += ["--start", args["start"].isoformat()]
+        for bound in ("start", "end"):
+            if args[bound] is not None:
+                command += [f"--{bound}", args[bound].isoformat()]
         result = runner.invoke(app, command)
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout) == rows

@@ -25,9 +25,8 @@ from crossroads.cli.common import (
 
 if TYPE_CHECKING:
     from crossroads.storage.log_reader import SqliteLogReader
-    from crossroads.storage.log_store import StatusFilter
+    from crossroads.storage.log_terms import GroupBy, StatusFilter
     from crossroads.storage.records import LogRecord
-    from crossroads.storage.usage_store import GroupBy
 
 __all__ = ["TSV_COLUMNS", "logs", "usage"]
 
@@ -65,7 +64,7 @@ def logs(
     """
     import contextlib
 
-    from crossroads.storage.log_store import parse_status_filter
+    from crossroads.storage.log_terms import parse_status_filter
 
     try:
         parsed_status = parse_status_filter(status)
@@ -109,10 +108,10 @@ def _print_logs(
 
 
 def _open_reader(url: str) -> SqliteLogReader | _LogStoreReader:
-    """A SQLite file at the newest revision is read synchronously, without loading the
-    async database layer (see `crossroads.storage.log_reader`): most of these commands'
+    """A SQLite file at the newest revision is read with the standard library, without
+    loading SQLAlchemy (see `crossroads.storage.log_reader`): most of these commands'
     start-up time. Anything else is opened with `LogStore`, which creates or migrates the
-    database; SQLite is then read synchronously too."""
+    database; SQLite is then read with the standard library too."""
     from crossroads.storage.log_reader import SqliteLogReader
 
     reader = SqliteLogReader.open(url)
@@ -239,7 +238,7 @@ def usage(
 ) -> None:
     """Usage and cost summed from the request log (reads the configured database directly)."""
     from crossroads.cli.common import print_json
-    from crossroads.storage.usage_store import GROUPS
+    from crossroads.storage.log_terms import GROUPS
 
     if group_by not in GROUPS:
         raise fail(f"--group-by must be one of {', '.join(GROUPS)}")

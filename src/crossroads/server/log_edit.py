@@ -27,7 +27,7 @@ from crossroads.server.responses import JSONResponse, error_response
 from crossroads.server.routes import record_json
 from crossroads.server.state import AppState
 from crossroads.storage.log_edits import LogEdit, edit_logs
-from crossroads.storage.log_store import check_filter_key
+from crossroads.storage.log_terms import check_filter_key
 
 __all__ = ["LogEditBody", "log_edit_routes"]
 

@@ -19,13 +19,14 @@ from typing import Any
 from starlette.datastructures import QueryParams
 
 from crossroads.protocol.errors import GatewayError, bad_request
-from crossroads.storage.log_store import (
+from crossroads.storage.log_terms import (
+    GROUPS,
     MAX_LIMIT,
+    GroupBy,
     StatusFilter,
     check_filter_key,
     parse_status_filter,
 )
-from crossroads.storage.usage_store import GROUPS, GroupBy
 
 __all__ = [
     "DEFAULT_LIMIT",

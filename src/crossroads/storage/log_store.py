@@ -14,13 +14,20 @@ import os
 import sqlite3
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 
 from crossroads.storage.database import configure_sqlite, sqlite_file
+from crossroads.storage.log_terms import (
+    StatusFilter,
+    check_filter_key,
+    check_limit,
+    filter_text,
+    sqlite_time,
+)
 from crossroads.storage.migrate import upgrade
 from crossroads.storage.records import LogRecord
 from crossroads.storage.schema import request_log
@@ -36,38 +43,13 @@ if TYPE_CHECKING:  # the synchronous reader (`log_reader`) imports this module w
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = [
-    "MAX_FILTER_KEY",
-    "MAX_LIMIT",
     "LogStore",
-    "StatusFilter",
-    "check_filter_key",
-    "check_limit",
     "log_conditions",
-    "parse_status_filter",
     "records_query",
     "to_record",
 ]
 
 _log = logging.getLogger("crossroads.storage")
-
-MAX_LIMIT = 1000
-MAX_FILTER_KEY = 256  # characters in a metadata.KEY or extra.KEY filter's key
-
-StatusFilter = int | Literal["ok", "error"]
-
-
-def parse_status_filter(text: str | None) -> StatusFilter | None:
-    """'ok', 'error' or an HTTP status code, as typed in a URL or on the command line."""
-    if not text:
-        return None
-    if text == "ok":
-        return "ok"
-    if text == "error":
-        return "error"
-    if text.isdigit() and 100 <= int(text) <= 599:
-        return int(text)
-    raise ValueError(f"status must be 'ok', 'error' or an HTTP status code, got {text!r}")
-
 
 _FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(LogRecord))
 _COLUMNS: tuple[sa.Column[Any], ...] = tuple(request_log.c[name] for name in _FIELDS)
@@ -134,10 +116,7 @@ def _storable_values(record: LogRecord) -> tuple[list[Any], list[str]]:
 
 def _sqlite_row(values: list[Any]) -> tuple[Any, ...]:
     """A row for the stdlib driver: timestamps as naive-UTC text in SQLAlchemy's format."""
-    created = values[_CREATED_AT]
-    if created.tzinfo is not None:
-        created = created.astimezone(UTC).replace(tzinfo=None)
-    values[_CREATED_AT] = f"{created:%Y-%m-%d %H:%M:%S.%f}"
+    values[_CREATED_AT] = sqlite_time(values[_CREATED_AT])
     return tuple(values)
 
 
@@ -237,14 +216,6 @@ def _json_document(dialect: str, column: sa.ColumnElement[Any]) -> sa.ColumnElem
     return sa.cast(fixed, postgresql.JSON())
 
 
-def check_filter_key(key: str) -> None:
-    """Raise ValueError for a JSON key no backend can filter on alike."""
-    if not key or len(key) > MAX_FILTER_KEY:
-        raise ValueError(f"keys must be 1 to {MAX_FILTER_KEY} characters long")
-    if '"' in key or "\\" in key or not key.isprintable():
-        raise ValueError("keys cannot hold quotes, backslashes or control characters")
-
-
 def _json_text(dialect: str, column: sa.ColumnElement[Any], key: str) -> sa.ColumnElement[str]:
     """SQL for "the value at top-level `key` of JSON `column`, as text"."""
     check_filter_key(key)
@@ -295,7 +266,7 @@ def log_conditions(
     if end is not None:
         conditions.append(c.created_at < end)
     if model is not None:
-        conditions.append(c.model_requested == indexed_text(model))
+        conditions.append(c.model_requested == filter_text("model", model))
     if status == "ok":
         conditions.append(c.status_code < 400)
     elif status == "error":
@@ -305,11 +276,11 @@ def log_conditions(
     elif status is not None:
         raise ValueError(f"status must be an int, 'ok' or 'error', got {status!r}")
     if session_id is not None:
-        conditions.append(c.session_id == indexed_text(session_id))
+        conditions.append(c.session_id == filter_text("session_id", session_id))
     if user is not None:
-        conditions.append(c.user == storable_text(user))
+        conditions.append(c.user == filter_text("user", user))
     if key_id is not None:
-        conditions.append(c.key_id == indexed_text(key_id))
+        conditions.append(c.key_id == filter_text("key_id", key_id))
     for tag in tags:
         conditions.append(_has_tag(dialect, c.tags, storable_text(tag)))
     for column, pairs in ((c["metadata"], metadata), (c.extra, extra)):
@@ -325,16 +296,10 @@ def log_conditions(
     return conditions
 
 
-def check_limit(limit: int) -> None:
-    """Raise ValueError for a page size `query` does not serve."""
-    if not 1 <= limit <= MAX_LIMIT:
-        raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
-
-
 def records_query(dialect: str, limit: int, **filters: Any) -> sa.Select[Any]:
     """The statement `LogStore.query` runs: the newest `limit` records matching `filters`
-    (see `log_conditions`), for an async engine or the command line's synchronous reader
-    (`log_reader`) alike; its rows become records with `to_record`."""
+    (see `log_conditions`); its rows become records with `to_record`. The command line's
+    reader runs it too, compiled ahead of time (`log_reader_compile`)."""
     return (
         sa.select(*_SELECTED)
         .where(*log_conditions(dialect, **filters))

@@ -15,11 +15,9 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import text
-from sqlalchemy.engine import Connection
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # `head_revision` is read without SQLAlchemy by the command line
     from alembic.config import Config
+    from sqlalchemy.engine import Connection
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = ["MIGRATIONS_DIR", "alembic_config", "at_head", "head_revision", "upgrade"]
@@ -57,7 +55,7 @@ def head_revision() -> str | None:
 
 def _current_revision(connection: Connection) -> str | None:
     """The database's revision, or None when it has none (new, or not migrated yet)."""
-    from sqlalchemy import inspect
+    from sqlalchemy import inspect, text
 
     if not inspect(connection).has_table("alembic_version"):
         return None
@@ -74,6 +72,7 @@ def at_head(connection: Connection) -> bool:
 
 def _upgrade(connection: Connection) -> None:
     from alembic import command
+    from sqlalchemy import text
 
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})

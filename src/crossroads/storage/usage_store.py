@@ -10,20 +10,17 @@ day), `model` (the public model that answered), `key`, `provider`.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import RowMapping
 
+from crossroads.storage.log_terms import GroupBy, usage_row
 from crossroads.storage.schema import request_log
 
-if TYPE_CHECKING:  # the synchronous reader (`log_reader`) imports this module without it
+if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["GROUPS", "GroupBy", "usage_query", "usage_row", "usage_totals"]
-
-GroupBy = Literal["day", "model", "key", "provider"]
-GROUPS: tuple[GroupBy, ...] = ("day", "model", "key", "provider")
+__all__ = ["usage_query", "usage_totals"]
 
 
 def _group_column(group_by: GroupBy, dialect: str) -> sa.ColumnElement[Any]:
@@ -48,8 +45,9 @@ def usage_query(
     end: datetime | None = None,
     key_id: str | None = None,
 ) -> sa.Select[Any]:
-    """The statement `usage_totals` runs, for an async engine or the command line's
-    synchronous reader (`log_reader`) alike; each row becomes a group with `usage_row`."""
+    """The statement `usage_totals` runs (and, compiled ahead of time by
+    `log_reader_compile`, the command line's reader); each row becomes a group with
+    `usage_row`."""
     c = request_log.c
     group = _group_column(group_by, dialect).label("group")
     billed = c.cost.is_not(None)
@@ -74,20 +72,6 @@ def usage_query(
     if key_id is not None:
         statement = statement.where(c.key_id == key_id)
     return statement.order_by(group)
-
-
-def usage_row(row: RowMapping, group_by: GroupBy) -> dict[str, Any]:
-    """A row of `usage_query` as `usage_totals` returns it."""
-    return {
-        group_by: row["group"],
-        "requests": int(row["requests"]),
-        "errors": int(row["errors"]),
-        "prompt_tokens": int(row["prompt_tokens"]),
-        "completion_tokens": int(row["completion_tokens"]),
-        "total_tokens": int(row["total_tokens"]),
-        "cached_tokens": int(row["cached_tokens"]),
-        "cost": round(float(row["cost"]), 12),
-    }
 
 
 async def usage_totals(
