@@ -10,7 +10,10 @@ upstream, so every series is measured in the same run on the same machine state.
 Latency: requests alternate between the series one by one at concurrency 1 (1 KB prompt);
 the p50/p99 differences are what each setting adds. Throughput: each gateway gets rounds of
 `--seconds` at `--concurrency` parallel connections with guardrails off, alternating, and
-reports requests per second; the ratio current/baseline is the seam's cost.
+reports requests per second and the gateway process's CPU time per request (user + system,
+from /proc: the client shares the machine's two cores, so requests per second also move
+with the client; CPU per request is what the gateway itself spends); the ratios
+current/baseline are the seam's cost.
 
     python benchmarks/guardrails/gateway_overhead.py --requests 400
 """
@@ -121,8 +124,17 @@ def config_text(workdir: Path, name: str, port: int, upstream: int, models: dict
     return path
 
 
-def throughput(port: int, model: str, seconds: float, concurrency: int) -> float:
-    """Requests per second over `seconds` with `concurrency` keep-alive connections."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def throughput(
+    port: int, pid: int, model: str, seconds: float, concurrency: int
+) -> tuple[float, float]:
+    """Requests per second over `seconds` with `concurrency` keep-alive connections, and
+    the gateway's (process `pid`) CPU microseconds per request."""
     done = [0] * concurrency
     stop = time.monotonic() + seconds
 
@@ -133,12 +145,15 @@ def throughput(port: int, model: str, seconds: float, concurrency: int) -> float
             done[slot] += 1
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
+    cpu_before = cpu_seconds(pid)
     started = time.monotonic()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return sum(done) / (time.monotonic() - started)
+    elapsed = time.monotonic() - started
+    requests = sum(done)
+    return requests / elapsed, (cpu_seconds(pid) - cpu_before) / requests * 1e6
 
 
 def main() -> None:
@@ -203,9 +218,16 @@ def main() -> None:
             for name, (_, model) in series.items():
                 latency[name].append(post(connections[name], model))
         rates: dict[str, list[float]] = {"baseline": [], "current": []}
+        cpu: dict[str, list[float]] = {"baseline": [], "current": []}
+        gateways = {
+            "baseline": (base_port, processes[1].pid),
+            "current": (current_port, processes[2].pid),
+        }
         for _ in range(args.rounds):
-            rates["baseline"].append(throughput(base_port, "off", args.seconds, args.concurrency))
-            rates["current"].append(throughput(current_port, "off", args.seconds, args.concurrency))
+            for variant, (port, pid) in gateways.items():
+                rate, cpu_us = throughput(port, pid, "off", args.seconds, args.concurrency)
+                rates[variant].append(rate)
+                cpu[variant].append(cpu_us)
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)
@@ -238,16 +260,26 @@ def main() -> None:
         print(f"{name:<30}{p50:>9.3f}{p99:>9.3f}{added:>13.3f}")
     base_rps = statistics.median(rates["baseline"])
     current_rps = statistics.median(rates["current"])
+    base_cpu = statistics.median(cpu["baseline"])
+    current_cpu = statistics.median(cpu["current"])
     result["throughput"] = {
         "concurrency": args.concurrency,
         "rounds": rates,
+        "cpu_us_per_request_rounds": cpu,
         "baseline_rps": round(base_rps, 1),
         "current_off_rps": round(current_rps, 1),
         "ratio": round(current_rps / base_rps, 3),
+        "baseline_cpu_us_per_request": round(base_cpu, 1),
+        "current_off_cpu_us_per_request": round(current_cpu, 1),
+        "cpu_ratio": round(current_cpu / base_cpu, 3),
     }
     print(
         f"throughput, guardrails off (c={args.concurrency}): baseline {base_rps:.1f} rps, "
         f"current {current_rps:.1f} rps, ratio {current_rps / base_rps:.3f}"
+    )
+    print(
+        f"gateway CPU per request, guardrails off: baseline {base_cpu:.0f} µs, "
+        f"current {current_cpu:.0f} µs, ratio {current_cpu / base_cpu:.3f}"
     )
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "guardrails_gateway.json"

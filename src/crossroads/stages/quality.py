@@ -76,6 +76,13 @@ class QualityKind:
                     param="integrity_model",
                 )
             self._require(request.integrity_model, "integrity_model")
+        elif (
+            request.criteria is None
+            and request.quality is None
+            and request.quality_risk_threshold is None
+            and self.layers.silent(chat)
+        ):
+            return None  # nothing asked, nothing configured: the common case, kept cheap
         settings = self.layers.resolve(chat)
         if request.criteria is not None:
             criteria = self._criteria(request.criteria, "criteria")

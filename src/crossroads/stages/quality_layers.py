@@ -56,6 +56,17 @@ class QualityLayers:
         self._models = {n: m.answer_quality for n, m in models.items() if m.answer_quality}
         self._keys = {k.name: k.answer_quality for k in keys if k.answer_quality}
 
+    def silent(self, chat: PreparedChat) -> bool:
+        """Whether no layer speaks for `chat` and the global setting is off: `resolve` would
+        ask for no check and no criteria. Every request without quality fields asks this
+        first, so it costs a few lookups, not a resolution."""
+        if self.config.enabled or self._model_layer(chat)[0] is not None:
+            return False
+        virtual = chat.context.virtual_key
+        if virtual is not None:
+            return not isinstance(virtual.metadata.get(VIRTUAL_KEY_FIELD), dict)
+        return chat.context.key_id not in self._keys
+
     def resolve(self, chat: PreparedChat) -> ResolvedQuality:
         request = chat.request
         key, key_path = self._key_layer(chat)
