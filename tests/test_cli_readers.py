@@ -29,9 +29,9 @@ from crossroads.storage import log_reader_compile
 from crossroads.storage.database import create_engine, normalise_url, sqlite_file
 from crossroads.storage.log_reader import SqliteLogReader, sqlite_path
 from crossroads.storage.log_store import LogStore
+from crossroads.storage.log_terms import GROUPS
 from crossroads.storage.migrate import alembic_config, head_revision
 from crossroads.storage.records import LogRecord
-from crossroads.storage.log_terms import GROUPS
 from crossroads.storage.usage_store import usage_totals
 from tests.conftest import PG_URL
 
