@@ -11,9 +11,11 @@ Latency: requests alternate between the series one by one at concurrency 1 (1 KB
 the p50/p99 differences are what each setting adds. Throughput: each gateway gets rounds of
 `--seconds` at `--concurrency` parallel connections with guardrails off, alternating, and
 reports requests per second and the gateway process's CPU time per request (user + system,
-from /proc: the client shares the machine's two cores, so requests per second also move
-with the client; CPU per request is what the gateway itself spends); the ratios
-current/baseline are the seam's cost.
+from /proc); the ratios current/baseline are the seam's cost. With `wrk` installed (the
+default `--load wrk`) the gateways are pinned to CPU 0 and the upstream and wrk to CPU 1,
+as in benchmarks/gateway, so requests per second are the gateway's own; with `--load
+python` (no wrk) a threaded Python client shares the cores with them and its own cost
+moves requests per second, so CPU per request is then the figure to read.
 
     python benchmarks/guardrails/gateway_overhead.py --requests 400
 """
@@ -24,6 +26,7 @@ import argparse
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -130,6 +133,41 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+GATEWAY_CPU, LOAD_CPU = "0", "1"
+
+
+def wrk_throughput(
+    port: int, pid: int, model: str, seconds: float, concurrency: int, script: Path
+) -> tuple[float, float]:
+    """`throughput` measured by wrk (on the load CPU) with the request in `script`."""
+    cpu_before = cpu_seconds(pid)
+    output = subprocess.run(
+        ["taskset", "-c", LOAD_CPU, "wrk", "-t2", f"-c{concurrency}", f"-d{seconds:g}s",
+         "--timeout", "30s", "-s", str(script), f"http://127.0.0.1:{port}/v1/chat/completions"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    if "Non-2xx" in output or "Socket errors" in output:
+        raise RuntimeError(f"errors under load\n{output}")
+    found = re.search(r"(\d+) requests in ([\d.]+)(ms|s)", output)
+    if found is None or not int(found.group(1)):
+        raise RuntimeError(f"no request completed under load\n{output}")
+    requests = int(found.group(1))
+    elapsed = float(found.group(2)) / (1000 if found.group(3) == "ms" else 1)
+    return requests / elapsed, (cpu_seconds(pid) - cpu_before) / requests * 1e6
+
+
+def wrk_script(path: Path, model: str) -> Path:
+    """wrk's Lua script: the benchmark's chat request to `model`."""
+    body = {"model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 16}
+    path.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(json.dumps(body))}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {KEY}"\n'
+    )
+    return path
+
+
 def throughput(
     port: int, pid: int, model: str, seconds: float, concurrency: int
 ) -> tuple[float, float]:
@@ -164,6 +202,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="per throughput round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--load",
+        choices=("wrk", "python"),
+        default="wrk" if shutil.which("wrk") and shutil.which("taskset") else "python",
+        help="what drives the throughput rounds (default: wrk when installed)",
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="crossroads-guard-bench-"))
@@ -177,11 +221,15 @@ def main() -> None:
     base_config = config_text(workdir, "baseline", base_port, upstream, {"off": None})
     current_config = config_text(workdir, "current", current_port, upstream, MODELS)
     python = sys.executable
+    # With wrk, the gateways get CPU 0 and everything else CPU 1 (see the docstring).
+    pinned = ["taskset", "-c", GATEWAY_CPU] if args.load == "wrk" else []
+    elsewhere = ["taskset", "-c", LOAD_CPU] if args.load == "wrk" else []
     baseline_env = {**os.environ, "PYTHONPATH": str(baseline_tree / "src")}
     quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     processes = [
         subprocess.Popen(
             [
+                *elsewhere,
                 python,
                 "-m",
                 "crossroads.testing.fake_openai",
@@ -192,12 +240,13 @@ def main() -> None:
             **quiet,
         ),
         subprocess.Popen(
-            [python, "-m", "crossroads", "serve", "--config", str(base_config)],
+            [*pinned, python, "-m", "crossroads", "serve", "--config", str(base_config)],
             env=baseline_env,
             **quiet,
         ),
         subprocess.Popen(
-            [python, "-m", "crossroads", "serve", "--config", str(current_config)], **quiet
+            [*pinned, python, "-m", "crossroads", "serve", "--config", str(current_config)],
+            **quiet,
         ),
     ]
     try:
@@ -225,7 +274,13 @@ def main() -> None:
         }
         for _ in range(args.rounds):
             for variant, (port, pid) in gateways.items():
-                rate, cpu_us = throughput(port, pid, "off", args.seconds, args.concurrency)
+                if args.load == "wrk":
+                    script = wrk_script(workdir / "off.lua", "off")
+                    rate, cpu_us = wrk_throughput(
+                        port, pid, "off", args.seconds, args.concurrency, script
+                    )
+                else:
+                    rate, cpu_us = throughput(port, pid, "off", args.seconds, args.concurrency)
                 rates[variant].append(rate)
                 cpu[variant].append(cpu_us)
     finally:
@@ -263,6 +318,7 @@ def main() -> None:
     base_cpu = statistics.median(cpu["baseline"])
     current_cpu = statistics.median(cpu["current"])
     result["throughput"] = {
+        "load": args.load,
         "concurrency": args.concurrency,
         "rounds": rates,
         "cpu_us_per_request_rounds": cpu,
@@ -274,8 +330,9 @@ def main() -> None:
         "cpu_ratio": round(current_cpu / base_cpu, 3),
     }
     print(
-        f"throughput, guardrails off (c={args.concurrency}): baseline {base_rps:.1f} rps, "
-        f"current {current_rps:.1f} rps, ratio {current_rps / base_rps:.3f}"
+        f"throughput, guardrails off ({args.load}, c={args.concurrency}): "
+        f"baseline {base_rps:.1f} rps, current {current_rps:.1f} rps, "
+        f"ratio {current_rps / base_rps:.3f}"
     )
     print(
         f"gateway CPU per request, guardrails off: baseline {base_cpu:.0f} µs, "

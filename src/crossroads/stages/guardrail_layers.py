@@ -42,6 +42,13 @@ class GuardrailLayers:
 
     def resolve(self, chat: PreparedChat) -> GuardrailSet | None:
         request = chat.request
+        virtual = chat.context.virtual_key
+        if (
+            request.guardrails is None
+            and not self.configured
+            and (virtual is None or not virtual.guardrails)
+        ):
+            return None  # no layer and nothing asked: the common case, kept cheap
         operator = combine(
             self._global,
             *(self._models.get(name) for name in request.model_names),
