@@ -18,6 +18,12 @@ SERVER = {"starlette", "uvicorn", "aiohttp", "crossroads.server", "crossroads.pi
 DATABASE = {"sqlalchemy", "alembic", "aiosqlite", "asyncpg"}
 CONFIG = {"crossroads.config", "crossroads.protocol.chat"}
 HEAVY = {"numpy", "xllamacpp", "redis"}
+# The request's wire models (~40 ms of pydantic classes): serving needs them, reading the
+# config does not (capability matrices name parameters through protocol/extensions.py).
+WIRE = {"crossroads.protocol.chat"}
+# What a dialect folder declares for config and listings; the rest of it is translation
+# code, imported when a provider of that dialect is built.
+DIALECT_DECLARATIONS = {"dialect", "parameters", "presets", "config"}
 
 
 def _imported(args: list[str], cwd: Path) -> set[str]:
@@ -58,11 +64,12 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     [
         (["--help"], SERVER | DATABASE | CONFIG | HEAVY | {"pydantic", "rich"}),
         (["logs", "--help"], SERVER | DATABASE | CONFIG | HEAVY),
-        (["config", "check"], SERVER | DATABASE | HEAVY),
+        (["config", "check"], SERVER | DATABASE | HEAVY | WIRE),
         # A SQLite log at the newest revision is read without SQLAlchemy (storage/log_reader.py).
         (["logs", "--limit", "5"], SERVER | CONFIG | HEAVY | DATABASE | {"greenlet"}),
         (["usage", "--json"], SERVER | CONFIG | HEAVY | DATABASE | {"greenlet"}),
-        (["providers", "list"], SERVER | DATABASE | HEAVY),
+        (["providers", "list"], SERVER | DATABASE | CONFIG | HEAVY | {"pydantic"}),
+        (["providers", "matrix"], SERVER | DATABASE | CONFIG | HEAVY | {"pydantic"}),
         (
             ["keys", "list", "--url", "http://127.0.0.1:9", "--master-key", "k"],
             SERVER | DATABASE | CONFIG | HEAVY,
@@ -77,6 +84,22 @@ def test_a_command_imports_only_what_it_uses(
     imported = _imported(args, workdir)
     assert "crossroads.cli" in imported
     assert not imported & unwanted, sorted(imported & unwanted)
+
+
+@pytest.mark.parametrize(
+    "args", [["config", "check"], ["providers", "list"]], ids=lambda v: " ".join(v)
+)
+def test_no_dialect_translation_code_is_imported_to_read_the_config(
+    workdir: Path, args: list[str]
+) -> None:
+    dialect_code = {
+        name
+        for name in _imported(args, workdir)
+        if name.startswith("crossroads.providers.")
+        and name.count(".") == 3
+        and name.rsplit(".", 1)[1] not in DIALECT_DECLARATIONS
+    }
+    assert not dialect_code, sorted(dialect_code)
 
 
 def test_the_head_revision_from_file_names_is_alembics() -> None:

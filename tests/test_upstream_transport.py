@@ -18,7 +18,7 @@ from openai import OpenAI
 from crossroads.config import parse_config
 from crossroads.providers.base import UpstreamCall, UpstreamError
 from crossroads.providers.http_client import ConnectionDropped, HttpClient
-from crossroads.providers.openai.dialect import OpenAIProviderConfig
+from crossroads.providers.openai.config import OpenAIProviderConfig
 from crossroads.providers.openai.provider import OpenAIProvider
 from crossroads.testing.fake_openai import FakeOpenAI
 from crossroads.testing.proxy import FakeProxy

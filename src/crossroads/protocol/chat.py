@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from crossroads.guardrails.config import GuardrailSet
+from crossroads.protocol.extensions import ENGINE_PARAMETERS, EXTENSION_FIELDS, UPSTREAM_EXTENSIONS
 from crossroads.quality_config import QualityOptions
 
 __all__ = [
@@ -308,7 +309,7 @@ class ChatCompletionRequest(_Open):
     functions: list[FunctionDefinition] | None = None
     function_call: Literal["none", "auto"] | NamedFunction | None = None
 
-    # Crossroads' extensions (DESIGN.md §1).
+    # Crossroads' extensions (DESIGN.md §1); their names are listed in protocol/extensions.py.
     models: Annotated[list[NonEmptyStr], Field(min_length=1, max_length=16)] | None = None
     max_cost: float | None = Field(None, ge=0)
     willingness_to_pay: float | None = Field(None, ge=0)
@@ -393,29 +394,6 @@ class ChatCompletionRequest(_Open):
     def model_names(self) -> list[str]:
         return [name.strip() for name in self.model.split(",")]
 
-
-# Decoding extensions that only some providers can honour; each provider's capability matrix
-# says which, and the others drop them (or, with `provider.require_parameters`, are skipped).
-ENGINE_PARAMETERS = (
-    "top_k",
-    "min_p",
-    "use_beam_search",
-    "beam_size",
-    "best_of",
-    "length_penalty",
-    "early_stopping",
-    "guided_json",
-    "guided_regex",
-    "guided_choice",
-    "guided_grammar",
-)
-
-_FIELDS = list(ChatCompletionRequest.model_fields)
-# Extensions that are request parameters for the upstream, not instructions to the gateway:
-# they go to providers whose matrix supports them (natively or translated).
-UPSTREAM_EXTENSIONS = frozenset({*ENGINE_PARAMETERS, "reasoning"})
-# Body fields that are the gateway's own business, never sent to an upstream.
-EXTENSION_FIELDS = frozenset(_FIELDS[_FIELDS.index("models") :]) - UPSTREAM_EXTENSIONS
 
 # Extensions that are accepted and validated but not yet served by the gateway anywhere. A
 # request that sets one gets a 400 `unsupported_parameter` instead of a silent no-op; each

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from crossroads.protocol.chat import ChatCompletionRequest
 from crossroads.providers.capabilities import Capabilities
+
+if TYPE_CHECKING:
+    from crossroads.protocol.chat import ChatCompletionRequest
 
 __all__ = [
     "Capabilities",

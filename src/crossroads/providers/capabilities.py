@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Literal
 
-from crossroads.protocol.chat import ENGINE_PARAMETERS, EXTENSION_FIELDS
+from crossroads.protocol.extensions import ENGINE_PARAMETERS, EXTENSION_FIELDS
 
 __all__ = [
     "MATRIX_PARAMETERS",

@@ -7,6 +7,10 @@ dialect never loads its code), where its upstream lives and which key variable i
 and its capability matrix. The config loader, the provider registry and the command line
 read descriptors; none of them names a dialect.
 
+A descriptor imports neither pydantic nor its dialect's code: the config model is given
+as a function that imports it, so `crossroads providers list` (which reads only names,
+URLs and capability matrices) starts without building any config model.
+
 A dialect whose code needs an optional extra (the embedded llama.cpp engine) lists the
 modules it needs; configuring it without them is a configuration error naming the
 `pip install` that fixes it, not an ImportError on the first request.
@@ -17,15 +21,17 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
-from crossroads.providers.base import Provider
 from crossroads.providers.capabilities import Capabilities
-from crossroads.providers.settings import ProviderConfig
+
+if TYPE_CHECKING:
+    from crossroads.providers.base import Provider
+    from crossroads.providers.settings import ProviderConfig
 
 __all__ = ["Dialect", "Listing", "installed"]
 
-Settings = TypeVar("Settings", bound=ProviderConfig)
+Settings = TypeVar("Settings", bound="ProviderConfig")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +48,9 @@ class Listing:
 @dataclass(frozen=True, slots=True)
 class Dialect(Generic[Settings]):
     name: str
-    # The `[providers.NAME]` table of this dialect.
-    config: type[Settings]
+    # The model of this dialect's `[providers.NAME]` table, or a function that imports and
+    # returns it (what the built-in dialects give, so that listing them loads no pydantic).
+    config: type[Settings] | Callable[[], type[Settings]]
     # Builds the provider for one table; imports the provider module when called.
     build: Callable[[str, Settings], Provider]
     capabilities: Capabilities
@@ -59,6 +66,12 @@ class Dialect(Generic[Settings]):
     extra: str | None = None
     # Rows for `crossroads providers list`; None: one row for the dialect itself.
     listings: Callable[[], list[Listing]] | None = None
+
+    def config_model(self) -> type[Settings]:
+        """The model that validates this dialect's `[providers.NAME]` tables."""
+        if isinstance(self.config, type):
+            return self.config
+        return self.config()
 
     def missing(self) -> list[str]:
         """The required modules that cannot be imported here."""

@@ -13,18 +13,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from pydantic_core import PydanticCustomError
-
 from crossroads.providers.anthropic.dialect import ANTHROPIC
-from crossroads.providers.base import Provider
 from crossroads.providers.dialect import Dialect, Listing
 from crossroads.providers.gemini.dialect import GEMINI
 from crossroads.providers.llamacpp.dialect import LLAMACPP
 from crossroads.providers.openai.dialect import OPENAI
-from crossroads.providers.settings import ProviderConfig
 
 if TYPE_CHECKING:
     from crossroads.config import Config
+    from crossroads.providers.base import Provider
+    from crossroads.providers.settings import ProviderConfig
 
 __all__ = [
     "DEFAULT_DIALECT",
@@ -70,6 +68,10 @@ def validate_provider_config(value: Any) -> ProviderConfig:
     Errors inside the table keep their location below `providers.NAME`; an unknown dialect,
     or one whose optional extra is not installed, is one error on the table itself.
     """
+    from pydantic_core import PydanticCustomError  # loaded with the config, not the listing
+
+    from crossroads.providers.settings import ProviderConfig
+
     if isinstance(value, ProviderConfig):
         return value
     name = value.get("dialect", DEFAULT_DIALECT) if isinstance(value, Mapping) else DEFAULT_DIALECT
@@ -88,7 +90,7 @@ def validate_provider_config(value: Any) -> ProviderConfig:
                 "hint": dialect.install_hint(),
             },
         )
-    config: ProviderConfig = dialect.config.model_validate(value)
+    config: ProviderConfig = dialect.config_model().model_validate(value)
     return config
 
 

@@ -1,33 +1,25 @@
-"""The `anthropic` dialect's descriptor and `[providers.NAME]` table."""
+"""The `anthropic` dialect's descriptor; its table's model is in `config.py`."""
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import Field
+from typing import TYPE_CHECKING
 
 from crossroads.providers.anthropic.parameters import ANTHROPIC_CAPABILITIES
-from crossroads.providers.base import Provider
 from crossroads.providers.dialect import Dialect
-from crossroads.providers.settings import HttpProviderConfig
 
-__all__ = ["ANTHROPIC", "AnthropicProviderConfig"]
+if TYPE_CHECKING:
+    from crossroads.providers.anthropic.config import AnthropicProviderConfig
+    from crossroads.providers.base import Provider
+
+__all__ = ["ANTHROPIC", "BASE_URL"]
 
 BASE_URL = "https://api.anthropic.com"
 
 
-class AnthropicProviderConfig(HttpProviderConfig):
-    """Anthropic's Messages API."""
+def _config() -> type[AnthropicProviderConfig]:
+    from crossroads.providers.anthropic.config import AnthropicProviderConfig
 
-    dialect: Literal["anthropic"]
-    anthropic_version: str = "2023-06-01"
-    # Anthropic requires `max_tokens`; this applies when the caller sets neither
-    # `max_tokens` nor `max_completion_tokens`.
-    default_max_tokens: int = Field(4096, ge=1)
-
-    @property
-    def url(self) -> str:
-        return self.base_url or BASE_URL
+    return AnthropicProviderConfig
 
 
 def _build(name: str, config: AnthropicProviderConfig) -> Provider:
@@ -38,7 +30,7 @@ def _build(name: str, config: AnthropicProviderConfig) -> Provider:
 
 ANTHROPIC = Dialect(
     name="anthropic",
-    config=AnthropicProviderConfig,
+    config=_config,
     build=_build,
     capabilities=ANTHROPIC_CAPABILITIES,
     base_url=BASE_URL,

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
-from crossroads.providers.anthropic.dialect import AnthropicProviderConfig
+from crossroads.providers.anthropic.config import AnthropicProviderConfig
 from crossroads.providers.anthropic.parameters import ANTHROPIC_CAPABILITIES
 from crossroads.providers.anthropic.reasoning import lost_thinking
 from crossroads.providers.anthropic.translate import (

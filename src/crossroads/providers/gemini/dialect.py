@@ -1,27 +1,25 @@
-"""The `gemini` dialect's descriptor and `[providers.NAME]` table."""
+"""The `gemini` dialect's descriptor; its table's model is in `config.py`."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING
 
-from crossroads.providers.base import Provider
 from crossroads.providers.dialect import Dialect
 from crossroads.providers.gemini.parameters import GEMINI_CAPABILITIES
-from crossroads.providers.settings import HttpProviderConfig
 
-__all__ = ["GEMINI", "GeminiProviderConfig"]
+if TYPE_CHECKING:
+    from crossroads.providers.base import Provider
+    from crossroads.providers.gemini.config import GeminiProviderConfig
+
+__all__ = ["BASE_URL", "GEMINI"]
 
 BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
 
 
-class GeminiProviderConfig(HttpProviderConfig):
-    """Google's Gemini API (generateContent / streamGenerateContent)."""
+def _config() -> type[GeminiProviderConfig]:
+    from crossroads.providers.gemini.config import GeminiProviderConfig
 
-    dialect: Literal["gemini"]
-
-    @property
-    def url(self) -> str:
-        return self.base_url or BASE_URL
+    return GeminiProviderConfig
 
 
 def _build(name: str, config: GeminiProviderConfig) -> Provider:
@@ -32,7 +30,7 @@ def _build(name: str, config: GeminiProviderConfig) -> Provider:
 
 GEMINI = Dialect(
     name="gemini",
-    config=GeminiProviderConfig,
+    config=_config,
     build=_build,
     capabilities=GEMINI_CAPABILITIES,
     base_url=BASE_URL,

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from crossroads.providers.base import UpstreamCall, UpstreamError
-from crossroads.providers.gemini.dialect import GeminiProviderConfig
+from crossroads.providers.gemini.config import GeminiProviderConfig
 from crossroads.providers.gemini.parameters import GEMINI_CAPABILITIES
 from crossroads.providers.gemini.schema import SchemaCache
 from crossroads.providers.gemini.translate import StreamMapper, map_request, map_response

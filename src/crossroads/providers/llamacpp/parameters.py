@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from crossroads.protocol.chat import ENGINE_PARAMETERS
+from crossroads.protocol.extensions import ENGINE_PARAMETERS
 from crossroads.providers.capabilities import OPENAI_PARAMETERS, Capabilities, matrix
 
 __all__ = ["LLAMACPP_CAPABILITIES"]

@@ -30,7 +30,7 @@ from crossroads.providers.llamacpp.beam import (
     engine_beam_search,
     engine_eos_ids,
 )
-from crossroads.providers.llamacpp.dialect import LlamaCppProviderConfig
+from crossroads.providers.llamacpp.config import LlamaCppProviderConfig
 from crossroads.providers.llamacpp.engine import EngineError, EngineSettings, LlamaEngine
 from crossroads.providers.llamacpp.parameters import LLAMACPP_CAPABILITIES
 from crossroads.providers.llamacpp.structured import LLGUIDANCE, constraint_fields

@@ -1,4 +1,4 @@
-"""The `openai` dialect's descriptor and `[providers.NAME]` table.
+"""The `openai` dialect's descriptor; its table's model is in `config.py`.
 
 `dialect = "openai"` is the default, so a table with only a `preset` or a `base_url` is an
 OpenAI-compatible upstream. Its listing is the presets plus the generic server.
@@ -6,43 +6,22 @@ OpenAI-compatible upstream. Its listing is the presets plus the generic server.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING
 
-from pydantic import model_validator
-
-from crossroads.providers.base import Provider
 from crossroads.providers.dialect import Dialect, Listing
 from crossroads.providers.openai.presets import GENERIC_OPENAI, PRESETS
-from crossroads.providers.settings import HttpProviderConfig
 
-__all__ = ["OPENAI", "OpenAIProviderConfig"]
+if TYPE_CHECKING:
+    from crossroads.providers.base import Provider
+    from crossroads.providers.openai.config import OpenAIProviderConfig
+
+__all__ = ["OPENAI"]
 
 
-class OpenAIProviderConfig(HttpProviderConfig):
-    """An OpenAI-compatible HTTP upstream (OpenAI, vLLM, llama-server, Ollama, …).
+def _config() -> type[OpenAIProviderConfig]:
+    from crossroads.providers.openai.config import OpenAIProviderConfig
 
-    `preset` names a known provider (`crossroads providers list`), which supplies the base
-    URL and the capability matrix; `base_url` is required without one.
-    """
-
-    dialect: Literal["openai"] = "openai"
-    preset: str | None = None
-
-    @model_validator(mode="after")
-    def _preset_or_url(self) -> OpenAIProviderConfig:
-        if self.preset is not None and self.preset not in PRESETS:
-            known = ", ".join(sorted(PRESETS))
-            raise ValueError(f"unknown preset {self.preset!r} (known: {known})")
-        if self.base_url is None:
-            if self.preset is None:
-                raise ValueError("needs `base_url`, or a `preset` that supplies it")
-            object.__setattr__(self, "base_url", PRESETS[self.preset].base_url)
-        return self
-
-    @property
-    def url(self) -> str:
-        assert self.base_url is not None  # set by the validator
-        return self.base_url
+    return OpenAIProviderConfig
 
 
 def _build(name: str, config: OpenAIProviderConfig) -> Provider:
@@ -62,7 +41,7 @@ def _listings() -> list[Listing]:
 
 OPENAI = Dialect(
     name="openai",
-    config=OpenAIProviderConfig,
+    config=_config,
     build=_build,
     capabilities=GENERIC_OPENAI,
     listings=_listings,

@@ -19,7 +19,7 @@ from crossroads.providers.http import (
     parse_retry_after,
     upstream_error_from_body,
 )
-from crossroads.providers.openai.dialect import OpenAIProviderConfig
+from crossroads.providers.openai.config import OpenAIProviderConfig
 from crossroads.providers.openai.presets import GENERIC_OPENAI, PRESETS
 
 __all__ = ["OpenAIProvider", "parse_retry_after", "upstream_error_from_body"]
