@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import socket
 import sys
 from typing import TYPE_CHECKING, Annotated
 
@@ -19,6 +18,8 @@ from crossroads.cli.common import ConfigOption, fail, load, note, warning
 from crossroads.environ import HOST_ENV, MASTER_KEY_ENV, PORT_ENV
 
 if TYPE_CHECKING:
+    import socket
+
     from crossroads.config import Config
 
 __all__ = ["address", "serve"]
@@ -141,6 +142,8 @@ def _run(config: Config, host: str | None, port: int | None) -> None:
 
 def _listen(host: str, port: int) -> socket.socket:
     """A socket bound to `host:port`, or exit 1 with one line naming what to change."""
+    import socket  # here: every command imports this module to build the help
+
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -165,6 +168,8 @@ def _bind_problem(exc: OSError, port: int) -> str:
         return "that address is not one of this machine's. Use --host with one that is."
     if exc.errno == errno.EACCES:
         return "permission denied (ports below 1024 need privileges). Use a port above 1023."
+    import socket
+
     if isinstance(exc, socket.gaierror):
         return f"unknown host ({exc.strerror}). Use --host with an IP address or known name."
     return f"{exc.strerror or exc}."

@@ -9,17 +9,16 @@ with its dotted path, and `client_options` when the provider starts.
 
 from __future__ import annotations
 
-import logging
-import ssl
 from collections.abc import Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from crossroads.providers.proxy import ProxyRules
 from crossroads.providers.tls import TlsSettings, upstream_tls
 
-__all__ = ["TransportSettings", "client_options", "transport_problems"]
+if TYPE_CHECKING:
+    import ssl
 
-_log = logging.getLogger("crossroads.providers")
+__all__ = ["TransportSettings", "client_options", "transport_problems"]
 
 
 class TransportSettings(TlsSettings, Protocol):
@@ -51,7 +50,9 @@ def client_options(
 ) -> tuple[ssl.SSLContext | None, ProxyRules]:
     """The TLS context and proxy rules for provider `name`'s HTTP client."""
     if not settings.verify:
-        _log.warning(
+        import logging  # here: reading a config (`crossroads config check`) never logs
+
+        logging.getLogger("crossroads.providers").warning(
             "provider %r: TLS verification is OFF (verify = false): its upstream's identity "
             "is not checked and anyone on the path can read and change its traffic",
             name,
