@@ -102,6 +102,34 @@ def test_no_dialect_translation_code_is_imported_to_read_the_config(
     assert not dialect_code, sorted(dialect_code)
 
 
+# What the command modules share; every other module of the package is one command's.
+CLI_HELPERS = {"crossroads.cli", "crossroads.cli.common", "crossroads.cli.gateway_calls"}
+
+
+@pytest.mark.parametrize(
+    ("args", "module"),
+    [
+        (["config", "check"], "crossroads.cli.configuration"),
+        (["providers", "list"], "crossroads.cli.providers"),
+        (
+            ["keys", "list", "--url", "http://127.0.0.1:9", "--master-key", "k"],
+            "crossroads.cli.keys",
+        ),
+        (["chat", "hi", "--url", "http://127.0.0.1:9/v1"], "crossroads.cli.chat"),
+    ],
+    ids=lambda v: " ".join(v[:2]) if isinstance(v, list) else "",
+)
+def test_a_command_imports_no_other_commands_module(
+    workdir: Path, args: list[str], module: str
+) -> None:
+    commands = {
+        name
+        for name in _imported(args, workdir)
+        if name.startswith("crossroads.cli.") and name not in CLI_HELPERS
+    }
+    assert commands <= {module, "crossroads.cli.http"}, sorted(commands)
+
+
 def test_the_head_revision_from_file_names_is_alembics() -> None:
     """`upgrade` skips Alembic when the database is at `head_revision()`: it must be the head
     Alembic itself would migrate to."""

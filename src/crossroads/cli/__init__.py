@@ -1,8 +1,9 @@
 """The `crossroads` command line: one module per command group, each docstring its help text.
 
-Every command module is imported at start-up to build the help, so none of them imports
-more than typer at module level: the server, the database layer, numpy and the HTTP
-clients are imported inside the commands that use them. `crossroads --help` and the
+A command's module is imported when that command runs, or when the whole command line is
+built for `--help`, so none of them imports more than typer at module level: the server,
+the database layer, numpy and the HTTP clients are imported inside the commands that use
+them. `crossroads --help` and the
 client commands therefore start in a fraction of the time the server stack takes to load
 (`benchmarks/cli_startup.py` measures it; `tests/test_cli_startup.py` keeps it so).
 Help text is plain (no rich markup), so config snippets such as `[[keys]]` show as written.
@@ -10,41 +11,37 @@ Help text is plain (no rich markup), so config snippets such as `[[keys]]` show 
 
 from __future__ import annotations
 
+import importlib
 import sys
-from collections.abc import Callable
+from typing import Any
 
 import typer
 
-from crossroads.cli.chat import chat
-from crossroads.cli.collections import collections_app
-from crossroads.cli.configuration import config_app
-from crossroads.cli.datasets import datasets_app
-from crossroads.cli.evaluate import evaluate
-from crossroads.cli.finetune import finetune_app
-from crossroads.cli.keys import keys_app
-from crossroads.cli.logs import logs, usage
-from crossroads.cli.providers import providers_app
-from crossroads.cli.router import router_app
-from crossroads.cli.serve import serve
-
 __all__ = ["app", "main"]
 
-_COMMANDS: dict[str, Callable[..., None]] = {
-    "serve": serve,
-    "chat": chat,
-    "logs": logs,
-    "usage": usage,
-    "eval": evaluate,
+# Command name → (module in this package, attribute): the function of a command, the typer
+# group of a group, in the order `--help` lists them.
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("serve", "serve"),
+    "chat": ("chat", "chat"),
+    "logs": ("logs", "logs"),
+    "usage": ("logs", "usage"),
+    "eval": ("evaluate", "evaluate"),
 }
-_GROUPS: dict[str, typer.Typer] = {
-    "config": config_app,
-    "providers": providers_app,
-    "keys": keys_app,
-    "router": router_app,
-    "datasets": datasets_app,
-    "finetune": finetune_app,
-    "collections": collections_app,
+_GROUPS: dict[str, tuple[str, str]] = {
+    "config": ("configuration", "config_app"),
+    "providers": ("providers", "providers_app"),
+    "keys": ("keys", "keys_app"),
+    "router": ("router", "router_app"),
+    "datasets": ("datasets", "datasets_app"),
+    "finetune": ("finetune", "finetune_app"),
+    "collections": ("collections", "collections_app"),
 }
+
+
+def _load(where: tuple[str, str]) -> Any:
+    module, attribute = where
+    return getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
 
 
 def _app(only: str | None = None) -> typer.Typer:
@@ -58,10 +55,10 @@ def _app(only: str | None = None) -> typer.Typer:
     )
     for name, command in _COMMANDS.items():
         if only in (None, name):
-            built.command(name)(command)
+            built.command(name)(_load(command))
     for name, group in _GROUPS.items():
         if only in (None, name):
-            built.add_typer(group, name=name)
+            built.add_typer(_load(group), name=name)
     if only is not None:
         built.callback()(_one_command)  # a group of one, so `crossroads NAME …` still parses
     return built
@@ -71,7 +68,17 @@ def _one_command() -> None:
     """Crossroads: a self-hosted, OpenAI-compatible LLM gateway and router."""
 
 
-app = _app()
+_whole: typer.Typer | None = None
+
+
+def __getattr__(name: str) -> typer.Typer:
+    """`app`, the whole command line, built (every command module imported) on first use."""
+    global _whole
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if _whole is None:
+        _whole = _app()
+    return _whole
 
 
 def main() -> None:
@@ -83,4 +90,5 @@ def main() -> None:
     whole command line, with its full help and suggestions.
     """
     name = sys.argv[1] if len(sys.argv) > 1 else None
-    (_app(name) if name in _COMMANDS or name in _GROUPS else app)(prog_name="crossroads")
+    command_line = _app(name) if name in _COMMANDS or name in _GROUPS else __getattr__("app")
+    command_line(prog_name="crossroads")
