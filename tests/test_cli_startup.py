@@ -21,6 +21,8 @@ HEAVY = {"numpy", "xllamacpp", "redis"}
 # The request's wire models (~40 ms of pydantic classes): serving needs them, reading the
 # config does not (capability matrices name parameters through protocol/extensions.py).
 WIRE = {"crossroads.protocol.chat"}
+# Optional config tables whose models are built only when a file has them (config.py).
+OPTIONAL_TABLES = {"crossroads.guardrails.config", "crossroads.cache.config"}
 # What a dialect folder declares for config and listings; the rest of it is translation
 # code, imported when a provider of that dialect is built.
 DIALECT_DECLARATIONS = {"dialect", "parameters", "presets", "config"}
@@ -64,7 +66,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     [
         (["--help"], SERVER | DATABASE | CONFIG | HEAVY | {"pydantic", "rich"}),
         (["logs", "--help"], SERVER | DATABASE | CONFIG | HEAVY),
-        (["config", "check"], SERVER | DATABASE | HEAVY | WIRE),
+        (["config", "check"], SERVER | DATABASE | HEAVY | WIRE | OPTIONAL_TABLES),
         # A SQLite log at the newest revision is read without SQLAlchemy (storage/log_reader.py).
         (["logs", "--limit", "5"], SERVER | CONFIG | HEAVY | DATABASE | {"greenlet"}),
         (["usage", "--json"], SERVER | CONFIG | HEAVY | DATABASE | {"greenlet"}),

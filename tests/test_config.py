@@ -124,3 +124,30 @@ def test_config_file_discovery(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("CROSSROADS_CONFIG", "/elsewhere.toml")
     assert find_config_file() == Path("/elsewhere.toml")
     assert find_config_file("given.toml") == Path("given.toml")
+
+
+def test_optional_tables_are_validated_by_their_own_models() -> None:
+    """`guardrails` and `cache` are validated by models imported only when a file has them
+    (start-up time); what a config holds is still those models, shorthand included."""
+    from crossroads.cache.config import CacheConfig
+    from crossroads.config import Config
+    from crossroads.guardrails.config import GuardrailSet
+
+    config = parse_config(
+        {
+            "guardrails": ["pii"],
+            "cache": {"mode": "exact"},
+            "providers": {"up": {"base_url": "http://127.0.0.1:9/v1"}},
+            "models": {"m": {"deployments": [{"provider": "up"}], "guardrails": None}},
+            "keys": [{"name": "a", "key": "k", "guardrails": {"on_error": "allow"}}],
+        }
+    )
+    assert isinstance(config.guardrails, GuardrailSet)
+    assert config.guardrails == GuardrailSet.model_validate(["pii"])
+    assert isinstance(config.cache, CacheConfig)
+    assert config.cache.mode == "exact"
+    assert config.models["m"].guardrails is None
+    assert isinstance(config.keys[0].guardrails, GuardrailSet)
+    assert Config(cache=config.cache, guardrails=config.guardrails).cache is config.cache
+    assert parse_config({}).guardrails is None
+    assert parse_config({}).cache is None

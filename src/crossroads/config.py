@@ -16,7 +16,7 @@ import os
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -29,14 +29,16 @@ from pydantic import (
     model_validator,
 )
 
-from crossroads.cache.config import CacheConfig
 from crossroads.config_file import find_config_file
 from crossroads.datasets.config import PruningConfig
-from crossroads.guardrails.config import GuardrailSet
 from crossroads.providers.registry import validate_provider_config
 from crossroads.providers.settings import HttpProviderConfig, ProviderConfig
 from crossroads.quality_config import QualityConfig, QualityLayer
 from crossroads.telemetry.config import TelemetryConfig
+
+if TYPE_CHECKING:
+    from crossroads.cache.config import CacheConfig
+    from crossroads.guardrails.config import GuardrailSet
 
 __all__ = [
     "BreakerConfig",
@@ -76,6 +78,34 @@ class ConfigError(Exception):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# Optional tables whose models are imported only when a file has them: guardrails and the
+# cache are a dozen pydantic classes (~25 ms to build) that most configs never set, and
+# `crossroads config check` would otherwise build them for every file. Validation, errors
+# and the resulting objects are those of the models themselves.
+def _guardrails(value: Any) -> Any:
+    if value is None:
+        return None
+    from crossroads.guardrails.config import GuardrailSet
+
+    return value if isinstance(value, GuardrailSet) else GuardrailSet.model_validate(value)
+
+
+def _cache(value: Any) -> Any:
+    if value is None:
+        return None
+    from crossroads.cache.config import CacheConfig
+
+    return value if isinstance(value, CacheConfig) else CacheConfig.model_validate(value)
+
+
+if TYPE_CHECKING:
+    GuardrailTable = GuardrailSet | None
+    CacheTable = CacheConfig | None
+else:
+    GuardrailTable = Annotated[Any, PlainValidator(_guardrails)]
+    CacheTable = Annotated[Any, PlainValidator(_cache)]
 
 
 class Price(_Strict):
@@ -139,7 +169,7 @@ class KeyConfig(_Strict):
     # Which request-log records this key may read through /v1/logs.
     logs: Literal["own", "all"] = "own"
     # Checks every request made with this key runs, on top of the global and model ones.
-    guardrails: GuardrailSet | None = None
+    guardrails: GuardrailTable = None
     # Answer-quality settings for this key's requests (README "Answer quality").
     answer_quality: QualityLayer | None = None
 
@@ -214,7 +244,7 @@ class ModelConfig(_Strict):
     # The router artifact's profile that predicts this model (default: its own name).
     router_profile: str | None = None
     # Checks every request for this model runs, on top of the global ones.
-    guardrails: GuardrailSet | None = None
+    guardrails: GuardrailTable = None
     # Answer-quality settings for this model's requests (README "Answer quality").
     answer_quality: QualityLayer | None = None
 
@@ -266,9 +296,9 @@ class Config(_Strict):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     router: RouterConfig = Field(default_factory=RouterConfig)
     # Checks every request runs (README "Guardrails"); models and keys may add their own.
-    guardrails: GuardrailSet | None = None
+    guardrails: GuardrailTable = None
     # Response caching (README "Retrieval and caching"); off unless set.
-    cache: CacheConfig | None = None
+    cache: CacheTable = None
     # Hallucination risk, criteria, mixtures of agents (README "Answer quality").
     quality: QualityConfig = Field(default_factory=QualityConfig)
     # Named strings stripped from a fine-tuned model's requests (README "Datasets").
