@@ -9,7 +9,9 @@ tables with rich, which adds its import). Each command runs
 `--runs` times; the table gives the fastest and the median wall time, the median CPU time
 (user + system: what the command costs, nearly the same on a machine busy with other work,
 where the wall time also counts waiting for a core), and how many modules the process had
-imported (`python -X importtime`), which is what start-up time is made of.
+imported (`python -X importtime`), which is what start-up time is made of. Bytecode is
+compiled once before timing (into a temporary `PYTHONPYCACHEPREFIX`), as it is for an
+installed package; a run that compiled the sources each time would time the compiler.
 
 With `--baseline SRC` (another checkout's `src` directory, e.g. from `git archive`) every
 command is also run from that source tree, the two runs of each command alternating so both
@@ -128,6 +130,10 @@ def measure(runs: int, baseline: Path | None) -> dict[str, Any]:
         config = _config(directory)
         env = {**os.environ, "HOME": tmp, "XDG_DATA_HOME": tmp, "NO_COLOR": "1"}
         env.pop("CROSSROADS_CONFIG", None)
+        # Compiled bytecode, as an installed package has it: without it (this repository's
+        # CI sets PYTHONDONTWRITEBYTECODE) every run would compile the sources it imports.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(directory / "pycache")
         variants = {"this": env}
         if baseline is not None:
             variants["baseline"] = {**env, "PYTHONPATH": str(baseline)}
@@ -135,6 +141,9 @@ def measure(runs: int, baseline: Path | None) -> dict[str, Any]:
             subprocess.run(
                 [str(CROSSROADS), "logs", "--config", str(config)], env=variant, capture_output=True
             )
+        for variant in variants.values():  # each command once, to compile its bytecode
+            for args, terminal in _commands(config).values():
+                _run([str(CROSSROADS), *args], variant, terminal)
         floor = [_timed([sys.executable, "-c", "pass"], env) for _ in range(runs)]
         rows: dict[str, Any] = {"(python, nothing imported)": {"this": _row(floor, 0)}}
         for name, (args, terminal) in _commands(config).items():
