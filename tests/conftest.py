@@ -271,3 +271,13 @@ def golden_gateway(
     )
     with running_gateway(config) as served:
         yield served
+
+
+def interruptible() -> None:
+    """A child's `preexec_fn`: SIGINT back to its default, so the Python in the child turns
+    it into KeyboardInterrupt (Ctrl-C) even when the tests run with SIGINT ignored, as every
+    job started with `&` from a non-interactive shell does (Python leaves an ignored SIGINT
+    ignored)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

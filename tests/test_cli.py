@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from crossroads.cli import app
 from crossroads.testing.fake_openai import FakeOpenAI
 from crossroads.testing.server import free_port
-from tests.conftest import API_KEY, flush_log, gateway_config, running_gateway
+from tests.conftest import API_KEY, flush_log, gateway_config, interruptible, running_gateway
 
 runner = CliRunner()
 
@@ -166,6 +166,7 @@ def test_logs_follow_prints_new_records_as_they_arrive(
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=env,
+            preexec_fn=interruptible,
         )
         try:
             time.sleep(2.0)  # the first table is printed, then it polls every second

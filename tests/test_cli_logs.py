@@ -17,7 +17,7 @@ import httpx
 
 from crossroads.cli.logs import TSV_COLUMNS
 from crossroads.testing.fake_openai import FakeOpenAI
-from tests.conftest import API_KEY, flush_log, gateway_config, running_gateway
+from tests.conftest import API_KEY, flush_log, gateway_config, interruptible, running_gateway
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
@@ -35,6 +35,7 @@ def _logs(config: Path, *args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=interruptible,
     )
 
 

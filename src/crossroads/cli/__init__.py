@@ -3,9 +3,9 @@
 A command's module is imported when that command runs, or when the whole command line is
 built for `--help`, so none of them imports more than typer at module level: the server,
 the database layer, numpy and the HTTP clients are imported inside the commands that use
-them. `crossroads --help` and the
-client commands therefore start in a fraction of the time the server stack takes to load
-(`benchmarks/cli_startup.py` measures it; `tests/test_cli_startup.py` keeps it so).
+them. `crossroads --help` and the client commands therefore start in a fraction of the time
+the server stack takes to load (`benchmarks/cli_startup.py` measures it;
+`tests/test_cli_startup.py` keeps it so).
 Help text is plain (no rich markup), so config snippets such as `[[keys]]` show as written.
 """
 
