@@ -64,6 +64,12 @@ def timed_post(connection: http.client.HTTPConnection, path: str, headers: dict[
     return elapsed * 1000
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time process `pid` has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))

@@ -40,6 +40,10 @@ from typing import Any
 
 from crossroads.testing.server import free_port
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from overhead import cpu_seconds, percentile, pinned, wait_ready  # benchmarks/overhead.py
+
 KEY = "sk-bench-0123456789"
 # The last commit before the stage seam: "today" for the issue that asked for it.
 BASELINE = "0b29155"
@@ -74,19 +78,6 @@ MODELS = {
 }
 
 
-def wait_ready(port: int, path: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            connection.request("GET", path)
-            if connection.getresponse().status < 500:
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(f"nothing answered on port {port}")
-
-
 def post(connection: http.client.HTTPConnection, model: str) -> float:
     body = json.dumps(
         {"model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 16}
@@ -100,12 +91,6 @@ def post(connection: http.client.HTTPConnection, model: str) -> float:
     if response.status != 200:
         raise RuntimeError(f"{model}: HTTP {response.status}: {payload[:300]!r}")
     return elapsed * 1000
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def config_text(workdir: Path, name: str, port: int, upstream: int, models: dict[str, Any]) -> Path:
@@ -127,13 +112,7 @@ def config_text(workdir: Path, name: str, port: int, upstream: int, models: dict
     return path
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-GATEWAY_CPU, LOAD_CPU = "0", "1"
+GATEWAY_CPU, LOAD_CPU = 0, 1
 
 
 def wrk_throughput(
@@ -142,8 +121,8 @@ def wrk_throughput(
     """`throughput` measured by wrk (on the load CPU) with the request in `script`."""
     cpu_before = cpu_seconds(pid)
     output = subprocess.run(
-        ["taskset", "-c", LOAD_CPU, "wrk", "-t2", f"-c{concurrency}", f"-d{seconds:g}s",
-         "--timeout", "30s", "-s", str(script), f"http://127.0.0.1:{port}/v1/chat/completions"],
+        pinned(LOAD_CPU, ["wrk", "-t2", f"-c{concurrency}", f"-d{seconds:g}s", "--timeout",
+               "30s", "-s", str(script), f"http://127.0.0.1:{port}/v1/chat/completions"]),
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     if "Non-2xx" in output or "Socket errors" in output:
@@ -222,37 +201,36 @@ def main() -> None:
     current_config = config_text(workdir, "current", current_port, upstream, MODELS)
     python = sys.executable
     # With wrk, the gateways get CPU 0 and everything else CPU 1 (see the docstring).
-    pinned = ["taskset", "-c", GATEWAY_CPU] if args.load == "wrk" else []
-    elsewhere = ["taskset", "-c", LOAD_CPU] if args.load == "wrk" else []
+    wrk = args.load == "wrk"
+
+    def gateway_cpu(command: list[str]) -> list[str]:
+        return pinned(GATEWAY_CPU, command) if wrk else command
+
+    def load_cpu(command: list[str]) -> list[str]:
+        return pinned(LOAD_CPU, command) if wrk else command
+
     baseline_env = {**os.environ, "PYTHONPATH": str(baseline_tree / "src")}
     quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    fake = [python, "-m", "crossroads.testing.fake_openai", "--port", str(upstream), "--no-record"]
     processes = [
         subprocess.Popen(
-            [
-                *elsewhere,
-                python,
-                "-m",
-                "crossroads.testing.fake_openai",
-                "--port",
-                str(upstream),
-                "--no-record",
-            ],
+            load_cpu(fake),
             **quiet,
         ),
         subprocess.Popen(
-            [*pinned, python, "-m", "crossroads", "serve", "--config", str(base_config)],
+            gateway_cpu([python, "-m", "crossroads", "serve", "--config", str(base_config)]),
             env=baseline_env,
             **quiet,
         ),
         subprocess.Popen(
-            [*pinned, python, "-m", "crossroads", "serve", "--config", str(current_config)],
+            gateway_cpu([python, "-m", "crossroads", "serve", "--config", str(current_config)]),
             **quiet,
         ),
     ]
     try:
-        wait_ready(upstream, "/v1/models")
-        wait_ready(base_port, "/ready")
-        wait_ready(current_port, "/ready")
+        wait_ready(upstream, "/v1/models", timeout=90)
+        wait_ready(base_port, "/ready", timeout=90)
+        wait_ready(current_port, "/ready", timeout=90)
         series: dict[str, tuple[int, str]] = {"baseline (before stages)": (base_port, "off")}
         series |= {f"current, guardrails {m}": (current_port, m) for m in MODELS}
         connections = {

@@ -34,25 +34,15 @@ from typing import Any
 from crossroads.testing.otlp_receiver import OtlpReceiver
 from crossroads.testing.server import free_port
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from overhead import cpu_seconds, percentile, wait_ready  # benchmarks/overhead.py
+
 KEY = "sk-bench-0123456789"
 BASELINE = "cfcde4d"  # main before the telemetry hooks
 RESULTS = Path(__file__).parents[1] / "results"
 REPO = Path(__file__).parents[2]
 PROMPT = "Summarise the incident report in three bullet points. " * 8
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def wait_ready(port: int, path: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            connection.request("GET", path)
-            if connection.getresponse().status < 500:
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(f"nothing answered on port {port}")
 
 
 def post(connection: http.client.HTTPConnection) -> float:
@@ -67,11 +57,6 @@ def post(connection: http.client.HTTPConnection) -> float:
     if response.status != 200:
         raise RuntimeError(f"HTTP {response.status}: {payload[:300]!r}")
     return (time.perf_counter() - started) * 1000
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
 def config(workdir: Path, name: str, port: int, upstream: int, telemetry: str | None) -> Path:
@@ -106,11 +91,6 @@ def throughput(port: int, seconds: float, concurrency: int) -> int:
     for thread in threads:
         thread.join()
     return sum(done)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def main() -> None:
@@ -163,9 +143,9 @@ def main() -> None:
                 [python, "-m", "crossroads", "serve", "--config", str(path)], env=env, **quiet
             )
         try:
-            wait_ready(upstream, "/v1/models")
+            wait_ready(upstream, "/v1/models", timeout=90)
             for port in ports.values():
-                wait_ready(port, "/ready")
+                wait_ready(port, "/ready", timeout=90)
             connections = {n: http.client.HTTPConnection("127.0.0.1", p) for n, p in ports.items()}
             for _ in range(50):
                 for name in ports:
