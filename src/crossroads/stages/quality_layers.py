@@ -60,12 +60,9 @@ class QualityLayers:
         """Whether no layer speaks for `chat` and the global setting is off: `resolve` would
         ask for no check and no criteria. Every request without quality fields asks this
         first, so it costs a few lookups, not a resolution."""
-        if self.config.enabled or self._model_layer(chat)[0] is not None:
+        if self.config.enabled:
             return False
-        virtual = chat.context.virtual_key
-        if virtual is not None:
-            return not isinstance(virtual.metadata.get(VIRTUAL_KEY_FIELD), dict)
-        return chat.context.key_id not in self._keys
+        return self._model_layer(chat)[0] is None and self._key_layer(chat)[0] is None
 
     def resolve(self, chat: PreparedChat) -> ResolvedQuality:
         request = chat.request
