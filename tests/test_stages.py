@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -15,7 +16,13 @@ from openai import OpenAI
 
 from crossroads.pipeline.context import PreparedChat
 from crossroads.pipeline.segments import Sentences, Whole
-from crossroads.pipeline.stages import Stage, StreamCheck, StreamPolicy, StreamRefusal
+from crossroads.pipeline.stages import (
+    Stage,
+    StageSelector,
+    StreamCheck,
+    StreamPolicy,
+    StreamRefusal,
+)
 from crossroads.protocol.errors import GatewayError
 from crossroads.server.app import create_app
 from crossroads.testing.fake_openai import FakeOpenAI
@@ -36,6 +43,13 @@ class _Kind:
         self.selected += 1
         wanted = (chat.request.extra or {}).get("stages") or []
         return self.stage if self.name in wanted else None
+
+
+class _Dormant(_Kind):
+    """A kind that nothing configured turns on: only a request's `user` field wakes it."""
+
+    def dormant(self) -> frozenset[str]:
+        return frozenset({"user"})
 
 
 class Pruning(Stage):
@@ -133,6 +147,7 @@ def kinds() -> dict[str, _Kind]:
         "guardrails": _Kind("guardrails", Block(), before=True, after=False),
         "cache": _Kind("cache", Cache(), before=True, after=False),
         "quality": _Kind("quality", Upper(), before=False, after=True),
+        "retrieval": _Dormant("retrieval", Upper(), before=True, after=False),
     }
 
 
@@ -182,6 +197,43 @@ def test_no_stage_asked_changes_nothing(client: OpenAI, kinds: dict[str, _Kind])
     assert answer.choices[0].message.content == "say secret things"
     assert kinds["quality"].selected == before + 1  # asked, said no
     assert "quality" not in (answer.model_extra or {})
+
+
+def test_a_dormant_kind_is_asked_only_by_a_request_that_can_wake_it(
+    client: OpenAI, kinds: dict[str, _Kind]
+) -> None:
+    dormant, awake = kinds["retrieval"], kinds["quality"]
+    before = dormant.selected, awake.selected
+    client.chat.completions.create(**_ask([]))
+    assert (dormant.selected, awake.selected) == (before[0], before[1] + 1)
+    client.chat.completions.create(**_ask([]), user="someone")  # its field
+    assert dormant.selected == before[0] + 1
+    client.chat.completions.create(**_ask([]), extra_headers={"x-crossroads-cache": "bypass"})
+    assert dormant.selected == before[0] + 2  # a stage header
+
+
+def _chat(fields: set[str], *, virtual_key: object = None, header: str | None = None) -> Any:
+    context = SimpleNamespace(virtual_key=virtual_key, cache_header=header)
+    request = SimpleNamespace(model_fields_set=fields, extra=None)
+    return SimpleNamespace(context=context, request=request)
+
+
+def test_the_selector_wakes_dormant_kinds_for_their_fields_headers_and_virtual_keys() -> None:
+    awake = _Kind("quality", Upper(), before=False, after=True)
+    dormant = _Dormant("retrieval", Upper(), before=True, after=False)
+    selector = StageSelector([awake, dormant])
+    assert selector.select(_chat({"model", "messages"})) is None
+    assert (awake.selected, dormant.selected) == (1, 0)
+    for chat in (
+        _chat({"model", "user"}),
+        _chat(set(), virtual_key=object()),
+        _chat(set(), header="exact"),
+    ):
+        selector.select(chat)
+    assert (awake.selected, dormant.selected) == (4, 3)
+    only_dormant = StageSelector([dormant])
+    assert only_dormant.select(_chat({"model"})) is None  # no kind asked at all
+    assert dormant.selected == 3
 
 
 def test_a_request_stage_rewrites_what_the_upstream_sees_and_the_log(

@@ -1,6 +1,6 @@
 """What guardrails cost through the gateway, and what the stage seam costs when they are off.
 
-Processes, as in production: the fake OpenAI upstream, two gateways (`crossroads serve`) and
+Processes, as in production: the fake OpenAI upstream, gateways (`crossroads serve`) and
 this client. The *baseline* gateway runs the code of a git revision from before the pipeline
 had stages (default: the commit named below, checked out into a temporary worktree and put
 first on PYTHONPATH); the *current* gateway runs this checkout. The current gateway has one
@@ -8,14 +8,23 @@ model per guardrail setting (`off`, `pii`, `injection`, `policy`, `all`), all on
 upstream, so every series is measured in the same run on the same machine state.
 
 Latency: requests alternate between the series one by one at concurrency 1 (1 KB prompt);
-the p50/p99 differences are what each setting adds. Throughput: each gateway gets rounds of
-`--seconds` at `--concurrency` parallel connections with guardrails off, alternating, and
-reports requests per second and the gateway process's CPU time per request (user + system,
-from /proc); the ratios current/baseline are the seam's cost. With `wrk` installed (the
-default `--load wrk`) the gateways are pinned to CPU 0 and the upstream and wrk to CPU 1,
-as in benchmarks/gateway, so requests per second are the gateway's own; with `--load
-python` (no wrk) a threaded Python client shares the cores with them and its own cost
-moves requests per second, so CPU per request is then the figure to read.
+the p50/p99 differences are what each setting adds.
+
+Throughput, guardrails off: rounds of `--seconds` at `--concurrency` parallel connections
+to model `off`, alternating between three kinds of gateway process: the *baseline*; the
+current code with nothing configured (*all off*, the same config as the baseline: what the
+seam must leave unchanged); and the latency gateway above (*configured elsewhere*: the
+other models have guardrails, so their engines are loaded and the stage is selected for
+every request). Each kind runs as `--processes` separate processes: one Python process can
+run a few percent faster or slower than another running the same code (hash seeds, memory
+layout), as much as the difference measured, so each kind's figure is its median over all
+its processes' rounds. Each round reports requests per second and the gateway process's CPU
+time per request (user + system, from /proc); the ratios current/baseline are the figures.
+With `wrk` installed (the default `--load wrk`) every gateway is pinned to CPU 0 and the
+upstream and wrk to CPU 1, as in benchmarks/gateway, so requests per second are the
+gateway's own; with `--load python` (no wrk) a threaded Python client shares the cores with
+them and its own cost moves requests per second, so CPU per request is then the figure to
+read.
 
     python benchmarks/guardrails/gateway_overhead.py --requests 400
 """
@@ -113,6 +122,7 @@ def config_text(workdir: Path, name: str, port: int, upstream: int, models: dict
 
 
 GATEWAY_CPU, LOAD_CPU = 0, 1
+THROUGHPUT_KINDS = ("baseline", "all off", "configured elsewhere")
 
 
 def wrk_throughput(
@@ -180,6 +190,9 @@ def main() -> None:
     parser.add_argument("--baseline", default=BASELINE, help="git revision before the seam")
     parser.add_argument("--seconds", type=float, default=5.0, help="per throughput round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--processes", type=int, default=2, help="gateway processes of each kind (throughput)"
+    )
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument(
         "--load",
@@ -196,8 +209,7 @@ def main() -> None:
         check=True,
         capture_output=True,
     )
-    upstream, base_port, current_port = free_port(), free_port(), free_port()
-    base_config = config_text(workdir, "baseline", base_port, upstream, {"off": None})
+    upstream, current_port = free_port(), free_port()
     current_config = config_text(workdir, "current", current_port, upstream, MODELS)
     python = sys.executable
     # With wrk, the gateways get CPU 0 and everything else CPU 1 (see the docstring).
@@ -212,25 +224,33 @@ def main() -> None:
     baseline_env = {**os.environ, "PYTHONPATH": str(baseline_tree / "src")}
     quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     fake = [python, "-m", "crossroads.testing.fake_openai", "--port", str(upstream), "--no-record"]
-    processes = [
-        subprocess.Popen(
-            load_cpu(fake),
-            **quiet,
-        ),
-        subprocess.Popen(
-            gateway_cpu([python, "-m", "crossroads", "serve", "--config", str(base_config)]),
-            env=baseline_env,
-            **quiet,
-        ),
-        subprocess.Popen(
-            gateway_cpu([python, "-m", "crossroads", "serve", "--config", str(current_config)]),
-            **quiet,
-        ),
-    ]
+    processes = [subprocess.Popen(load_cpu(fake), **quiet)]
+
+    def gateway(config: Path, env: dict[str, str] | None = None) -> int:
+        command = [python, "-m", "crossroads", "serve", "--config", str(config)]
+        processes.append(subprocess.Popen(gateway_cpu(command), env=env, **quiet))
+        return processes[-1].pid
+
+    # Every gateway process of each kind, as (port, pid); the first "configured elsewhere"
+    # one also serves the latency series.
+    kinds: dict[str, list[tuple[int, int]]] = {k: [] for k in THROUGHPUT_KINDS}
+    kinds["configured elsewhere"].append((current_port, gateway(current_config)))
+    for i in range(args.processes):
+        port = free_port()
+        config = config_text(workdir, f"baseline{i}", port, upstream, {"off": None})
+        kinds["baseline"].append((port, gateway(config, baseline_env)))
+        port = free_port()
+        config = config_text(workdir, f"bare{i}", port, upstream, {"off": None})
+        kinds["all off"].append((port, gateway(config)))
+        if i:
+            port = free_port()
+            config = config_text(workdir, f"current{i}", port, upstream, MODELS)
+            kinds["configured elsewhere"].append((port, gateway(config)))
     try:
         wait_ready(upstream, "/v1/models", timeout=90)
-        wait_ready(base_port, "/ready", timeout=90)
-        wait_ready(current_port, "/ready", timeout=90)
+        for port, _ in (p for ports in kinds.values() for p in ports):
+            wait_ready(port, "/ready", timeout=120)
+        base_port = kinds["baseline"][0][0]
         series: dict[str, tuple[int, str]] = {"baseline (before stages)": (base_port, "off")}
         series |= {f"current, guardrails {m}": (current_port, m) for m in MODELS}
         connections = {
@@ -244,23 +264,29 @@ def main() -> None:
         for _ in range(args.requests):
             for name, (_, model) in series.items():
                 latency[name].append(post(connections[name], model))
-        rates: dict[str, list[float]] = {"baseline": [], "current": []}
-        cpu: dict[str, list[float]] = {"baseline": [], "current": []}
-        gateways = {
-            "baseline": (base_port, processes[1].pid),
-            "current": (current_port, processes[2].pid),
-        }
-        for _ in range(args.rounds):
-            for variant, (port, pid) in gateways.items():
-                if args.load == "wrk":
-                    script = wrk_script(workdir / "off.lua", "off")
+        for port, _ in kinds["configured elsewhere"][1:]:
+            # As loaded as the first: every guardrail engine has run.
+            connection = http.client.HTTPConnection("127.0.0.1", port)
+            for _ in range(args.warmup):
+                for model in MODELS:
+                    post(connection, model)
+        rates: dict[str, list[float]] = {kind: [] for kind in kinds}
+        cpu: dict[str, list[float]] = {kind: [] for kind in kinds}
+        script = wrk_script(workdir / "off.lua", "off")
+        # One process of each kind in turn, so every kind sees the same drift in machine state.
+        order = [
+            (kind, gateways[i]) for i in range(args.processes) for kind, gateways in kinds.items()
+        ]
+        for round_ in range(args.rounds):
+            for kind, (port, pid) in order if round_ % 2 == 0 else reversed(order):
+                if wrk:
                     rate, cpu_us = wrk_throughput(
                         port, pid, "off", args.seconds, args.concurrency, script
                     )
                 else:
                     rate, cpu_us = throughput(port, pid, "off", args.seconds, args.concurrency)
-                rates[variant].append(rate)
-                cpu[variant].append(cpu_us)
+                rates[kind].append(rate)
+                cpu[kind].append(cpu_us)
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)
@@ -292,30 +318,32 @@ def main() -> None:
         }
         print(f"{name:<30}{p50:>9.3f}{p99:>9.3f}{added:>13.3f}")
     base_rps = statistics.median(rates["baseline"])
-    current_rps = statistics.median(rates["current"])
     base_cpu = statistics.median(cpu["baseline"])
-    current_cpu = statistics.median(cpu["current"])
     result["throughput"] = {
         "load": args.load,
         "concurrency": args.concurrency,
-        "rounds": rates,
-        "cpu_us_per_request_rounds": cpu,
-        "baseline_rps": round(base_rps, 1),
-        "current_off_rps": round(current_rps, 1),
-        "ratio": round(current_rps / base_rps, 3),
-        "baseline_cpu_us_per_request": round(base_cpu, 1),
-        "current_off_cpu_us_per_request": round(current_cpu, 1),
-        "cpu_ratio": round(current_cpu / base_cpu, 3),
+        "processes_per_kind": args.processes,
+        "seconds_per_round": args.seconds,
+        "rounds_rps": rates,
+        "rounds_cpu_us_per_request": cpu,
     }
     print(
-        f"throughput, guardrails off ({args.load}, c={args.concurrency}): "
-        f"baseline {base_rps:.1f} rps, current {current_rps:.1f} rps, "
-        f"ratio {current_rps / base_rps:.3f}"
+        f"throughput, model off ({args.load}, c={args.concurrency}, {args.processes} processes "
+        f"x {args.rounds} rounds of {args.seconds:g} s per kind; medians)"
     )
-    print(
-        f"gateway CPU per request, guardrails off: baseline {base_cpu:.0f} µs, "
-        f"current {current_cpu:.0f} µs, ratio {current_cpu / base_cpu:.3f}"
-    )
+    print(f"{'gateway':<24}{'rps':>9}{'ratio':>8}{'CPU us/req':>12}{'ratio':>8}")
+    for kind in kinds:
+        kind_rps, kind_cpu = statistics.median(rates[kind]), statistics.median(cpu[kind])
+        result["throughput"][kind] = {
+            "rps": round(kind_rps, 1),
+            "rps_ratio": round(kind_rps / base_rps, 3),
+            "cpu_us_per_request": round(kind_cpu, 1),
+            "cpu_ratio": round(kind_cpu / base_cpu, 3),
+        }
+        print(
+            f"{kind:<24}{kind_rps:>9.1f}{kind_rps / base_rps:>8.3f}"
+            f"{kind_cpu:>12.0f}{kind_cpu / base_cpu:>8.3f}"
+        )
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "guardrails_gateway.json"
     # The machine's load when the run ended: other work on a shared machine inflates every

@@ -110,11 +110,9 @@ def _run(config: Config, host: str | None, port: int | None) -> None:
         + (", ".join(config.models) or "none")
         + (" — no keys configured: loopback clients only" if open_to_loopback else "")
     )
-    app = create_app(config)
-    # Everything imported so far lives as long as the process: moved out of the collector's
-    # view, the full collections that per-request garbage triggers have far less to walk.
-    gc.collect()
-    gc.freeze()
+    # Everything start-up makes lives as long as the process: once the app is ready it is
+    # moved out of the collector's view, so full collections have far less to walk.
+    app = create_app(config, freeze_heap=True)
     # A young generation of 10,000 objects instead of 700. Log records wait up to a flush
     # interval for the writer, so at the default they survived into the old generation by
     # the thousand and set off a full collection (about 30 ms) every ~1,400 requests: the

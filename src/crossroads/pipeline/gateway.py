@@ -27,7 +27,7 @@ from crossroads.pipeline.context import CallContext, PreparedChat
 from crossroads.pipeline.ledger import Accounts, LogSink, SpentSource
 from crossroads.pipeline.prepare import Preparer
 from crossroads.pipeline.side_calls import SideCalls
-from crossroads.pipeline.stages import Stage, StageKind, check_order, select_stages
+from crossroads.pipeline.stages import Stage, StageKind, StageSelector, check_order
 from crossroads.protocol.errors import GatewayError
 from crossroads.protocol.sse import primed
 from crossroads.providers.base import Provider
@@ -70,6 +70,7 @@ class Gateway:
         self._preparer = Preparer(catalog, providers, self.route_state, learned, rng)
         check_order(stages)
         self.stage_kinds = list(stages)
+        self._selector = StageSelector(self.stage_kinds)
         side_calls = SideCalls(self._preparer)
         for kind in self.stage_kinds:
             if (bind := getattr(kind, "bind", None)) is not None:
@@ -102,7 +103,7 @@ class Gateway:
                 branch.attempts.trace = trace
         if self.stage_kinds:
             try:
-                chat.stages = select_stages(self.stage_kinds, chat)
+                chat.stages = self._selector.select(chat)
             except GatewayError as exc:  # a stage's settings the caller must fix
                 ledger.fail(exc)
                 raise

@@ -33,10 +33,10 @@ __all__ = [
     "Stage",
     "StageKind",
     "StagePlan",
+    "StageSelector",
     "StreamCheck",
     "StreamPolicy",
     "StreamRefusal",
-    "select_stages",
 ]
 
 StreamPolicy = Literal["pass", "hold", "sentence"]
@@ -114,7 +114,13 @@ class Stage:
 
 
 class StageKind(Protocol):
-    """A kind of stage (guardrails, cache, …): picks its stage for a request, or None."""
+    """A kind of stage (guardrails, cache, …): picks its stage for a request, or None.
+
+    A kind may also define `dormant() -> frozenset[str] | None`, asked once at start-up:
+    when nothing in the configuration turns the kind on, the request fields that can (it
+    is then asked only for a request that sets one of them, carries a stage header or a
+    virtual key, whose stored settings may turn it on); None when the configuration may.
+    """
 
     name: str
     before: bool  # whether its stages run before the call
@@ -182,19 +188,48 @@ async def _timed(trace: RequestTrace, name: str, phase: str, work: Awaitable[T])
         trace.stage(name, phase, started, time.time_ns(), error)
 
 
-NO_STAGES = StagePlan([], [])
+class StageSelector:
+    """Picks the stages of each request from the kinds the gateway runs.
 
+    Every request asks every kind, except that a dormant kind (see `StageKind`) is skipped
+    for a request that cannot wake it: with nothing configured, the common request costs a
+    set test, not a call per kind.
+    """
 
-def select_stages(kinds: Sequence[StageKind], chat: PreparedChat) -> StagePlan:
-    """The stages `chat` runs: every kind asked, the ones that answer put in order."""
-    if not kinds:
-        return NO_STAGES
-    chosen = {kind.name: (kind, stage) for kind in kinds if (stage := kind.select(chat))}
-    if not chosen:
-        return NO_STAGES
-    before = [chosen[n][1] for n in REQUEST_ORDER if n in chosen and chosen[n][0].before]
-    after = [chosen[n][1] for n in RESPONSE_ORDER if n in chosen and chosen[n][0].after]
-    return StagePlan(before, after)
+    __slots__ = ("_awake", "_dormant", "_fields", "kinds")
+
+    def __init__(self, kinds: Sequence[StageKind]) -> None:
+        self.kinds = list(kinds)
+        fields: set[str] = set()
+        self._awake: list[StageKind] = []
+        self._dormant = False
+        for kind in self.kinds:
+            dormant = getattr(kind, "dormant", None)
+            woken_by = dormant() if dormant is not None else None
+            if woken_by is None:
+                self._awake.append(kind)
+            else:
+                self._dormant = True
+                fields |= woken_by
+        self._fields = frozenset(fields)
+
+    def select(self, chat: PreparedChat) -> StagePlan | None:
+        """The stages `chat` runs, in order; None when none does."""
+        kinds = self._awake
+        if self._dormant and (
+            chat.context.virtual_key is not None
+            or chat.context.cache_header is not None
+            or not self._fields.isdisjoint(chat.request.model_fields_set)
+        ):
+            kinds = self.kinds
+        if not kinds:
+            return None
+        chosen = {kind.name: (kind, stage) for kind in kinds if (stage := kind.select(chat))}
+        if not chosen:
+            return None
+        before = [chosen[n][1] for n in REQUEST_ORDER if n in chosen and chosen[n][0].before]
+        after = [chosen[n][1] for n in RESPONSE_ORDER if n in chosen and chosen[n][0].after]
+        return StagePlan(before, after)
 
 
 def check_order(kinds: Sequence[StageKind]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
@@ -137,14 +138,33 @@ class GatewayApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
+def _freeze_heap() -> None:
+    """Collect once, then freeze what is left: it lives as long as the process.
+
+    Done when start-up has finished, not before the app is built: the lifespan loads most
+    of what a server holds (stores, migrations, wire-model validators, guardrail engines,
+    the embedder), and a full collection walks every object not frozen. Frozen before the
+    lifespan, a gateway with guardrails configured left about 126,000 objects to every
+    full collection; frozen here, a few thousand.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(
-    config: Config, stages: Sequence[StageKind] = (), telemetry: Telemetry | None = None
+    config: Config,
+    stages: Sequence[StageKind] = (),
+    telemetry: Telemetry | None = None,
+    *,
+    freeze_heap: bool = False,
 ) -> Starlette:
     """Build the app; nothing is opened until the lifespan starts.
 
     `stages` adds kinds of pipeline stages of the embedder's own (pipeline/stages.py) to
     the ones the config turns on; each runs at its fixed place in the pipeline. `telemetry`
-    replaces the one `[telemetry]` would make (tests pass one with in-memory exporters)."""
+    replaces the one `[telemetry]` would make (tests pass one with in-memory exporters).
+    `freeze_heap` (the server process, not an embedder's) moves everything start-up made
+    out of the cyclic collector's view once the app is ready (see `_freeze_heap`)."""
 
     configured = config  # registered fine-tuned models are added to it at each start
 
@@ -246,6 +266,8 @@ def create_app(
             # The wire models build their validators when first used (so the command line
             # starts quickly); the server builds them now, not on the first request.
             ChatCompletionRequest.model_rebuild(force=True)
+            if freeze_heap:
+                _freeze_heap()
             state.phase = "serving"
             yield
         finally:

@@ -76,6 +76,14 @@ class CacheKind:
         self._resolved: dict[tuple[str, str | None], Resolved] = {}
         self._pending: set[asyncio.Task[None]] = set()
 
+    def dormant(self) -> frozenset[str] | None:
+        """With every configured layer off, only a request's `cache` (or the
+        `x-crossroads-cache` header) turns the stage on."""
+        layers = [self.config, *self.config.models.values(), *self.config.keys.values()]
+        if any(layer.mode not in (None, "off") for layer in layers):
+            return None
+        return frozenset({"cache"})
+
     def resolve(self, model: str, key_id: str | None) -> Resolved:
         found = self._resolved.get((model, key_id))
         if found is None:

@@ -54,6 +54,11 @@ class GuardrailsKind:
         self.layers = GuardrailLayers(config)
         self.engines = engines or GuardrailEngines()
 
+    def dormant(self) -> frozenset[str] | None:
+        """With no operator layer, only a request's own `guardrails` (or a virtual key's
+        stored set) turns the stage on."""
+        return None if self.layers.configured else frozenset({"guardrails"})
+
     def warm(self) -> None:
         """Load the engines the operator's guardrails need (start-up, in a thread)."""
         self.engines.warm(self.layers.operator_checks())

@@ -54,6 +54,10 @@ class MixtureKind:
             self.entries[MOA_MODEL] = next(iter(config.moa.values()))
         self.side: SideCalls | None = None
 
+    def dormant(self) -> frozenset[str] | None:
+        """Only a configured mixture model turns the stage on; no request field does."""
+        return None if self.entries else frozenset()
+
     def bind(self, side: SideCalls) -> None:
         self.side = side
         side.preparer.aliases.update({n: e.aggregator for n, e in self.entries.items()})

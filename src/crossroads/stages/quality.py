@@ -38,6 +38,12 @@ _PICK = (
 )
 
 
+# The request fields that ask for a quality stage (`QualityKind.select` reads no others).
+REQUEST_FIELDS = frozenset(
+    {"integrity", "integrity_model", "criteria", "quality", "quality_risk_threshold"}
+)
+
+
 class QualityKind:
     """Picks each request's quality settings (pipeline/stages.py `StageKind`)."""
 
@@ -50,6 +56,11 @@ class QualityKind:
         self.layers = QualityLayers(config, full)
         self.side: SideCalls | None = None
         self.checkers = Checkers(config.onnx_path)
+
+    def dormant(self) -> frozenset[str] | None:
+        """With nothing configured, only the request's quality fields (or a virtual key's
+        stored layer) turn the stage on."""
+        return None if self.layers.configured else REQUEST_FIELDS
 
     def warm(self) -> None:
         """Load the risk models now (start-up, in a thread), not on a first request."""

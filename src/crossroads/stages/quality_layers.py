@@ -56,6 +56,11 @@ class QualityLayers:
         self._models = {n: m.answer_quality for n, m in models.items() if m.answer_quality}
         self._keys = {k.name: k.answer_quality for k in keys if k.answer_quality}
 
+    @property
+    def configured(self) -> bool:
+        """Whether the config turns checks on anywhere (globally, for a model or a key)."""
+        return bool(self.config.enabled or self._models or self._keys)
+
     def silent(self, chat: PreparedChat) -> bool:
         """Whether no layer speaks for `chat` and the global setting is off: `resolve` would
         ask for no check and no criteria. Every request without quality fields asks this

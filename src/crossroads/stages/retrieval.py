@@ -45,6 +45,11 @@ class RetrievalKind:
     def __init__(self, library: Library) -> None:
         self.library = library
 
+    def dormant(self) -> frozenset[str] | None:
+        """Nothing configured turns retrieval on: only a request's retrieval or
+        `file_search` tools, or its `rag_tune`."""
+        return frozenset({"tools", "rag_tune"})
+
     def select(self, chat: PreparedChat) -> Stage | None:
         request = chat.request
         ids: list[str] = []
