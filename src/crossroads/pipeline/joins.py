@@ -20,7 +20,7 @@ from crossroads.protocol.errors import GatewayError
 from crossroads.providers.base import UpstreamError
 from crossroads.routing.fanout import Branch, error_choice, merge_responses
 
-__all__ = ["FanOut", "Join", "Single", "join_for"]
+__all__ = ["FanOut", "Join", "Single", "join_for", "single_answer"]
 
 Outcome = dict[str, Any] | GatewayError
 
@@ -88,6 +88,14 @@ def join_for(chat: PreparedChat) -> Join:
     return FanOut(chat, chat.branches) if chat.branches else Single(chat)
 
 
+def single_answer(chat: PreparedChat, response: dict[str, Any]) -> dict[str, Any]:
+    """One route's answer as the caller gets it: with what the gateway has to say about the
+    request (`dropped_params`, …) and how it was routed."""
+    response.update(chat.notices)
+    response["routing"] = chat.attempts.routing()
+    return response
+
+
 class Single:
     """One route: its answer is the answer."""
 
@@ -108,9 +116,7 @@ class Single:
     ) -> dict[str, Any]:
         response = outcomes[0]
         assert isinstance(response, dict)  # else the relay raised the error
-        response.update(self.chat.notices)
-        response["routing"] = self.chat.attempts.routing()
-        return response
+        return single_answer(self.chat, response)
 
     def shape(self, index: int, chunk: dict[str, Any]) -> dict[str, Any] | None:
         if not chunk.get("choices"):

@@ -18,7 +18,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from crossroads.pipeline.context import PreparedChat
-from crossroads.pipeline.joins import Join, join_for
+from crossroads.pipeline.joins import Join, join_for, single_answer
 from crossroads.pipeline.stages import Stage
 from crossroads.pipeline.stream_stages import StreamStages
 from crossroads.protocol.assembly import StreamAssembler
@@ -63,13 +63,12 @@ async def _complete_branch(branch: Branch) -> dict[str, Any] | GatewayError:
 
 async def complete(chat: PreparedChat) -> dict[str, Any]:
     """Every branch's answer, joined; the gateway closes the books with it."""
+    if not chat.branches:
+        return await _complete_one(chat)
     join = join_for(chat)
     branches = join.branches
     try:
-        if len(branches) == 1:
-            results = [await _complete_branch(branches[0])]
-        else:
-            results = list(await asyncio.gather(*(_complete_branch(b) for b in branches)))
+        results = list(await asyncio.gather(*(_complete_branch(b) for b in branches)))
     except asyncio.CancelledError:
         chat.ledger.fail(client_closed(), chat.attempts)
         raise
@@ -83,6 +82,22 @@ async def complete(chat: PreparedChat) -> dict[str, Any]:
         chat.ledger.fail(errors[0], chat.attempts)
         raise errors[0]
     return join.answer(results, usages, latency_ms)
+
+
+async def _complete_one(chat: PreparedChat) -> dict[str, Any]:
+    """A single route's answer as `Single` joins it, without the per-branch lists a fan-out
+    needs: the path of almost every request, where each call is per-request CPU."""
+    attempts = chat.attempts
+    try:
+        response = await attempts.complete()
+    except asyncio.CancelledError:
+        chat.ledger.fail(client_closed(), attempts)
+        raise
+    except GatewayError as exc:
+        chat.ledger.fail(exc, attempts)
+        raise
+    priced(chat, attempts, response, (time.perf_counter() - chat.context.received) * 1000)
+    return single_answer(chat, response)
 
 
 async def _open_branch(branch: Branch) -> OpenStream | GatewayError:

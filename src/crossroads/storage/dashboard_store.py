@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import functools
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -121,6 +122,14 @@ def rollup_rows(records: Iterable[LogRecord]) -> list[dict[str, Any]]:
     return _grained(fine)
 
 
+@functools.lru_cache(maxsize=4096)
+def _names(key_id: str, model: str, provider: str) -> tuple[str, str, str]:
+    """A rollup row's names as the log's own indexed columns hold them (no NUL, which
+    PostgreSQL refuses, and at most 512 characters), so that a row names what a log filter
+    matches. Cached: a few keys and models recur in every record."""
+    return indexed_text(key_id), indexed_text(model), indexed_text(provider)
+
+
 def _accumulate(fine: Fine, records: Iterable[LogRecord]) -> None:
     """Add `records` to `fine`, keyed by (hour, key_id, model, provider)."""
     latency_names, ttft_names, bounds = _LATENCY, _TTFT, LATENCY_BOUNDS_MS
@@ -130,13 +139,13 @@ def _accumulate(fine: Fine, records: Iterable[LogRecord]) -> None:
             hour = created.replace(minute=0, second=0, microsecond=0)
         else:
             hour = hour_of(created)
-        # As the log's own indexed columns hold them (no NUL, which PostgreSQL refuses, and
-        # at most 512 characters), so that a rollup row names what a log filter matches.
         key = (
             hour,
-            indexed_text(record.key_id or ""),
-            indexed_text(record.model_served or record.model_requested or ""),
-            indexed_text(record.provider or ""),
+            *_names(
+                record.key_id or "",
+                record.model_served or record.model_requested or "",
+                record.provider or "",
+            ),
         )
         row = fine.get(key)
         if row is None:
