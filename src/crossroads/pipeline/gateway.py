@@ -120,7 +120,7 @@ class Gateway:
         await ledger.admit(chat)
         stages = chat.stages
         try:
-            answer, answered_by = await self._before(chat)
+            answer, answered_by = await self._before(chat) if stages else (None, None)
             response = answer if answer is not None else await relay.complete(chat)
             if stages:
                 await stages.run_after(chat, response, answered_by)
