@@ -43,16 +43,17 @@ class GuardrailLayers:
     def resolve(self, chat: PreparedChat) -> GuardrailSet | None:
         request = chat.request
         virtual = chat.context.virtual_key
-        if (
-            request.guardrails is None
-            and not self.configured
-            and (virtual is None or not virtual.guardrails)
-        ):
-            return None  # no layer and nothing asked: the common case, kept cheap
+        names = (*request.model_names, *(request.models or ()))
+        if request.guardrails is None and (virtual is None or not virtual.guardrails):
+            # Nothing asked: no layer at all, or layers for other models only (the common
+            # cases, kept cheap).
+            if not self.configured:
+                return None
+            if self._global is None and not self._keys and self._models.keys().isdisjoint(names):
+                return None
         operator = combine(
             self._global,
-            *(self._models.get(name) for name in request.model_names),
-            *(self._models.get(name) for name in request.models or ()),
+            *(self._models.get(name) for name in names),
             self._key_layer(chat),
         )
         caller = request.guardrails
