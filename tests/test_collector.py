@@ -30,17 +30,21 @@ async def _never() -> dict[str, Any]:
     raise AssertionError("unreachable")
 
 
-async def test_a_block_that_ends_first_frees_its_watcher_without_the_cyclic_collector() -> None:
+@pytest.mark.parametrize("waits", [True, False], ids=["watcher-waiting", "watcher-not-started"])
+async def test_a_block_that_ends_first_frees_its_watcher_without_the_cyclic_collector(
+    waits: bool,
+) -> None:
     gc.disable()
     try:
-        hang_up = HangUp(_never)
-        with hang_up:
-            await asyncio.sleep(0)  # the watcher is waiting on `receive`
-        watcher = weakref.ref(hang_up._watcher)
-        del hang_up
+        with HangUp(_never) as hang_up:
+            assert hang_up._watcher is not None
+            watcher = weakref.ref(hang_up._watcher)
+            if waits:
+                await asyncio.sleep(0)  # the watcher is waiting on `receive`
         for _ in range(3):
             await asyncio.sleep(0)  # the cancellation is delivered, the task ends
         assert watcher() is None, "the watcher task is only reachable through a cycle"
+        del hang_up
     finally:
         gc.enable()
 

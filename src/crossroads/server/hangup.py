@@ -30,6 +30,7 @@ class HangUp:
 
     def __init__(self, receive: Receive) -> None:
         self._receive = receive
+        self._watcher: asyncio.Task[bool] | None = None
         self.left = False
 
     def __enter__(self) -> HangUp:
@@ -46,8 +47,10 @@ class HangUp:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._watcher.remove_done_callback(self._on_watcher_done)
-        self._watcher.cancel()
+        watcher, self._watcher = self._watcher, None
+        assert watcher is not None, "HangUp blocks do not nest"
+        watcher.remove_done_callback(self._on_watcher_done)
+        watcher.cancel()
         if self.left and exc_type is not None and issubclass(exc_type, asyncio.CancelledError):
             self._task.uncancel()
             raise ClientLeft from None
@@ -55,12 +58,13 @@ class HangUp:
     async def _watch(self) -> bool:
         """True once the client disconnects; False when cancelled because the block ended.
 
-        Returning on cancellation, rather than letting it end the task, matters on every
-        request: a task ended by `CancelledError` keeps that exception, whose traceback holds
-        this coroutine's frame, which holds `self`, which holds the task — a reference cycle
-        of some twenty objects (task, frames, the uvicorn request cycle) that only the
-        cyclic collector frees, and it then ran a young collection every few hundred
-        requests."""
+        What the watcher leaves matters on every request: a task ended by `CancelledError`
+        keeps that exception, whose traceback holds this coroutine's frame, which holds
+        `self`; had `self` still held the task, that was a reference cycle of some twenty
+        objects (task, frames, the uvicorn request cycle) that only the cyclic collector
+        frees, and it ran a young collection every few hundred requests. So `__exit__` lets
+        go of the task, and a watcher cancelled while waiting returns instead of raising
+        (one cancelled before it first ran, as a short block's is, cannot)."""
         try:
             while (await self._receive())["type"] != "http.disconnect":
                 pass
