@@ -21,12 +21,23 @@ __all__ = ["ServedApp", "free_port", "serve_in_thread"]
 T = TypeVar("T")
 
 
+# Ports this process has handed out. The kernel may offer a port again as soon as the probe
+# socket closes, so callers that ask for several before any server binds them (a benchmark
+# starting a dozen gateways) could otherwise get the same one twice: one server then fails to
+# bind and its readiness check is answered by the other.
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on now, for a server started in a child process."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port on 127.0.0.1 that nothing listens on now and that this process has not handed
+    out before, for a server started in a child process."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 class ServedApp:
