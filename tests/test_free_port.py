@@ -3,7 +3,9 @@ same one again before any server has bound it (benchmarks ask for a dozen ports 
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -37,7 +39,8 @@ class _OfferedPorts:
 def test_a_port_offered_again_is_not_handed_out_again(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(server, "_handed_out", set())
     offered = _OfferedPorts(iter([40001, 40001, 40001, 40002]))
-    monkeypatch.setattr(server.socket, "socket", offered)
+    # Only the module `free_port` reads is replaced, not `socket.socket` for the whole process.
+    monkeypatch.setattr(server, "socket", SimpleNamespace(socket=offered))
     assert server.free_port() == 40001
     assert server.free_port() == 40002
 
@@ -46,5 +49,5 @@ def test_real_ports_are_distinct_and_free() -> None:
     ports = [server.free_port() for _ in range(50)]
     assert len(set(ports)) == len(ports)
     for port in ports[:5]:
-        with server.socket.socket() as sock:
+        with socket.socket() as sock:
             sock.bind(("127.0.0.1", port))
